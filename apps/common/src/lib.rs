@@ -1,0 +1,229 @@
+//! # trama-cli
+//!
+//! The pieces every trama app shares, so each binary stays a page of flag
+//! parsing and wiring: the server flags ([`ServerArgs`]), human durations
+//! (`10s`, `500ms`, `off`), logging setup, and running a server until
+//! Ctrl-C or SIGTERM.
+
+use std::time::Duration;
+
+use clap::Args;
+use trama_protocol::{ByteOrder, FrameConfig, HeaderWidth, Service};
+use trama_transport::{Server, ServerConfig, ServerHandle};
+
+/// Parse `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 10s, 2m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !(0.0..=1e9).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Like [`parse_duration`], where `off` (or `0`) means no limit.
+pub fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {
+    if s == "off" || s == "none" {
+        return Ok(None);
+    }
+    let d = parse_duration(s)?;
+    Ok((!d.is_zero()).then_some(d))
+}
+
+/// A duration flag that may be `off`: clap treats a bare `Option` field as
+/// "flag may be absent", so this wrapper carries "present, and off".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<Duration>);
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Limit, String> {
+        parse_optional_duration(s).map(Limit)
+    }
+}
+
+/// Parse `4096`, `64KiB`, `16MiB`, `1GiB` (also `k`, `M`, `G` as powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (try 4096, 64KiB, 16MiB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KiB" | "KB" => 1 << 10,
+        "M" | "MiB" | "MB" => 1 << 20,
+        "G" | "GiB" | "GB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} in {s:?}")),
+    };
+    value
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_width(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if HeaderWidth::from_bytes(n).is_some() => Ok(n),
+        _ => Err(format!("{s:?} is not a header width (1, 2, 4 or 8)")),
+    }
+}
+
+fn parse_size_usize(s: &str) -> Result<usize, String> {
+    let v = parse_size(s)?;
+    usize::try_from(v).map_err(|_| format!("{s:?} is too large for this machine"))
+}
+
+/// The wire-format flags every app takes.
+#[derive(Args, Debug, Clone)]
+pub struct FrameArgs {
+    /// Length header width in bytes: 1, 2, 4 (the notes' format) or 8.
+    #[arg(long, default_value_t = 4, value_parser = parse_width)]
+    pub header_bytes: usize,
+    /// Length header byte order.
+    #[arg(long, default_value = "big", value_parser = ["big", "little"])]
+    pub byte_order: String,
+    /// Largest frame accepted or sent (e.g. 16MiB). In unframed mode, the size of one read.
+    #[arg(long, value_parser = parse_size_usize)]
+    pub max_frame: Option<usize>,
+}
+
+impl FrameArgs {
+    /// The wire format these flags describe, framed or not.
+    pub fn frame_config(&self, framed: bool) -> Result<FrameConfig, trama_protocol::Error> {
+        let mut b = FrameConfig::builder();
+        if framed {
+            b = b
+                .width(HeaderWidth::from_bytes(self.header_bytes).unwrap_or(HeaderWidth::Four))
+                .order(if self.byte_order == "little" {
+                    ByteOrder::Little
+                } else {
+                    ByteOrder::Big
+                });
+        } else {
+            b = b.framing(trama_protocol::Framing::Unframed);
+        }
+        if let Some(max) = self.max_frame {
+            b = b.max_frame_len(max);
+        }
+        b.build()
+    }
+}
+
+/// The server flags every server app takes, mapped onto [`ServerConfig`].
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Most connections at once; more are refused with a reason.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Drop a peer that starts a frame and does not finish it within this time ("off" to disable).
+    #[arg(long, default_value = "10s")]
+    pub frame_timeout: Limit,
+    /// Drop a peer that sends nothing for this long ("off" by default).
+    #[arg(long, default_value = "off")]
+    pub idle_timeout: Limit,
+    /// Bytes that may wait to be sent to one peer before it is dropped as too slow.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size_usize)]
+    pub max_outbound: usize,
+    /// I/O threads (default: one per core).
+    #[arg(long)]
+    pub io_threads: Option<usize>,
+    /// Worker threads for the service (0: run it on the I/O threads).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Send an empty frame to quiet peers at this interval ("off" by default).
+    #[arg(long, default_value = "off")]
+    pub heartbeat: Limit,
+    /// How long queued bytes may take to drain on close and shutdown.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub linger: Duration,
+}
+
+impl ServerArgs {
+    /// The server configuration for `addr` and `frame`.
+    pub fn config(&self, addr: &str, frame: FrameConfig) -> ServerConfig {
+        let mut c = ServerConfig::new(addr).with_frame(frame);
+        c.max_connections = self.max_connections;
+        c.partial_frame_timeout = self.frame_timeout.0;
+        c.idle_timeout = self.idle_timeout.0;
+        c.max_outbound = self.max_outbound;
+        if let Some(n) = self.io_threads {
+            c.io_threads = n.max(1);
+        }
+        c.workers = self.workers;
+        c.heartbeat = self.heartbeat.0;
+        c.linger = self.linger;
+        c
+    }
+}
+
+/// Log to stderr; `RUST_LOG` overrides `default` (e.g. `"info"`).
+pub fn init_logging(default: &str) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp_millis()
+        .init();
+}
+
+/// Bind, print `listening on ADDR` on stderr, serve until Ctrl-C or SIGTERM,
+/// then log the counters. The line is what tests and scripts wait for.
+pub fn serve<S: Service + 'static>(
+    config: ServerConfig,
+    service: S,
+    on_start: impl FnOnce(&ServerHandle),
+) -> Result<(), trama_transport::Error> {
+    let server = Server::bind(config, service)?;
+    let handle = server.handle();
+    let stopper = handle.clone();
+    if let Err(e) = ctrlc::set_handler(move || stopper.shutdown()) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    eprintln!("listening on {}", server.local_addr());
+    on_start(&handle);
+    server.run()?;
+    log::info!("stopped; {}", handle.stats());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert_eq!(parse_optional_duration("off").unwrap(), None);
+        assert_eq!(parse_optional_duration("0").unwrap(), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("4GiB").unwrap(), 4 << 30);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+}

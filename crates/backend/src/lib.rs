@@ -1,0 +1,22 @@
+//! # trama-backend
+//!
+//! The rules of trama's applications, with no I/O: each one is a
+//! [`Service`](trama_protocol::Service) that turns an event into actions.
+//! A transport (`trama-transport`) drives them over real sockets; tests drive
+//! them with plain function calls.
+//!
+//! - [`Echo`]: every message goes back to its sender.
+//!
+//! ```
+//! use trama_backend::Echo;
+//! use trama_protocol::{Actions, ConnId, Event, Service};
+//!
+//! let mut echo = Echo;
+//! let mut out = Actions::new();
+//! echo.on_event(Event::Message { id: ConnId(1), payload: b"hola" }, &mut out);
+//! assert_eq!(out.len(), 1);
+//! ```
+
+mod echo;
+
+pub use echo::Echo;

@@ -1,0 +1,102 @@
+//! Server settings, each with a default that is safe on a shared machine.
+
+use std::time::Duration;
+
+use trama_protocol::FrameConfig;
+
+/// How a [`Server`](crate::Server) behaves. Every field has a sane default
+/// (see [`ServerConfig::default`]) and every app exposes them as flags.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen. Default `127.0.0.1:0`: loopback only, any free port.
+    /// (Never "localhost": on macOS and Windows it resolves to `::1` first.)
+    pub addr: String,
+    /// Wire format, framed (default, the notes' 4-byte big-endian header) or unframed.
+    pub frame: FrameConfig,
+    /// Most connections open at once; one more is refused with a reason. Default 10,000.
+    pub max_connections: usize,
+    /// A frame that was started must be finished within this time, or the
+    /// connection is dropped (stops a peer that sends a header and then
+    /// trickles). Default 10 s.
+    pub partial_frame_timeout: Option<Duration>,
+    /// Drop a connection that sends nothing for this long. Default off:
+    /// chat clients legitimately sit quiet for hours.
+    pub idle_timeout: Option<Duration>,
+    /// Bytes that may wait to be sent to one connection; past it the
+    /// connection is dropped as too slow (a frame is always accepted into an
+    /// empty queue). Default 4 MiB.
+    pub max_outbound: usize,
+    /// Threads running the readiness loop. Default: one per core.
+    pub io_threads: usize,
+    /// Worker threads for a service that may block. 0 (the default) runs the
+    /// service inline on the I/O thread: a request becomes a reply with no
+    /// thread hand-off. With workers, the frames of one connection always go
+    /// to the same worker, so they are handled in order.
+    pub workers: usize,
+    /// Events that may wait for a worker before the I/O thread waits too.
+    pub worker_queue: usize,
+    /// Disable Nagle's algorithm (default on: replies leave at once).
+    pub nodelay: bool,
+    /// Listen backlog. Default 1024 (std uses 128, too few for a burst of connects).
+    pub backlog: i32,
+    /// On shutdown or close, how long queued bytes may take to drain. Default 2 s.
+    pub linger: Duration,
+    /// Send an empty frame to a connection that has been sent nothing for
+    /// this long, and swallow empty frames received. Default off. Pair with
+    /// `idle_timeout` to detect dead peers. Framed mode only.
+    pub heartbeat: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: "127.0.0.1:0".into(),
+            frame: FrameConfig::default(),
+            max_connections: 10_000,
+            partial_frame_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: None,
+            max_outbound: 4 * 1024 * 1024,
+            io_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            workers: 0,
+            worker_queue: 1024,
+            nodelay: true,
+            backlog: 1024,
+            linger: Duration::from_secs(2),
+            heartbeat: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The default settings on the given address.
+    pub fn new(addr: impl Into<String>) -> Self {
+        ServerConfig {
+            addr: addr.into(),
+            ..ServerConfig::default()
+        }
+    }
+
+    /// The same settings with another wire format.
+    pub fn with_frame(mut self, frame: FrameConfig) -> Self {
+        self.frame = frame;
+        self
+    }
+
+    /// The shortest of the configured timeouts, which sets how often
+    /// connections are checked against them.
+    pub(crate) fn tick(&self) -> Duration {
+        [
+            self.partial_frame_timeout,
+            self.idle_timeout,
+            self.heartbeat,
+            Some(self.linger),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| (d / 4).clamp(Duration::from_millis(5), Duration::from_secs(1)))
+        .unwrap_or(Duration::from_secs(1))
+    }
+}

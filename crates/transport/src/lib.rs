@@ -1,0 +1,61 @@
+//! # trama-transport
+//!
+//! Sockets and threads for trama: a [`Server`] that serves thousands of
+//! connections on a few threads, and a [`Client`] that keeps the course
+//! notes' design (one socket, one listener thread, send from anywhere). The
+//! API blocks; there is no async runtime.
+//!
+//! The server drives a [`Service`](trama_protocol::Service) from
+//! `trama-protocol`: it turns what happens on connections into events, hands
+//! them to the service, and carries out the actions the service returns. It
+//! knows nothing about what the messages mean.
+//!
+//! ## Inside the server
+//!
+//! Each I/O thread (one per core by default) runs a readiness loop (`mio`:
+//! epoll, kqueue or IOCP) over non-blocking sockets. The thread holding the
+//! listener accepts and deals connections out round-robin. Whole frames go to
+//! the service inline, on the I/O thread, so a request becomes a reply
+//! without a thread hand-off; a service that may block runs on a worker pool
+//! instead ([`ServerConfig::workers`]), where each connection's frames always
+//! go to the same worker and stay in order. Replies from one read are
+//! written together. Each connection's queue of outbound bytes is bounded;
+//! a peer that does not read is dropped, not allowed to grow memory. An idle
+//! connection holds no buffer at all.
+//!
+//! ## Example
+//!
+//! ```
+//! use trama_protocol::{Actions, Event};
+//! use trama_transport::{Client, ClientConfig, Server, ServerConfig};
+//!
+//! // Upper-cases every frame it gets.
+//! let service = |event: Event<'_>, out: &mut Actions| {
+//!     if let Event::Message { id, payload } = event {
+//!         out.send(id, &payload.to_ascii_uppercase());
+//!     }
+//! };
+//! let server = Server::bind(ServerConfig::default(), service)?.spawn()?;
+//!
+//! let client = Client::connect(&server.local_addr().to_string(), ClientConfig::default())?;
+//! client.send(b"hola")?;
+//! assert_eq!(client.recv()?, b"HOLA");
+//! server.stop();
+//! # Ok::<(), trama_transport::Error>(())
+//! ```
+
+mod client;
+mod config;
+mod error;
+mod net;
+mod reactor;
+mod server;
+mod stats;
+mod worker;
+
+pub use client::{Client, ClientConfig, ClientEvent};
+pub use config::ServerConfig;
+pub use error::{Error, Result};
+pub use net::connect;
+pub use server::{RunningServer, Server, ServerHandle};
+pub use stats::StatsSnapshot;

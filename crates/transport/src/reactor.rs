@@ -1,0 +1,825 @@
+//! One I/O thread: a readiness loop over the non-blocking sockets it owns.
+//!
+//! Read it top to bottom: `run` waits for readiness, then for each ready
+//! socket reads what arrived (`read`), hands whole frames to the service and
+//! queues the replies (`apply`), and writes queued bytes (`flush`). Commands
+//! from other threads (new connections, pushes, broadcasts) arrive on a
+//! channel with a waker. Connections that must go are collected in `doomed`
+//! and removed in one place (`settle`), so nothing is torn down while it is
+//! still being used.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use trama_protocol::{Action, Actions, ConnId, Decoder, DisconnectReason, Event, Service};
+
+use crate::server::{Cmd, Core};
+use crate::worker::Job;
+
+pub(crate) const WAKER: Token = Token(usize::MAX - 1);
+const LISTENER: Token = Token(usize::MAX - 2);
+
+/// One read's worth of bytes, shared by all connections of the thread.
+const READ_BUF: usize = 64 * 1024;
+/// Reads per connection per wake-up before the others get their turn.
+const READ_BUDGET: usize = 8;
+/// Largest output buffer kept for reuse by the next connection that needs one.
+const SPARE_MAX: usize = 256 * 1024;
+
+struct Conn {
+    id: ConnId,
+    stream: TcpStream,
+    peer: SocketAddr,
+    decoder: Decoder,
+    /// Bytes waiting to be written; `out[sent..]` is still to go.
+    out: Vec<u8>,
+    sent: usize,
+    /// Writable interest is registered (only while `out` is backed up).
+    want_write: bool,
+    /// Listed in `Reactor::dirty` for a flush.
+    dirty: bool,
+    /// Doomed: no more reads, removal pending.
+    dead: bool,
+    last_in: Instant,
+    last_out: Instant,
+    partial_since: Option<Instant>,
+    /// Closing gracefully: why, and the deadline for the queue to drain.
+    closing: Option<(DisconnectReason, Instant)>,
+}
+
+impl Conn {
+    fn queued(&self) -> usize {
+        self.out.len() - self.sent
+    }
+}
+
+pub(crate) struct Reactor<S> {
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    rx: Receiver<Cmd>,
+    core: Arc<Core>,
+    service: Arc<Mutex<S>>,
+    workers: Vec<Sender<Job>>,
+
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    by_id: HashMap<ConnId, usize>,
+    /// Next connection id (only the thread with the listener hands them out).
+    next_id: u64,
+
+    read_buf: Vec<u8>,
+    actions: Actions,
+    spare: Vec<u8>,
+    dirty: Vec<usize>,
+    doomed: Vec<(ConnId, DisconnectReason)>,
+    again: Vec<usize>,
+
+    accept_paused_until: Option<Instant>,
+    accept_backoff: Duration,
+    timers_needed: bool,
+    last_sweep: Instant,
+    draining_until: Option<Instant>,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+impl<S: Service> Reactor<S> {
+    pub(crate) fn new(
+        index: usize,
+        poll: Poll,
+        mut listener: Option<TcpListener>,
+        rx: Receiver<Cmd>,
+        core: Arc<Core>,
+        service: Arc<Mutex<S>>,
+        workers: Vec<Sender<Job>>,
+    ) -> io::Result<Self> {
+        if let Some(l) = listener.as_mut() {
+            poll.registry().register(l, LISTENER, Interest::READABLE)?;
+        }
+        Ok(Reactor {
+            index,
+            poll,
+            listener,
+            rx,
+            core,
+            service,
+            workers,
+            conns: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            next_id: 1,
+            read_buf: vec![0; READ_BUF],
+            actions: Actions::new(),
+            spare: Vec::new(),
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            again: Vec::new(),
+            accept_paused_until: None,
+            accept_backoff: MIN_BACKOFF,
+            timers_needed: false,
+            last_sweep: Instant::now(),
+            draining_until: None,
+        })
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The loop. Returns when shutdown was asked for and every connection is gone.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            if self.core.shutdown.load(Ordering::SeqCst) && self.draining_until.is_none() {
+                self.begin_drain();
+            }
+            if let Some(until) = self.draining_until {
+                if self.by_id.is_empty() || Instant::now() >= until {
+                    break;
+                }
+            }
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("I/O thread {} cannot wait for events: {e}", self.index);
+                break;
+            }
+            self.core.stats.woke();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(slot) => {
+                        if ev.is_writable() {
+                            self.flush(slot);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read(slot);
+                        }
+                    }
+                }
+            }
+            self.drain_commands();
+            for slot in std::mem::take(&mut self.again) {
+                self.read(slot);
+            }
+            if self
+                .accept_paused_until
+                .is_some_and(|t| Instant::now() >= t)
+            {
+                self.accept_paused_until = None;
+                self.accept();
+            }
+            self.sweep_if_due();
+            self.settle();
+        }
+        self.close_all();
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let mut timeout: Option<Duration> = None;
+        let mut consider = |d: Duration| {
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        };
+        if let Some(t) = self.accept_paused_until {
+            consider(t.saturating_duration_since(now));
+        }
+        if !self.by_id.is_empty() && self.needs_timers() {
+            let due = self.last_sweep + self.core.config.tick();
+            consider(due.saturating_duration_since(now));
+        }
+        if let Some(t) = self.draining_until {
+            consider(t.saturating_duration_since(now));
+        }
+        timeout
+    }
+
+    fn needs_timers(&self) -> bool {
+        let c = &self.core.config;
+        self.timers_needed
+            || c.idle_timeout.is_some()
+            || c.heartbeat.is_some()
+            || self.draining_until.is_some()
+    }
+
+    // ---- accepting -------------------------------------------------------
+
+    fn accept(&mut self) {
+        if self.accept_paused_until.is_some() || self.draining_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.accept_backoff = MIN_BACKOFF;
+                    self.admit(stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    // Out of file descriptors or memory: waiting is the only
+                    // cure, and retrying at once would spin.
+                    log::warn!(
+                        "accept failed: {e}; pausing accepts for {} ms",
+                        self.accept_backoff.as_millis()
+                    );
+                    self.accept_paused_until = Some(Instant::now() + self.accept_backoff);
+                    self.accept_backoff = (self.accept_backoff * 2).min(MAX_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let max = self.core.config.max_connections;
+        if self.core.stats.open() >= max as u64 {
+            self.core.stats.refused();
+            log::warn!("{peer} refused: server full ({max} connections)");
+            let reason = format!("server full: {max} connections in use");
+            let mut frame = Vec::new();
+            if self
+                .core
+                .config
+                .frame
+                .encode(reason.as_bytes(), &mut frame)
+                .is_ok()
+            {
+                // Best effort: a fresh socket's send buffer is empty.
+                let _ = stream.write(&frame);
+            }
+            return;
+        }
+        if self.core.config.nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+            }
+        }
+        self.core.stats.accepted();
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        let owner = self.core.owner(id);
+        if owner == self.index {
+            self.adopt(stream, peer, id);
+        } else {
+            self.core.post(owner, Cmd::Adopt { stream, peer, id });
+        }
+    }
+
+    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, id: ConnId) {
+        if self.draining_until.is_some() {
+            self.core.stats.closed(&DisconnectReason::Shutdown);
+            return;
+        }
+        let slot = self.free.pop().unwrap_or(self.conns.len());
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), Interest::READABLE)
+        {
+            log::warn!("{id} {peer}: cannot watch the socket: {e}");
+            self.free.push(slot);
+            self.core.stats.closed(&DisconnectReason::Io(e.to_string()));
+            return;
+        }
+        let now = Instant::now();
+        let conn = Conn {
+            id,
+            stream,
+            peer,
+            decoder: Decoder::new(self.core.config.frame),
+            out: Vec::new(),
+            sent: 0,
+            want_write: false,
+            dirty: false,
+            dead: false,
+            last_in: now,
+            last_out: now,
+            partial_since: None,
+            closing: None,
+        };
+        if slot == self.conns.len() {
+            self.conns.push(Some(conn));
+        } else {
+            self.conns[slot] = Some(conn);
+        }
+        self.by_id.insert(id, slot);
+        log::info!("{id} {peer} connected");
+        self.dispatch(Job::Connected { id, peer });
+    }
+
+    // ---- reading ---------------------------------------------------------
+
+    fn read(&mut self, slot: usize) {
+        for _ in 0..READ_BUDGET {
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            if conn.dead || conn.closing.is_some() {
+                return;
+            }
+            match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    let reason = match conn.decoder.finish() {
+                        Ok(()) => DisconnectReason::PeerClosed,
+                        Err(e) => DisconnectReason::Protocol(e.to_string()),
+                    };
+                    // Send what is already queued (the peer may have only
+                    // shut down its sending side), then close.
+                    self.begin_close(slot, reason);
+                    return;
+                }
+                Ok(n) => self.received(slot, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let id = conn.id;
+                    self.doom(id, DisconnectReason::Io(e.to_string()));
+                    return;
+                }
+            }
+        }
+        self.again.push(slot);
+    }
+
+    /// `n` bytes arrived in `read_buf` for the connection in `slot`.
+    fn received(&mut self, slot: usize, n: usize) {
+        let Reactor {
+            conns,
+            read_buf,
+            actions,
+            service,
+            workers,
+            core,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let id = conn.id;
+        let now = Instant::now();
+        conn.last_in = now;
+        let skip_empty = core.config.heartbeat.is_some();
+        let mut frames = 0u64;
+        let result = if workers.is_empty() {
+            let mut service = service.lock().unwrap_or_else(|e| e.into_inner());
+            conn.decoder.decode(&read_buf[..n], |payload| {
+                frames += 1;
+                if !(skip_empty && payload.is_empty()) {
+                    service.on_event(Event::Message { id, payload }, actions);
+                }
+            })
+        } else {
+            let worker = &workers[(id.0 % workers.len() as u64) as usize];
+            conn.decoder.decode(&read_buf[..n], |payload| {
+                frames += 1;
+                if !(skip_empty && payload.is_empty()) {
+                    let _ = worker.send(Job::Message {
+                        id,
+                        payload: payload.to_vec(),
+                    });
+                }
+            })
+        };
+        core.stats.received(frames, n as u64);
+        conn.partial_since = match (conn.decoder.is_idle(), conn.partial_since) {
+            (true, _) => None,
+            (false, Some(t)) => Some(t),
+            (false, None) => {
+                self.timers_needed = true;
+                Some(now)
+            }
+        };
+        if let Err(e) = result {
+            log::warn!("{id} {}: {e}", conn.peer);
+            self.doom(id, DisconnectReason::Protocol(e.to_string()));
+        }
+        self.apply();
+    }
+
+    // ---- the service and its actions -------------------------------------
+
+    /// Hand a connect or disconnect to the service.
+    fn dispatch(&mut self, job: Job) {
+        if self.workers.is_empty() {
+            {
+                let mut service = self.service.lock().unwrap_or_else(|e| e.into_inner());
+                let event = match &job {
+                    Job::Connected { id, peer } => Event::Connected {
+                        id: *id,
+                        peer: *peer,
+                    },
+                    Job::Message { id, payload } => Event::Message { id: *id, payload },
+                    Job::Disconnected { id, reason } => Event::Disconnected { id: *id, reason },
+                };
+                service.on_event(event, &mut self.actions);
+            }
+            self.apply();
+        } else {
+            let id = match &job {
+                Job::Connected { id, .. }
+                | Job::Message { id, .. }
+                | Job::Disconnected { id, .. } => *id,
+            };
+            let worker = &self.workers[(id.0 % self.workers.len() as u64) as usize];
+            let _ = worker.send(job);
+        }
+    }
+
+    /// Carry out the actions the service queued (the service lock is not held).
+    fn apply(&mut self) {
+        if self.actions.is_empty() {
+            return;
+        }
+        let actions = std::mem::take(&mut self.actions);
+        for action in actions.iter() {
+            match action {
+                Action::Send { to, payload } => {
+                    if self.core.owner(to) != self.index {
+                        if let Err(e) = self.core.send(to, payload) {
+                            log::warn!("reply to {to} dropped: {e}");
+                        }
+                    } else if let Some(&slot) = self.by_id.get(&to) {
+                        self.enqueue_payload(slot, payload);
+                    }
+                }
+                Action::Broadcast { payload, except } => {
+                    if self.core.threads() > 1 {
+                        if let Err(e) = self.core.broadcast(payload, except, Some(self.index)) {
+                            log::warn!("broadcast dropped: {e}");
+                            continue;
+                        }
+                    }
+                    for slot in 0..self.conns.len() {
+                        let skip = match &self.conns[slot] {
+                            Some(c) => Some(c.id) == except,
+                            None => true,
+                        };
+                        if !skip {
+                            self.enqueue_payload(slot, payload);
+                        }
+                    }
+                }
+                Action::Close { id, reason } => {
+                    if self.core.owner(id) != self.index {
+                        self.core.close(id, reason);
+                    } else if let Some(&slot) = self.by_id.get(&id) {
+                        self.begin_close(slot, DisconnectReason::Closed(reason.to_string()));
+                    }
+                }
+            }
+        }
+        self.actions = actions;
+        self.actions.clear();
+    }
+
+    fn drain_commands(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Cmd::Adopt { stream, peer, id } => self.adopt(stream, peer, id),
+                Cmd::Send { to, frame } => {
+                    if let Some(&slot) = self.by_id.get(&to) {
+                        self.enqueue(slot, &[], &frame);
+                    }
+                }
+                Cmd::Broadcast { frame, except } => {
+                    for slot in 0..self.conns.len() {
+                        let skip = match &self.conns[slot] {
+                            Some(c) => Some(c.id) == except,
+                            None => true,
+                        };
+                        if !skip {
+                            self.enqueue(slot, &[], &frame);
+                        }
+                    }
+                }
+                Cmd::Close { id, reason } => {
+                    if let Some(&slot) = self.by_id.get(&id) {
+                        self.begin_close(slot, DisconnectReason::Closed(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- writing ---------------------------------------------------------
+
+    fn enqueue_payload(&mut self, slot: usize, payload: &[u8]) {
+        let frame = self.core.config.frame;
+        if frame.is_unframed() {
+            self.enqueue(slot, &[], payload);
+            return;
+        }
+        match frame.header(payload.len()) {
+            Ok(header) => self.enqueue(slot, header.as_bytes(), payload),
+            Err(e) => log::warn!("message dropped: {e}"),
+        }
+    }
+
+    /// Queue `a` then `b` (header and payload, or one encoded frame) for a connection.
+    fn enqueue(&mut self, slot: usize, a: &[u8], b: &[u8]) {
+        let limit = self.core.config.max_outbound;
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.dead || conn.closing.is_some() {
+            return;
+        }
+        let queued = conn.queued();
+        let add = a.len() + b.len();
+        if queued > 0 && queued + add > limit {
+            let id = conn.id;
+            log::warn!(
+                "{id} {}: too slow, {} bytes queued (limit {limit})",
+                conn.peer,
+                queued + add
+            );
+            self.doom(
+                id,
+                DisconnectReason::SlowReader {
+                    queued: queued + add,
+                    limit,
+                },
+            );
+            return;
+        }
+        if conn.out.capacity() == 0 {
+            conn.out = std::mem::take(&mut self.spare);
+        }
+        conn.out.extend_from_slice(a);
+        conn.out.extend_from_slice(b);
+        conn.last_out = Instant::now();
+        self.core.stats.queued(1);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Write as much of a connection's queue as the socket takes.
+    fn flush(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        conn.dirty = false;
+        if conn.dead {
+            return;
+        }
+        let mut error = None;
+        while conn.sent < conn.out.len() {
+            match conn.stream.write(&conn.out[conn.sent..]) {
+                Ok(0) => {
+                    error = Some("socket accepted no bytes".to_string());
+                    break;
+                }
+                Ok(n) => {
+                    conn.sent += n;
+                    self.core.stats.written(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let id = conn.id;
+        if let Some(e) = error {
+            self.doom(id, DisconnectReason::Io(e));
+            return;
+        }
+        let drained = conn.sent == conn.out.len();
+        if drained {
+            conn.sent = 0;
+            conn.out.clear();
+            // An idle connection keeps no buffer: hand it to the next one.
+            let buf = std::mem::take(&mut conn.out);
+            if self.spare.capacity() == 0 && buf.capacity() <= SPARE_MAX {
+                self.spare = buf;
+            }
+        } else if conn.sent > conn.out.len() / 2 {
+            conn.out.drain(..conn.sent);
+            conn.sent = 0;
+        }
+        if drained == conn.want_write {
+            // Watch for writability only while bytes are backed up.
+            let interest = if drained {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            conn.want_write = !drained;
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(slot), interest)
+            {
+                self.doom(id, DisconnectReason::Io(e.to_string()));
+                return;
+            }
+        }
+        if drained {
+            if let Some((reason, _)) = conn.closing.take() {
+                self.doom(id, reason);
+            }
+        }
+    }
+
+    // ---- closing ---------------------------------------------------------
+
+    /// Close once the queue is sent (or the linger time runs out).
+    fn begin_close(&mut self, slot: usize, reason: DisconnectReason) {
+        let linger = self.core.config.linger;
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.dead || conn.closing.is_some() {
+            return;
+        }
+        if conn.queued() == 0 {
+            let id = conn.id;
+            self.doom(id, reason);
+            return;
+        }
+        conn.closing = Some((reason, Instant::now() + linger));
+        self.timers_needed = true;
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    fn doom(&mut self, id: ConnId, reason: DisconnectReason) {
+        if let Some(conn) = self
+            .by_id
+            .get(&id)
+            .and_then(|&slot| self.conns.get_mut(slot))
+            .and_then(Option::as_mut)
+        {
+            if !conn.dead {
+                conn.dead = true;
+                self.doomed.push((id, reason));
+            }
+        }
+    }
+
+    /// Flush what was queued and remove what was doomed, until both are done
+    /// (removing a connection tells the service, which may queue more).
+    fn settle(&mut self) {
+        loop {
+            for slot in std::mem::take(&mut self.dirty) {
+                self.flush(slot);
+            }
+            if self.doomed.is_empty() {
+                break;
+            }
+            for (id, reason) in std::mem::take(&mut self.doomed) {
+                self.remove(id, reason);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: ConnId, reason: DisconnectReason) {
+        let Some(slot) = self.by_id.remove(&id) else {
+            return;
+        };
+        let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(slot);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.core.stats.closed(&reason);
+        match reason {
+            DisconnectReason::PeerClosed | DisconnectReason::Shutdown => {
+                log::info!("{id} {} disconnected: {reason}", conn.peer)
+            }
+            _ => log::warn!("{id} {} dropped: {reason}", conn.peer),
+        }
+        drop(conn);
+        self.dispatch(Job::Disconnected { id, reason });
+    }
+
+    // ---- timers ----------------------------------------------------------
+
+    fn sweep_if_due(&mut self) {
+        if !self.needs_timers() || self.by_id.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if now < self.last_sweep + self.core.config.tick() {
+            return;
+        }
+        self.last_sweep = now;
+        let config = &self.core.config;
+        let (partial, idle, heartbeat) = (
+            config.partial_frame_timeout,
+            config.idle_timeout,
+            config.heartbeat,
+        );
+        let header = config.frame.header(0).ok();
+        let mut still_needed = false;
+        let mut expired = Vec::new();
+        let mut beats = Vec::new();
+        for (slot, conn) in self.conns.iter_mut().enumerate() {
+            let Some(conn) = conn.as_mut() else { continue };
+            if conn.dead {
+                continue;
+            }
+            if let Some((reason, deadline)) = &conn.closing {
+                still_needed = true;
+                if now >= *deadline {
+                    expired.push((conn.id, reason.clone()));
+                }
+                continue;
+            }
+            if let (Some(since), Some(limit)) = (conn.partial_since, partial) {
+                still_needed = true;
+                if now.duration_since(since) >= limit {
+                    expired.push((
+                        conn.id,
+                        DisconnectReason::PartialFrameTimeout {
+                            millis: limit.as_millis() as u64,
+                        },
+                    ));
+                    continue;
+                }
+            }
+            if let Some(limit) = idle {
+                if now.duration_since(conn.last_in) >= limit {
+                    expired.push((
+                        conn.id,
+                        DisconnectReason::IdleTimeout {
+                            millis: limit.as_millis() as u64,
+                        },
+                    ));
+                    continue;
+                }
+            }
+            if let Some(every) = heartbeat {
+                if now.duration_since(conn.last_out) >= every {
+                    beats.push(slot);
+                }
+            }
+        }
+        self.timers_needed = still_needed;
+        for (id, reason) in expired {
+            if let Some(conn) = self.by_id.get(&id).and_then(|&s| self.conns[s].as_ref()) {
+                log::warn!("{id} {}: {reason}", conn.peer);
+            }
+            self.doom(id, reason);
+        }
+        if let Some(header) = header.filter(|_| !self.core.config.frame.is_unframed()) {
+            for slot in beats {
+                self.enqueue(slot, header.as_bytes(), &[]);
+            }
+        }
+    }
+
+    // ---- shutdown --------------------------------------------------------
+
+    fn begin_drain(&mut self) {
+        self.listener = None;
+        self.draining_until = Some(Instant::now() + self.core.config.linger);
+        let slots: Vec<usize> = self.by_id.values().copied().collect();
+        for slot in slots {
+            self.begin_close(slot, DisconnectReason::Shutdown);
+        }
+        self.settle();
+    }
+
+    fn close_all(&mut self) {
+        let ids: Vec<ConnId> = self.by_id.keys().copied().collect();
+        for id in ids {
+            self.remove(id, DisconnectReason::Shutdown);
+        }
+        self.settle();
+        let ids: Vec<ConnId> = self.by_id.keys().copied().collect();
+        for id in ids {
+            self.remove(id, DisconnectReason::Shutdown);
+        }
+    }
+}
