@@ -188,6 +188,7 @@ pub fn serve<S: Service + 'static>(
     service: S,
     on_start: impl FnOnce(&ServerHandle),
 ) -> Result<(), trama_transport::Error> {
+    raise_open_file_limit();
     let server = Server::bind(config, service)?;
     let handle = server.handle();
     let stopper = handle.clone();
@@ -199,6 +200,16 @@ pub fn serve<S: Service + 'static>(
     server.run()?;
     log::info!("stopped; {}", handle.stats());
     Ok(())
+}
+
+/// Each connection is a file descriptor; many systems start with a soft
+/// limit of 256 or 1024. Raise it to the hard limit where the OS allows.
+pub fn raise_open_file_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => log::debug!("open-file limit: {n}"),
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
 }
 
 #[cfg(test)]

@@ -164,15 +164,17 @@ impl<S: Service> Reactor<S> {
                         if ev.is_writable() {
                             self.flush(slot);
                         }
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read(slot);
+                        if ev.is_read_closed() || ev.is_error() {
+                            self.read(slot, true);
+                        } else if ev.is_readable() {
+                            self.read(slot, false);
                         }
                     }
                 }
             }
             self.drain_commands();
             for slot in std::mem::take(&mut self.again) {
-                self.read(slot);
+                self.read(slot, true);
             }
             if self
                 .accept_paused_until
@@ -333,7 +335,10 @@ impl<S: Service> Reactor<S> {
 
     // ---- reading ---------------------------------------------------------
 
-    fn read(&mut self, slot: usize) {
+    /// Read what a connection has. `to_the_end`: keep reading until the
+    /// socket says WouldBlock or EOF, even after a short read (needed when the
+    /// peer's FIN is already known to be queued behind the data).
+    fn read(&mut self, slot: usize, to_the_end: bool) {
         for _ in 0..READ_BUDGET {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
@@ -352,7 +357,18 @@ impl<S: Service> Reactor<S> {
                     self.begin_close(slot, reason);
                     return;
                 }
-                Ok(n) => self.received(slot, n),
+                Ok(n) => {
+                    let drained = n < self.read_buf.len();
+                    self.received(slot, n);
+                    // A short read took everything the socket held. On epoll
+                    // and kqueue any later byte raises a new event, so skip the
+                    // read that would only say WouldBlock (one system call per
+                    // message saved). mio on Windows re-arms only after
+                    // WouldBlock, so there we read until it.
+                    if cfg!(unix) && drained && !to_the_end {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -407,7 +423,11 @@ impl<S: Service> Reactor<S> {
         core.stats.received(frames, n as u64);
         conn.partial_since = match (conn.decoder.is_idle(), conn.partial_since) {
             (true, _) => None,
-            (false, Some(t)) => Some(t),
+            // The frame that was pending is still pending.
+            (false, Some(t)) if frames == 0 => Some(t),
+            // A frame completed and the next one began in this read: its
+            // deadline starts now, not when the stream's first partial began.
+            (false, Some(_)) => Some(now),
             (false, None) => {
                 self.timers_needed = true;
                 Some(now)
