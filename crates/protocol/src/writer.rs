@@ -71,6 +71,10 @@ impl<W: Write> FrameWriter<W> {
             self.scratch.clear();
             self.scratch.extend_from_slice(payload);
             t.outbound(&mut self.scratch)?;
+            if self.config.is_unframed() {
+                // As below: no header, and no limit (it is a read size here).
+                return Ok(self.inner.write_all(&self.scratch)?);
+            }
             let header = self.config.header(self.scratch.len())?;
             return Ok(write_all_parts(
                 &mut self.inner,
