@@ -6,6 +6,7 @@
 //! them with plain function calls.
 //!
 //! - [`Echo`]: every message goes back to its sender.
+//! - [`Chat`]: a chat room with names, private messages and notices.
 //!
 //! ```
 //! use trama_backend::Echo;
@@ -17,6 +18,8 @@
 //! assert_eq!(out.len(), 1);
 //! ```
 
+pub mod chat;
 mod echo;
 
+pub use chat::Chat;
 pub use echo::Echo;
