@@ -169,14 +169,14 @@ impl Chat {
         }
         let key = new.to_lowercase();
         match self.by_name.get(&key) {
-            Some(&owner) if owner == id => {
-                if new == old {
-                    out.send_with(id, |b| {
-                        let _ = write!(b, "* you are already {new}");
-                    });
-                    return;
-                }
+            Some(&owner) if owner == id && new == old => {
+                out.send_with(id, |b| {
+                    let _ = write!(b, "* you are already {new}");
+                });
+                return;
             }
+            // One's own name in another case: a rename.
+            Some(&owner) if owner == id => {}
             Some(_) => {
                 out.send_with(id, |b| {
                     let _ = write!(b, "error: the name {new} is taken");
