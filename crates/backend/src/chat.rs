@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
-use trama_protocol::{text, Actions, ConnId, Event, Service};
+use trama_protocol::{text, Actions, ConnId, DisconnectReason, Event, Service};
 
 /// Longest chat line accepted, in bytes.
 pub const MAX_LINE: usize = 4096;
@@ -259,7 +259,10 @@ impl Service for Chat {
             Event::Connected { id, .. } => self.join(id, out),
             Event::Message { id, payload } => self.message(id, payload, out),
             Event::Disconnected { id, reason } => {
-                let why = reason.to_string();
+                let why = match reason {
+                    DisconnectReason::Closed(r) if r == "quit" => "quit".to_string(),
+                    other => other.to_string(),
+                };
                 self.leave(id, &why, out)
             }
         }
@@ -269,7 +272,7 @@ impl Service for Chat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trama_protocol::{Action, DisconnectReason};
+    use trama_protocol::Action;
 
     /// A room driven by plain calls; `said` collects (to, line) pairs, with
     /// broadcasts expanded to every member but the excepted one.

@@ -1,0 +1,187 @@
+//! `trama-chat`: the notes' "servidor con manejo de múltiples clientes" and
+//! its console client.
+//!
+//! `serve` runs the chat room of `trama-backend` on the transport's
+//! readiness loop. `join` is the notes' client: it prints what arrives while
+//! you type, and sends each line you type as one frame.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use trama_backend::Chat;
+use trama_cli::{parse_duration, FrameArgs, ServerArgs};
+use trama_transport::{Client, ClientConfig, Error};
+
+#[derive(Parser)]
+#[command(
+    name = "trama-chat",
+    version,
+    about = "A chat server and client in the course notes' framed format"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the chat server.
+    Serve(Serve),
+    /// Join a chat server: print what arrives, send each line typed.
+    Join(Join),
+}
+
+#[derive(Args)]
+struct Serve {
+    /// Address to listen on (port 0 picks a free one; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    #[command(flatten)]
+    frame: FrameArgs,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+struct Join {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Send `/nick NAME` first. Without it nothing is sent on our own, so the
+    /// client also works against servers that do not know the chat commands.
+    #[arg(long)]
+    name: Option<String>,
+    /// After the input ends, keep printing replies until none came for this long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    wait: Duration,
+    /// How long to wait for the connection.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    #[command(flatten)]
+    frame: FrameArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            trama_cli::init_logging("info");
+            serve(args)
+        }
+        Command::Join(args) => {
+            trama_cli::init_logging("warn");
+            join(args)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("trama-chat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AppResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+fn serve(args: Serve) -> AppResult {
+    let config = args
+        .server
+        .config(&args.addr, args.frame.frame_config(true)?);
+    trama_cli::serve(config, Chat::new(), |_| {})?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What ended the session.
+enum End {
+    /// The input ended (or /quit was answered): a normal exit.
+    Done,
+    /// The server closed the connection or it broke.
+    Lost(String),
+}
+
+fn join(args: Join) -> AppResult {
+    let config = ClientConfig {
+        frame: args.frame.frame_config(true)?,
+        connect_timeout: args.connect_timeout,
+        ..ClientConfig::default()
+    };
+    let client = Arc::new(Client::connect(&args.addr, config)?);
+    eprintln!("connected to {}", client.peer_addr());
+
+    // Ctrl-C: leave; the OS closes the socket with a normal FIN.
+    if let Err(e) = ctrlc::set_handler(|| std::process::exit(0)) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+
+    if let Some(name) = &args.name {
+        client.send(format!("/nick {name}").as_bytes())?;
+    }
+
+    // The console: this thread sends typed lines while the printer thread
+    // shows what arrives, as in the notes' client.
+    let input_done = Arc::new(AtomicBool::new(false));
+    let printer = {
+        let (client, input_done) = (client.clone(), input_done.clone());
+        std::thread::spawn(move || print_messages(&client, &input_done, args.wait))
+    };
+    for line in std::io::stdin().lock().lines() {
+        if printer.is_finished() {
+            break;
+        }
+        let line = line?;
+        if let Err(e) = client.send(line.as_bytes()) {
+            eprintln!("trama-chat: cannot send: {e}");
+            break;
+        }
+    }
+    input_done.store(true, Ordering::SeqCst);
+    let end = printer
+        .join()
+        .unwrap_or_else(|_| End::Lost("the printer thread failed".into()));
+    match end {
+        End::Done => Ok(ExitCode::SUCCESS),
+        End::Lost(why) => {
+            eprintln!("trama-chat: {why}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// Print messages as they arrive. Once the input has ended, stop when the
+/// server has been quiet for `wait` (the notes' server never closes the
+/// connection, so waiting for it to would hang a script).
+fn print_messages(client: &Client, input_done: &AtomicBool, wait: Duration) -> End {
+    let tick = Duration::from_millis(50);
+    let mut last = Instant::now();
+    let mut saw_done = false;
+    loop {
+        if input_done.load(Ordering::SeqCst) {
+            if !saw_done {
+                saw_done = true;
+                last = Instant::now();
+            }
+            if last.elapsed() >= wait {
+                return End::Done;
+            }
+        }
+        match client.recv_timeout(tick) {
+            Ok(message) => {
+                last = Instant::now();
+                println!("{}", String::from_utf8_lossy(&message));
+                if message == b"* bye" {
+                    return End::Done;
+                }
+            }
+            Err(Error::Timeout(_)) => {}
+            Err(Error::Closed(why)) => {
+                return End::Lost(format!("the server closed the connection: {why}"))
+            }
+            Err(e) => return End::Lost(e.to_string()),
+        }
+    }
+}
