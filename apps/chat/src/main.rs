@@ -40,6 +40,9 @@ struct Serve {
     /// Address to listen on (port 0 picks a free one; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Announce joins and leaves only while the room has at most this many people.
+    #[arg(long, default_value_t = trama_backend::chat::DEFAULT_NOTICE_LIMIT)]
+    notice_limit: usize,
     #[command(flatten)]
     frame: FrameArgs,
     #[command(flatten)]
@@ -92,7 +95,11 @@ fn serve(args: Serve) -> AppResult {
     let config = args
         .server
         .config(&args.addr, args.frame.frame_config(true)?);
-    trama_cli::serve(config, Chat::new(), |_| {})?;
+    trama_cli::serve(
+        config,
+        Chat::new().with_notice_limit(args.notice_limit),
+        |_| {},
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,6 +15,8 @@
 //! | `/help` | the commands |
 //! | `//text` | send a line that starts with `/` |
 //!
+//! Join and leave notices stop in rooms larger than [`DEFAULT_NOTICE_LIMIT`].
+//!
 //! Text travels as UTF-8 in the notes' frames, so the notes' own Python
 //! client joins unchanged. A client gets the name `userN` until it picks one.
 
@@ -27,6 +29,11 @@ use trama_protocol::{text, Actions, ConnId, DisconnectReason, Event, Service};
 pub const MAX_LINE: usize = 4096;
 /// Longest name, in characters.
 pub const MAX_NAME: usize = 32;
+/// Join and leave notices go to everyone while the room has at most this many
+/// people. Each notice is one send per member, so a burst of N joins costs
+/// N²/2 sends: 50 million at 10,000 people. Past the limit the room stays
+/// quiet about arrivals and departures; `/who` still lists everyone.
+pub const DEFAULT_NOTICE_LIMIT: usize = 1000;
 
 const HELP: &str = "* commands: /nick NAME, /who, /msg NAME text, /quit, /help; \
                     other lines go to everyone (start a line with // to send one that begins with /)";
@@ -35,17 +42,35 @@ const HELP: &str = "* commands: /nick NAME, /who, /msg NAME text, /quit, /help; 
 /// transport calls [`Service::on_event`] with the service locked only for the
 /// duration of the call, and carries out the returned actions after
 /// releasing it, so no lock is ever held across I/O.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Chat {
     names: HashMap<ConnId, String>,
     /// Lowercased name -> connection, for uniqueness and `/msg`.
     by_name: BTreeMap<String, ConnId>,
+    notice_limit: usize,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Chat {
+            names: HashMap::new(),
+            by_name: BTreeMap::new(),
+            notice_limit: DEFAULT_NOTICE_LIMIT,
+        }
+    }
 }
 
 impl Chat {
     /// An empty room.
     pub fn new() -> Chat {
         Chat::default()
+    }
+
+    /// Announce joins and leaves only while the room has at most `limit`
+    /// people (see [`DEFAULT_NOTICE_LIMIT`]).
+    pub fn with_notice_limit(mut self, limit: usize) -> Chat {
+        self.notice_limit = limit;
+        self
     }
 
     /// Number of people in the room.
@@ -79,18 +104,22 @@ impl Chat {
                 self.names.len() + 1
             );
         });
-        out.broadcast_with(Some(id), |b| {
-            let _ = write!(b, "* {name} joined");
-        });
+        if self.names.len() < self.notice_limit {
+            out.broadcast_with(Some(id), |b| {
+                let _ = write!(b, "* {name} joined");
+            });
+        }
         self.names.insert(id, name);
     }
 
     fn leave(&mut self, id: ConnId, why: &str, out: &mut Actions) {
         if let Some(name) = self.names.remove(&id) {
             self.by_name.remove(&name.to_lowercase());
-            out.broadcast_with(Some(id), |b| {
-                let _ = write!(b, "* {name} left ({why})");
-            });
+            if self.names.len() < self.notice_limit {
+                out.broadcast_with(Some(id), |b| {
+                    let _ = write!(b, "* {name} left ({why})");
+                });
+            }
         }
     }
 
@@ -504,6 +533,36 @@ mod tests {
         assert_eq!(
             got[0],
             to(2, "* welcome, user2-1; 2 here; /help lists the commands")
+        );
+    }
+
+    #[test]
+    fn big_rooms_stop_announcing_joins_and_leaves() {
+        let mut r = Room::new();
+        r.chat = Chat::new().with_notice_limit(2);
+        assert_eq!(r.connect(1).len(), 2);
+        assert_eq!(r.connect(2).len(), 2);
+        // The third person joins a room of 2: welcome only.
+        assert_eq!(
+            r.connect(3),
+            [to(3, "* welcome, user3; 3 here; /help lists the commands")]
+        );
+        let reason = DisconnectReason::PeerClosed;
+        // Leaving a room of 3 (2 remain, not under the limit): quiet.
+        assert!(r
+            .run(Event::Disconnected {
+                id: ConnId(3),
+                reason: &reason
+            })
+            .is_empty());
+        // Leaving a room of 2 (1 remains): announced.
+        assert_eq!(
+            r.run(Event::Disconnected {
+                id: ConnId(2),
+                reason: &reason
+            })
+            .len(),
+            1
         );
     }
 
