@@ -134,7 +134,17 @@ fn join(args: Join) -> AppResult {
     let input_done = Arc::new(AtomicBool::new(false));
     let printer = {
         let (client, input_done) = (client.clone(), input_done.clone());
-        std::thread::spawn(move || print_messages(&client, &input_done, args.wait))
+        std::thread::spawn(move || {
+            let end = print_messages(&client, &input_done, args.wait);
+            if !input_done.load(Ordering::SeqCst) {
+                // The session ended from the server's side (the connection
+                // closed, or /quit was answered) while the main thread may be
+                // blocked reading stdin, which cannot be interrupted: end the
+                // process here, or it would hang until the next line is typed.
+                finish(end);
+            }
+            end
+        })
     };
     for line in std::io::stdin().lock().lines() {
         if printer.is_finished() {
@@ -155,6 +165,20 @@ fn join(args: Join) -> AppResult {
         End::Lost(why) => {
             eprintln!("trama-chat: {why}");
             Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// End the process from the printer thread: 0 after `* bye`, 2 (with the
+/// reason on stderr) when the connection was lost.
+fn finish(end: End) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    match end {
+        End::Done => std::process::exit(0),
+        End::Lost(why) => {
+            eprintln!("trama-chat: {why}");
+            std::process::exit(2)
         }
     }
 }
