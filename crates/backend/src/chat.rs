@@ -29,6 +29,8 @@ use trama_protocol::{text, Actions, ConnId, DisconnectReason, Event, Service};
 pub const MAX_LINE: usize = 4096;
 /// Longest name, in characters.
 pub const MAX_NAME: usize = 32;
+/// `/who` names at most this many people.
+pub const WHO_LIMIT: usize = 100;
 /// Join and leave notices go to everyone while the room has at most this many
 /// people. Each notice is one send per member, so a burst of N joins costs
 /// N²/2 sends: 50 million at 10,000 people. Past the limit the room stays
@@ -160,13 +162,7 @@ impl Chat {
         let rest = rest.trim();
         match verb {
             "nick" => self.nick(id, &name, rest, out),
-            "who" => {
-                let mut all: Vec<&str> = self.names.values().map(String::as_str).collect();
-                all.sort_unstable_by_key(|n| n.to_lowercase());
-                out.send_with(id, |b| {
-                    let _ = write!(b, "* here ({}): {}", all.len(), all.join(", "));
-                });
-            }
+            "who" => self.who(id, out),
             "msg" => self.private(id, &name, rest, out),
             "quit" => {
                 out.send(id, b"* bye");
@@ -181,6 +177,25 @@ impl Chat {
                 );
             }),
         }
+    }
+
+    /// List the room in name order (`by_name` is already sorted), at most
+    /// [`WHO_LIMIT`] names so the answer stays small in a crowded room.
+    fn who(&self, id: ConnId, out: &mut Actions) {
+        out.send_with(id, |b| {
+            let _ = write!(b, "* here ({}): ", self.names.len());
+            for (i, member) in self.by_name.values().take(WHO_LIMIT).enumerate() {
+                if i > 0 {
+                    b.extend_from_slice(b", ");
+                }
+                if let Some(name) = self.names.get(member) {
+                    b.extend_from_slice(name.as_bytes());
+                }
+            }
+            if self.names.len() > WHO_LIMIT {
+                let _ = write!(b, " and {} more", self.names.len() - WHO_LIMIT);
+            }
+        });
     }
 
     fn say(&self, id: ConnId, name: &str, line: &str, out: &mut Actions) {
@@ -534,6 +549,20 @@ mod tests {
             got[0],
             to(2, "* welcome, user2-1; 2 here; /help lists the commands")
         );
+    }
+
+    #[test]
+    fn who_is_capped_in_a_crowd() {
+        let mut r = Room::new();
+        for id in 1..=(WHO_LIMIT as u64 + 2) {
+            r.connect(id);
+        }
+        let got = r.say(1, "/who");
+        let Got::To(1, line) = &got[0] else {
+            panic!("{got:?}")
+        };
+        assert!(line.starts_with("* here (102): user1, user10, user100, user101, user102, user11"));
+        assert!(line.ends_with(" and 2 more"), "{line}");
     }
 
     #[test]
