@@ -23,6 +23,11 @@
 //! a peer that does not read is dropped, not allowed to grow memory. An idle
 //! connection holds no buffer at all.
 //!
+//! For work that is one long stream rather than many messages (a file of
+//! many GiB moved with `sendfile`), [`PoolServer`] hands each connection's
+//! blocking `TcpStream` to a handler on a fixed pool of threads, with
+//! timeouts on every read and write.
+//!
 //! ## Example
 //!
 //! ```
@@ -48,6 +53,7 @@ mod client;
 mod config;
 mod error;
 mod net;
+mod pool;
 mod reactor;
 mod server;
 mod stats;
@@ -57,5 +63,6 @@ pub use client::{Client, ClientConfig, ClientEvent};
 pub use config::ServerConfig;
 pub use error::{Error, Result};
 pub use net::connect;
+pub use pool::{PoolConfig, PoolHandle, PoolServer};
 pub use server::{RunningServer, Server, ServerHandle};
 pub use stats::StatsSnapshot;
