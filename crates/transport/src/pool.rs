@@ -1,0 +1,335 @@
+//! A blocking server for whole-stream work: each connection's `TcpStream` is
+//! handed to a handler on a fixed pool of threads.
+//!
+//! The readiness-loop [`Server`](crate::Server) is for messages: many
+//! connections, small frames, a service that never blocks. Some work is one
+//! long stream instead (a file of many GiB moved with `sendfile`/`splice`),
+//! where a thread that blocks in the kernel's copy is the simplest and the
+//! fastest design. [`PoolServer`] does that safely: a bounded number of
+//! threads, a bounded queue, read and write timeouts on every stream so a
+//! stalled peer cannot hold a thread forever, accept errors that back off,
+//! and a shutdown that wakes every blocked handler by shutting its socket.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::{Error, Result};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// Settings of a [`PoolServer`].
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Where to listen. Default `127.0.0.1:0`.
+    pub addr: String,
+    /// Handler threads: at most this many connections are served at once. Default 16.
+    pub threads: usize,
+    /// Connections that may wait for a free thread; more are closed at once. Default 64.
+    pub queue: usize,
+    /// A read that waits longer than this fails (a stalled peer). Default 30 s.
+    pub read_timeout: Option<Duration>,
+    /// A write that waits longer than this fails (a peer that stopped reading). Default 30 s.
+    pub write_timeout: Option<Duration>,
+    /// Disable Nagle's algorithm. Default on.
+    pub nodelay: bool,
+    /// Listen backlog. Default 1024.
+    pub backlog: i32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            addr: "127.0.0.1:0".into(),
+            threads: 16,
+            queue: 64,
+            read_timeout: Some(Duration::from_secs(30)),
+            write_timeout: Some(Duration::from_secs(30)),
+            nodelay: true,
+            backlog: 1024,
+        }
+    }
+}
+
+/// Stops a running [`PoolServer`] from any thread.
+#[derive(Clone)]
+pub struct PoolHandle {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    active: Arc<Mutex<HashMap<u64, TcpStream>>>,
+}
+
+impl PoolHandle {
+    /// Stop accepting, wake every handler blocked on its socket (its reads
+    /// and writes fail), and let `run` return once they have finished.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        if let Ok(active) = self.active.lock() {
+            for s in active.values() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// True once shutdown was asked for.
+    pub fn is_shut_down(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// A bound pool server; [`run`](PoolServer::run) serves until shutdown.
+///
+/// ```no_run
+/// use std::io::{Read, Write};
+/// use trama_transport::{PoolConfig, PoolServer};
+///
+/// let server = PoolServer::bind(PoolConfig::default())?;
+/// eprintln!("listening on {}", server.local_addr());
+/// server.run(|mut stream, peer| {
+///     let mut buf = [0u8; 4096];
+///     while let Ok(n) = stream.read(&mut buf) {
+///         if n == 0 || stream.write_all(&buf[..n]).is_err() {
+///             break;
+///         }
+///     }
+///     eprintln!("{peer} done");
+/// })?;
+/// # Ok::<(), trama_transport::Error>(())
+/// ```
+pub struct PoolServer {
+    listener: mio::net::TcpListener,
+    poll: Poll,
+    config: PoolConfig,
+    handle: PoolHandle,
+    local_addr: SocketAddr,
+}
+
+impl PoolServer {
+    /// Bind the listener.
+    pub fn bind(config: PoolConfig) -> Result<PoolServer> {
+        let mut listener = crate::net::listen(&config.addr, config.backlog)?;
+        let local_addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(PoolServer {
+            listener,
+            poll,
+            config,
+            handle: PoolHandle {
+                stop: Arc::new(AtomicBool::new(false)),
+                waker,
+                active: Arc::new(Mutex::new(HashMap::new())),
+            },
+            local_addr,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to stop it from another thread.
+    pub fn handle(&self) -> PoolHandle {
+        self.handle.clone()
+    }
+
+    /// Serve until [`PoolHandle::shutdown`]: each accepted connection, with
+    /// its timeouts set and in blocking mode, goes to `handler` on a pool
+    /// thread. Returns after every pool thread has finished.
+    pub fn run<F>(mut self, handler: F) -> Result<()>
+    where
+        F: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    {
+        let handler = Arc::new(handler);
+        let (tx, rx) =
+            crossbeam_channel::bounded::<(u64, TcpStream, SocketAddr)>(self.config.queue);
+        let mut threads = Vec::new();
+        for i in 0..self.config.threads.max(1) {
+            let (rx, handler, active) = (rx.clone(), handler.clone(), self.handle.active.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("trama-pool-{i}"))
+                .spawn(move || {
+                    for (id, stream, peer) in rx {
+                        // A handler that panics loses its connection, not the thread.
+                        let run = std::panic::AssertUnwindSafe(|| handler(stream, peer));
+                        if std::panic::catch_unwind(run).is_err() {
+                            log::error!("handler for {peer} panicked");
+                        }
+                        if let Ok(mut a) = active.lock() {
+                            a.remove(&id);
+                        }
+                    }
+                })
+                .map_err(|source| Error::Thread {
+                    name: format!("trama-pool-{i}"),
+                    source,
+                });
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    drop(tx);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let next_id = AtomicU64::new(0);
+        let mut events = Events::with_capacity(64);
+        let mut backoff = Duration::from_millis(10);
+        let mut paused = false;
+        while !self.handle.is_shut_down() {
+            let timeout = paused.then_some(backoff);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("cannot wait for connections: {e}");
+                break;
+            }
+            paused = false;
+            loop {
+                match self.listener.accept() {
+                    Ok((stream, peer)) => {
+                        backoff = Duration::from_millis(10);
+                        let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        match self.prepare(stream) {
+                            Ok(stream) => {
+                                if let Ok(clone) = stream.try_clone() {
+                                    if let Ok(mut a) = self.handle.active.lock() {
+                                        a.insert(id, clone);
+                                    }
+                                }
+                                if let Err(e) = tx.try_send((id, stream, peer)) {
+                                    log::warn!(
+                                        "{peer} refused: all {} threads busy and {} waiting",
+                                        self.config.threads,
+                                        self.config.queue
+                                    );
+                                    if let Ok(mut a) = self.handle.active.lock() {
+                                        a.remove(&id);
+                                    }
+                                    drop(e);
+                                }
+                            }
+                            Err(e) => log::warn!("{peer}: cannot set up the socket: {e}"),
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                        ) => {}
+                    Err(e) => {
+                        log::warn!("accept failed: {e}; pausing for {} ms", backoff.as_millis());
+                        paused = true;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        break;
+                    }
+                }
+            }
+        }
+        drop(tx);
+        self.handle.shutdown();
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    fn prepare(&self, stream: mio::net::TcpStream) -> io::Result<TcpStream> {
+        // mio hands out non-blocking sockets; handlers want blocking ones.
+        let stream = TcpStream::from(stream);
+        stream.set_nonblocking(false)?;
+        if self.config.nodelay {
+            stream.set_nodelay(true)?;
+        }
+        stream.set_read_timeout(self.config.read_timeout)?;
+        stream.set_write_timeout(self.config.write_timeout)?;
+        Ok(stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn serves_and_shuts_down_with_a_handler_blocked_in_read() {
+        let server = PoolServer::bind(PoolConfig {
+            threads: 2,
+            read_timeout: None,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let t = std::thread::spawn(move || {
+            server
+                .run(|mut s, _| {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .unwrap()
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"hola").unwrap();
+        let mut got = [0u8; 4];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hola");
+        // The handler is now blocked in read with no timeout; shutdown must wake it.
+        handle.shutdown();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_panicking_handler_does_not_kill_the_pool() {
+        let server = PoolServer::bind(PoolConfig {
+            threads: 1,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let t = std::thread::spawn(move || {
+            server
+                .run(|mut s, _| {
+                    let mut b = [0u8; 1];
+                    if s.read(&mut b).unwrap_or(0) == 1 && b[0] == b'!' {
+                        panic!("boom");
+                    }
+                    let _ = s.write_all(b"ok");
+                })
+                .unwrap()
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"!").unwrap();
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"x").unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"ok");
+        handle.shutdown();
+        t.join().unwrap();
+    }
+}
