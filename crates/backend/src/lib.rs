@@ -7,6 +7,8 @@
 //!
 //! - [`Echo`]: every message goes back to its sender.
 //! - [`Chat`]: a chat room with names, private messages and notices.
+//! - [`files`]: the rules of file transfer (names, resume, verdicts, retries)
+//!   and its wire protocol, for the `trama-files` app.
 //!
 //! ```
 //! use trama_backend::Echo;
@@ -20,6 +22,7 @@
 
 pub mod chat;
 mod echo;
+pub mod files;
 
 pub use chat::Chat;
 pub use echo::Echo;
