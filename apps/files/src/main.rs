@@ -1,0 +1,125 @@
+//! `trama-files`: the notes' "Envío de muchos datos", as a tool.
+//!
+//! `receive` accepts any number of senders and stores each file in `--dir`;
+//! `send` sends one or more files and exits 0 only when the receiver
+//! confirmed every one. Files stream in constant memory, in any size, with a
+//! BLAKE3 digest checked end to end, and an interrupted transfer resumes
+//! where it stopped. `--compat` on both sides speaks the notes' own format:
+//! a 4-byte big-endian length, the bytes, then an unframed "Gracias.".
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use trama_cli::parse_duration;
+
+mod compat;
+mod progress;
+mod receive;
+mod send;
+
+#[derive(Parser)]
+#[command(
+    name = "trama-files",
+    version,
+    about = "Send files over TCP: verified, resumable, any size"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive files from any number of senders.
+    Receive(ReceiveArgs),
+    /// Send files to a receiver.
+    Send(SendArgs),
+}
+
+/// Flags of `trama-files receive`.
+#[derive(Args, Debug, Clone)]
+pub struct ReceiveArgs {
+    /// Address to listen on (port 0 picks a free one; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    pub addr: String,
+    /// Directory to store files in.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Exit after the first complete file.
+    #[arg(long)]
+    pub once: bool,
+    /// Replace files that already exist.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Speak the notes' format: a 4-byte length, the bytes, then "Gracias.".
+    #[arg(long)]
+    pub compat: bool,
+    /// With --compat: the name to store under (default recibido.bin, numbered if taken).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Drop a sender that sends nothing for this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+    /// Senders served at once (more wait in a short queue).
+    #[arg(long, default_value_t = 16)]
+    pub max_senders: usize,
+    /// Refuse files larger than this (e.g. 10GiB; default: no limit).
+    #[arg(long, value_parser = trama_cli::parse_size)]
+    pub max_size: Option<u64>,
+    /// Log only errors.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Flags of `trama-files send`.
+#[derive(Args, Debug, Clone)]
+pub struct SendArgs {
+    /// Receiver address.
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    pub addr: String,
+    /// Files to send.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Reconnect and resume this many times after a dropped connection.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Skip the end-to-end BLAKE3 digest (lets the OS copy with sendfile).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Speak the notes' format (one file, at most 4 GiB - 1 bytes).
+    #[arg(long)]
+    pub compat: bool,
+    /// Give up on a receiver that does not answer for this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// No progress bar, only the summary lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = match &cli.command {
+        Command::Receive(a) => a.quiet,
+        Command::Send(a) => a.quiet,
+    };
+    trama_cli::init_logging(if quiet { "error" } else { "info" });
+    let result = match cli.command {
+        Command::Receive(args) if args.compat => compat::receive(&args),
+        Command::Receive(args) => receive::run(&args),
+        Command::Send(args) if args.compat => compat::send(&args),
+        Command::Send(args) => send::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trama-files: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The apps' error type: a message for the user.
+pub type AppResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
