@@ -64,14 +64,14 @@ fn receive_one(
         return Err("closed before sending a length".into());
     };
     let size = body.len();
-    // Pick the name now and hold it, so two senders at once get two files.
+    // Pick the name now and hold it, so two senders at once get two files
+    // (even with --overwrite, which replaces a file on disk, not one that
+    // another sender is still writing through the same temporary file).
     let name = {
         let mut taken = taken.lock().map_err(|_| "receiver error")?;
-        let name = if args.overwrite {
-            wanted.to_string()
-        } else {
-            files::numbered_name(wanted, |n| args.dir.join(n).exists() || taken.contains(n))
-        };
+        let name = files::numbered_name(wanted, |n| {
+            taken.contains(n) || (!args.overwrite && args.dir.join(n).exists())
+        });
         taken.insert(name.clone());
         name
     };

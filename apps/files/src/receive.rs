@@ -75,7 +75,15 @@ fn serve(ctx: &Ctx, stream: &TcpStream, peer: SocketAddr) -> AppResult {
             Err(e) => return Err(format!("bad offer: {e}").into()),
         };
         let answer = decide(ctx, &offer);
-        writer.send(Codec::MsgPack, &answer)?;
+        if let Err(e) = writer.send(Codec::MsgPack, &answer) {
+            // decide() holds the name for a Ready; give it back.
+            if matches!(answer, Answer::Ready { .. }) {
+                if let Ok(mut busy) = ctx.busy.lock() {
+                    busy.remove(&offer.name);
+                }
+            }
+            return Err(e.into());
+        }
         let offset = match answer {
             Answer::Ready { offset } => offset,
             Answer::Refused { reason } => {
@@ -294,14 +302,20 @@ fn copy_in(
     hasher: Option<&mut blake3::Hasher>,
 ) -> Result<u64, CopyError> {
     let Some(hasher) = hasher else {
+        // A failed io::copy does not say how many bytes it moved; the file's
+        // position does.
+        let start = file.stream_position().map_err(|e| CopyError::Write(e, 0))?;
         let mut done = 0;
-        // Chunks of 64 MiB so a failure can tell how far it got.
+        // Chunks of 64 MiB, so an early end can tell how far it got.
         while done < len {
             let step = (len - done).min(64 << 20);
             match io::copy(&mut (&mut stream).take(step), file) {
                 Ok(0) => return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into(), done)),
                 Ok(n) => done += n,
                 Err(e) => {
+                    let done = file
+                        .stream_position()
+                        .map_or(done, |at| at.saturating_sub(start));
                     // io::copy does not say which side failed; the error kind does.
                     return Err(if is_write_error(&e) {
                         CopyError::Write(e, done)
