@@ -3,7 +3,7 @@
 //! The sender writes a 4-byte big-endian length and then the bytes; the
 //! receiver answers with the unframed text "Gracias.". The notes' Python
 //! sender and receiver interoperate with these. Unlike the notes, the body is
-//! streamed in constant memory (`read_body` + `splice` on the receiving side,
+//! streamed in constant memory (`read_body` into the file on the receiving side,
 //! `sendfile` on the sending side), so a file near 4 GiB never sits in
 //! memory, and the receiver never overwrites a file unless told to.
 

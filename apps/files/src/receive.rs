@@ -170,7 +170,7 @@ fn receive_file(
     let part = dir.join(files::partial_name(&offer.name, offer.size));
     let fail = |message: String| {
         let _ = std::fs::remove_file(&part);
-        Failed(Verdict { ok: false, message })
+        Failed(Verdict::failure(message))
     };
     let mut file = open_partial(&part, offset)
         .map_err(|e| fail(format!("cannot write {}: {e}", offer.name)))?;
@@ -293,8 +293,9 @@ pub enum CopyError {
 }
 
 /// Copy exactly `len` bytes from the socket into the file. Without a
-/// hasher this is `std::io::copy`, which Linux turns into `splice`; with
-/// one, every byte goes through the hasher on its way.
+/// hasher this is `std::io::copy` in 64 MiB steps (std moves socket to file
+/// through one buffer; `splice` needs a pipe on one side); with one, every
+/// byte also goes through the hasher on its way.
 fn copy_in(
     mut stream: &TcpStream,
     file: &mut File,

@@ -166,11 +166,14 @@ fn try_send(
         Err(e) => return Err(lost(&e)),
     };
     if !verdict.ok {
-        // A digest mismatch discards the receiver's copy; another try resends it all.
-        return Err(Failure::Retry(format!(
-            "the receiver says: {}",
-            verdict.message
-        )));
+        let message = format!("the receiver says: {}", verdict.message);
+        // Damage on the way (a digest mismatch) discards the receiver's copy
+        // and another try resends it all; a full disk will not get better.
+        return Err(if verdict.retry {
+            Failure::Retry(message)
+        } else {
+            Failure::Fatal(message)
+        });
     }
     let secs = start.elapsed().as_secs_f64();
     let mut summary = format_summary(&offer.name, offer.size - offset, secs);

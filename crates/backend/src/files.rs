@@ -175,6 +175,11 @@ pub struct Verdict {
     pub ok: bool,
     /// [`THANKS`] on success, else what went wrong.
     pub message: String,
+    /// On failure: whether sending the file again may succeed (the bytes were
+    /// damaged or cut on the way) or not (the receiver's disk is full, the
+    /// file is refused). Absent on the wire means false.
+    #[serde(default)]
+    pub retry: bool,
 }
 
 impl Verdict {
@@ -183,14 +188,24 @@ impl Verdict {
         Verdict {
             ok: true,
             message: THANKS.to_string(),
+            retry: false,
         }
     }
 
-    /// `ok: false` with `message`.
+    /// `ok: false` with `message`: sending again will not help.
     pub fn failure(message: impl Into<String>) -> Verdict {
         Verdict {
             ok: false,
             message: message.into(),
+            retry: false,
+        }
+    }
+
+    /// `ok: false` with `message`, for damage on the way: send it again.
+    pub fn retry(message: impl Into<String>) -> Verdict {
+        Verdict {
+            retry: true,
+            ..Verdict::failure(message)
         }
     }
 }
@@ -652,7 +667,7 @@ pub fn judge(
     actual_digest: Option<&str>,
 ) -> Verdict {
     if received != offer.size {
-        return Verdict::failure(format!("received {received} of {} bytes", offer.size));
+        return Verdict::retry(format!("received {received} of {} bytes", offer.size));
     }
     let expected = match expected_digest {
         Some(d) => d,
@@ -676,7 +691,7 @@ pub fn judge(
         return Verdict::failure("the receiver computed no digest to compare with".to_string());
     };
     if !expected.eq_ignore_ascii_case(actual) {
-        return Verdict::failure(format!(
+        return Verdict::retry(format!(
             "digest mismatch: the sender has {}, the receiver got {}",
             short_digest(expected),
             short_digest(actual)
@@ -1262,7 +1277,7 @@ mod tests {
     fn judge_sizes() {
         let offer = Offer::new("a.bin", 1000, true);
         let v = judge(&offer, 999, Some(D1), Some(D1));
-        assert_eq!(v, Verdict::failure("received 999 of 1000 bytes"));
+        assert_eq!(v, Verdict::retry("received 999 of 1000 bytes"));
         assert_eq!(
             judge(&offer, 1001, Some(D1), Some(D1)).message,
             "received 1001 of 1000 bytes"

@@ -258,8 +258,9 @@ impl<R: Read> Body<'_, R> {
     }
 
     /// Copy the rest of the body into `out` and check it all came. Uses
-    /// `std::io::copy` on the underlying reader, so a `TcpStream` into a
-    /// `File` moves with `splice` on Linux instead of through user space.
+    /// `std::io::copy` on the underlying reader, so the standard library's
+    /// fast paths apply (e.g. `copy_file_range`/`splice` on Linux where one
+    /// side allows it) and constant memory is used either way.
     pub fn copy_to<W: io::Write + ?Sized>(&mut self, out: &mut W) -> Result<u64> {
         let copied = io::copy(&mut (&mut *self.inner).take(self.remaining), out)?;
         self.remaining -= copied;
