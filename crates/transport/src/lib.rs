@@ -52,6 +52,7 @@
 mod client;
 mod config;
 mod error;
+mod multi;
 mod net;
 mod pool;
 mod reactor;
@@ -62,6 +63,7 @@ mod worker;
 pub use client::{Client, ClientConfig, ClientEvent};
 pub use config::ServerConfig;
 pub use error::{Error, Result};
+pub use multi::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
 pub use net::connect;
 pub use pool::{PoolConfig, PoolHandle, PoolServer};
 pub use server::{RunningServer, Server, ServerHandle};
