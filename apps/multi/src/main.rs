@@ -1,0 +1,221 @@
+//! `trama-multi`: the notes' "cliente conectado a más de un servidor", for
+//! any number of servers.
+//!
+//! Type `@1 hola` to send to the first `--server`, `@NAME hola` to the one
+//! labelled NAME, `@all hola` to every one. What arrives is printed with its
+//! server's label. A server that goes away is reconnected in the background
+//! while the others keep working; a line for it waits until it is back.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use trama_cli::parse_duration;
+use trama_protocol::FrameConfig;
+use trama_transport::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "trama-multi",
+    version,
+    about = "A console connected to several servers at once",
+    after_help = "Console: '@1 text' sends to the first server, '@NAME text' to the server labelled NAME, \
+                  '@all text' to every server. A server is given as [NAME=][raw:]HOST:PORT; \
+                  'raw:' speaks the notes' unframed dialect (text without newline, each chunk received is one message)."
+)]
+struct Cli {
+    /// A server: [NAME=][raw:]HOST:PORT. Repeat for each server; they are numbered from 1.
+    #[arg(long = "server", required = true)]
+    servers: Vec<String>,
+    /// After the input ends, keep printing until nothing arrived for this long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    wait: Duration,
+    /// Time each connection attempt may take.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Longest wait between reconnection attempts.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    max_backoff: Duration,
+    /// Lines held for a server that is down.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+}
+
+/// Parse `[NAME=][raw:]HOST:PORT`; the default label is the 1-based position.
+fn parse_server(index: usize, text: &str) -> Result<ServerSpec, String> {
+    let (name, rest) = match text.split_once('=') {
+        Some((name, rest)) if !name.is_empty() => (name.to_string(), rest),
+        _ => ((index + 1).to_string(), text),
+    };
+    if name == "all" || name.contains(char::is_whitespace) {
+        return Err(format!("{name:?} cannot label a server"));
+    }
+    let (frame, addr) = match rest.strip_prefix("raw:") {
+        Some(addr) => (FrameConfig::unframed(), addr),
+        None => (FrameConfig::default(), rest),
+    };
+    if !addr.contains(':') {
+        return Err(format!("{text:?}: expected HOST:PORT"));
+    }
+    Ok(ServerSpec {
+        name,
+        addr: addr.to_string(),
+        frame,
+    })
+}
+
+fn main() -> ExitCode {
+    trama_cli::init_logging("warn");
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trama-multi: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let servers = cli
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| parse_server(i, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let labels: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+    let config = MultiConfig {
+        connect_timeout: cli.connect_timeout,
+        backoff_max: cli.max_backoff,
+        queue: cli.queue,
+        ..MultiConfig::default()
+    };
+    let multi = Arc::new(MultiClient::start(servers, config)?);
+    if let Err(e) = ctrlc::set_handler(|| std::process::exit(0)) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+
+    let input_done = Arc::new(AtomicBool::new(false));
+    let printer = {
+        let (multi, done, labels) = (multi.clone(), input_done.clone(), labels.clone());
+        std::thread::spawn(move || print_events(&multi, &labels, &done, cli.wait))
+    };
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        route(&multi, &labels, &line);
+    }
+    input_done.store(true, Ordering::SeqCst);
+    let _ = printer.join();
+    Ok(())
+}
+
+/// Send a typed line where its `@` prefix says.
+fn route(multi: &MultiClient, labels: &[String], line: &str) {
+    let Some(rest) = line.strip_prefix('@') else {
+        println!(
+            "* start the line with @1, @NAME or @all (servers: {})",
+            labels.join(", ")
+        );
+        return;
+    };
+    let (target, text) = rest.split_once(' ').unwrap_or((rest, ""));
+    let targets: Vec<usize> = if target == "all" {
+        (0..labels.len()).collect()
+    } else if let Some(i) = labels.iter().position(|l| l == target) {
+        vec![i]
+    } else if let Some(i) = target
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=labels.len()).contains(n))
+    {
+        vec![i - 1]
+    } else {
+        println!("* no server {target:?} (servers: {})", labels.join(", "));
+        return;
+    };
+    for i in targets {
+        match multi.send(i, text.as_bytes()) {
+            Ok(Sent::Now) => {}
+            Ok(Sent::Held { waiting }) => println!(
+                "* {} is not connected; the line is held and goes out when it is back ({waiting} waiting)",
+                labels[i]
+            ),
+            Err(e) => println!("* not sent to {}: {e}", labels[i]),
+        }
+    }
+}
+
+/// Print what arrives, labelled; after the input ends, stop once quiet for `wait`.
+fn print_events(multi: &MultiClient, labels: &[String], input_done: &AtomicBool, wait: Duration) {
+    let mut last = Instant::now();
+    let mut saw_done = false;
+    loop {
+        if input_done.load(Ordering::SeqCst) {
+            if !saw_done {
+                saw_done = true;
+                last = Instant::now();
+            }
+            if last.elapsed() >= wait {
+                return;
+            }
+        }
+        let Ok(event) = multi.events().recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        last = Instant::now();
+        let label = |i: usize| labels.get(i).map_or("?", String::as_str);
+        match event {
+            MultiEvent::Message { server, payload } => {
+                println!("[{}] {}", label(server), String::from_utf8_lossy(&payload))
+            }
+            MultiEvent::Up {
+                server,
+                addr,
+                flushed,
+            } => {
+                if flushed > 0 {
+                    println!(
+                        "* {} connected ({addr}); sent {flushed} held lines",
+                        label(server)
+                    );
+                } else {
+                    println!("* {} connected ({addr})", label(server));
+                }
+            }
+            MultiEvent::Down {
+                server,
+                reason,
+                retry_in,
+            } => println!(
+                "* {} is down ({reason}); retrying in {} ms",
+                label(server),
+                retry_in.as_millis()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_specs() {
+        let s = parse_server(0, "127.0.0.1:8080").unwrap();
+        assert_eq!((s.name.as_str(), s.addr.as_str()), ("1", "127.0.0.1:8080"));
+        assert!(!s.frame.is_unframed());
+        let s = parse_server(1, "notas=raw:127.0.0.1:8081").unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.addr.as_str()),
+            ("notas", "127.0.0.1:8081")
+        );
+        assert!(s.frame.is_unframed());
+        assert!(parse_server(0, "all=127.0.0.1:1").is_err());
+        assert!(parse_server(0, "nohost").is_err());
+    }
+}
