@@ -1,0 +1,381 @@
+//! A peer: a node that accepts links and dials them, with one event type for
+//! both — the notes' "cliente P2P" that is server and client at once.
+//!
+//! Every link, accepted or dialed, is a [`LinkId`] with a reader thread that
+//! turns frames into [`LinkEvent`]s on one channel. A dial can be persistent:
+//! its supervisor redials with capped exponential backoff and jitter whenever
+//! the link is down, so two peers find each other whichever starts first. The
+//! node knows nothing of what the frames mean (hellos, relaying and
+//! duplicate links are the business of `trama-backend`'s mesh rules).
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
+
+use crate::{Error, Result};
+
+/// Identifies one link (one TCP connection) for the life of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+impl std::fmt::Display for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "link {}", self.0)
+    }
+}
+
+/// What happened on a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// A link came up.
+    Up {
+        /// The link.
+        link: LinkId,
+        /// True if we dialed it, false if we accepted it.
+        dialed: bool,
+        /// The address we dialed, or the remote address of an accepted link.
+        addr: String,
+    },
+    /// A frame arrived (one read, in the unframed dialect).
+    Message {
+        /// The link.
+        link: LinkId,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// A link ended.
+    Down {
+        /// The link.
+        link: LinkId,
+        /// Why.
+        reason: String,
+    },
+    /// A dial failed; a persistent dial tries again after `retry_in`.
+    DialFailed {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+        /// When the next try is, for a persistent dial.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// Settings of a [`PeerNode`].
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Where to accept links; `None` to only dial.
+    pub listen: Option<String>,
+    /// Wire format of every link.
+    pub frame: FrameConfig,
+    /// Time each dial may take. Default 3 s.
+    pub connect_timeout: Duration,
+    /// First wait before redialing. Default 100 ms.
+    pub backoff_min: Duration,
+    /// Longest wait between dials. Default 5 s.
+    pub backoff_max: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            listen: Some("127.0.0.1:0".into()),
+            frame: FrameConfig::default(),
+            connect_timeout: Duration::from_secs(3),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Shared {
+    config: PeerConfig,
+    next: AtomicU64,
+    links: Mutex<HashMap<LinkId, Arc<Mutex<FrameWriter<TcpStream>>>>>,
+    controls: Mutex<HashMap<LinkId, TcpStream>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    tx: Sender<LinkEvent>,
+    stop: AtomicBool,
+    /// Dropped on close: wakes dial supervisors sleeping before a retry.
+    wake: Mutex<Option<Sender<()>>>,
+    asleep: Receiver<()>,
+}
+
+/// A node that accepts and dials links. Dropping it closes every link.
+pub struct PeerNode {
+    shared: Arc<Shared>,
+    events: Receiver<LinkEvent>,
+    local_addr: Option<SocketAddr>,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl PeerNode {
+    /// Bind the listening address (if any) and start accepting.
+    pub fn start(config: PeerConfig) -> Result<PeerNode> {
+        let (tx, events) = crossbeam_channel::unbounded();
+        let (wake, asleep) = crossbeam_channel::bounded(0);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            next: AtomicU64::new(1),
+            links: Mutex::new(HashMap::new()),
+            controls: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Vec::new()),
+            tx,
+            stop: AtomicBool::new(false),
+            wake: Mutex::new(Some(wake)),
+            asleep,
+        });
+        let mut node = PeerNode {
+            shared: shared.clone(),
+            events,
+            local_addr: None,
+            listener: None,
+        };
+        if let Some(addr) = &config.listen {
+            let listener = crate::net::listen_blocking(addr)?;
+            node.local_addr = Some(listener.local_addr()?);
+            let shared = shared.clone();
+            let t = std::thread::Builder::new()
+                .name("trama-peer-accept".into())
+                .spawn(move || {
+                    for stream in listener.incoming() {
+                        if shared.stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        match stream {
+                            Ok(s) => {
+                                let addr = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                                if let Err(e) = adopt(&shared, s, false, addr) {
+                                    log::warn!("cannot take an incoming link: {e}");
+                                }
+                            }
+                            Err(e) => {
+                                log::warn!("accept failed: {e}");
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                        }
+                    }
+                })
+                .map_err(|source| Error::Thread {
+                    name: "trama-peer-accept".into(),
+                    source,
+                })?;
+            node.listener = Some(t);
+        }
+        Ok(node)
+    }
+
+    /// The address links are accepted on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// The event stream of every link.
+    pub fn events(&self) -> &Receiver<LinkEvent> {
+        &self.events
+    }
+
+    /// Dial `addr` in the background. A persistent dial redials (with
+    /// backoff) whenever its link is down, until the node closes.
+    pub fn dial(&self, addr: &str, persistent: bool) -> Result<()> {
+        let shared = self.shared.clone();
+        let addr = addr.to_string();
+        let t = std::thread::Builder::new()
+            .name(format!("trama-peer-dial-{addr}"))
+            .spawn(move || dial_loop(&shared, &addr, persistent))
+            .map_err(|source| Error::Thread {
+                name: "trama-peer-dial".into(),
+                source,
+            })?;
+        if let Ok(mut threads) = self.shared.threads.lock() {
+            threads.push(t);
+        }
+        Ok(())
+    }
+
+    /// Send one frame on one link.
+    pub fn send(&self, link: LinkId, payload: &[u8]) -> Result<()> {
+        let writer = self
+            .shared
+            .links
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&link).cloned())
+            .ok_or_else(|| Error::Closed(format!("{link} is not up")))?;
+        let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(w.write_frame(payload)?)
+    }
+
+    /// Close one link (its `Down` event follows).
+    pub fn close(&self, link: LinkId) {
+        if let Some(s) = self
+            .shared
+            .controls
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&link).and_then(|s| s.try_clone().ok()))
+        {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// The links that are up now.
+    pub fn links(&self) -> Vec<LinkId> {
+        self.shared
+            .links
+            .lock()
+            .map(|l| l.keys().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PeerNode {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Ok(mut w) = self.shared.wake.lock() {
+            *w = None;
+        }
+        if let Ok(controls) = self.shared.controls.lock() {
+            for s in controls.values() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        // Wake the blocking accept with a connection of our own.
+        if let Some(addr) = self.local_addr {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+        if let Some(t) = self.listener.take() {
+            let _ = t.join();
+        }
+        let threads: Vec<_> = self
+            .shared
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Register a connected stream as a link and start its reader thread.
+/// Returns the reader thread's handle (joined by the node on drop).
+fn adopt(shared: &Arc<Shared>, stream: TcpStream, dialed: bool, addr: String) -> Result<LinkId> {
+    let t = start_link(shared, stream, dialed, addr)?;
+    let id = t.0;
+    if let Ok(mut threads) = shared.threads.lock() {
+        threads.push(t.1);
+    }
+    Ok(id)
+}
+
+fn start_link(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    dialed: bool,
+    addr: String,
+) -> Result<(LinkId, JoinHandle<()>)> {
+    stream.set_nodelay(true)?;
+    let link = LinkId(shared.next.fetch_add(1, Ordering::Relaxed));
+    let reader = stream.try_clone()?;
+    let control = stream.try_clone()?;
+    let frame = shared.config.frame;
+    if let Ok(mut l) = shared.links.lock() {
+        l.insert(link, Arc::new(Mutex::new(FrameWriter::new(stream, frame))));
+    }
+    if let Ok(mut c) = shared.controls.lock() {
+        c.insert(link, control);
+    }
+    let _ = shared.tx.send(LinkEvent::Up { link, dialed, addr });
+    let shared2 = shared.clone();
+    let t = std::thread::Builder::new()
+        .name(format!("trama-peer-{}", link.0))
+        .spawn(move || read_link(&shared2, link, reader))
+        .map_err(|source| Error::Thread {
+            name: "trama-peer-link".into(),
+            source,
+        })?;
+    Ok((link, t))
+}
+
+fn read_link(shared: &Shared, link: LinkId, stream: TcpStream) {
+    let mut reader = FrameReader::new(stream, shared.config.frame);
+    let reason = loop {
+        let mut buf = Vec::new();
+        match reader.read_frame_into(&mut buf) {
+            Ok(true) => {
+                if shared
+                    .tx
+                    .send(LinkEvent::Message { link, payload: buf })
+                    .is_err()
+                {
+                    break "node closed".to_string();
+                }
+            }
+            Ok(false) => break "the peer closed the link".to_string(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    if let Ok(mut l) = shared.links.lock() {
+        l.remove(&link);
+    }
+    if let Ok(mut c) = shared.controls.lock() {
+        c.remove(&link);
+    }
+    let _ = shared.tx.send(LinkEvent::Down { link, reason });
+}
+
+fn dial_loop(shared: &Arc<Shared>, addr: &str, persistent: bool) {
+    let config = &shared.config;
+    let mut backoff = config.backoff_min;
+    while !shared.stop.load(Ordering::SeqCst) {
+        match crate::net::connect(addr, config.connect_timeout) {
+            Ok(stream) => {
+                backoff = config.backoff_min;
+                match start_link(shared, stream, true, addr.to_string()) {
+                    // Stay with the link until it ends, then (if persistent) redial.
+                    Ok((_, reader)) => {
+                        let _ = reader.join();
+                    }
+                    Err(e) => log::warn!("{addr}: cannot start the link: {e}"),
+                }
+                if !persistent {
+                    return;
+                }
+            }
+            Err(e) => {
+                let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
+                let wait = (backoff + jitter).min(config.backoff_max);
+                let _ = shared.tx.send(LinkEvent::DialFailed {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                    retry_in: persistent.then_some(wait),
+                });
+                if !persistent {
+                    return;
+                }
+                match shared.asleep.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
+                backoff = (backoff * 2).min(config.backoff_max);
+                continue;
+            }
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        // Brief pause before redialing a link that just ended.
+        match shared.asleep.recv_timeout(backoff) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
