@@ -321,8 +321,23 @@ fn serve(
 ) -> Result<String> {
     stream.set_nodelay(true)?;
     let addr = stream.peer_addr()?;
+    // With nothing listening on a loopback port, a connect can pick that
+    // same port as its source and connect to itself (TCP simultaneous open);
+    // it would then read back its own messages and keep the port taken.
+    if stream.local_addr()? == addr {
+        return Err(Error::Closed(format!(
+            "{addr}: connected to itself (nothing listens there)"
+        )));
+    }
     let reader = stream.try_clone()?;
     *link.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);
+    // `close` sets `stop` and then shuts down the registered sockets: if it
+    // ran before the line above, it missed this one, and the read below
+    // would block it forever.
+    if stop.load(Ordering::SeqCst) {
+        *link.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        return Ok("client closed".to_string());
+    }
     let frame = link.spec.frame;
     let flushed = {
         let mut writer = link.writer.lock().unwrap_or_else(|e| e.into_inner());

@@ -184,11 +184,24 @@ impl PeerNode {
     /// Dial `addr` in the background. A persistent dial redials (with
     /// backoff) whenever its link is down, until the node closes.
     pub fn dial(&self, addr: &str, persistent: bool) -> Result<()> {
+        let keep: Option<Keep> = persistent.then(|| Arc::new(|| true) as Keep);
+        self.spawn_dial(addr, keep)
+    }
+
+    /// A persistent dial that only (re)dials while `wanted()` says so: when
+    /// the link is down and `wanted()` is false (for example, the same peer
+    /// is already reachable over a link it dialed to us), it waits and asks
+    /// again instead of dialing.
+    pub fn dial_while(&self, addr: &str, wanted: impl Fn() -> bool + Send + Sync + 'static) -> Result<()> {
+        self.spawn_dial(addr, Some(Arc::new(wanted)))
+    }
+
+    fn spawn_dial(&self, addr: &str, keep: Option<Keep>) -> Result<()> {
         let shared = self.shared.clone();
         let addr = addr.to_string();
         let t = std::thread::Builder::new()
             .name(format!("trama-peer-dial-{addr}"))
-            .spawn(move || dial_loop(&shared, &addr, persistent))
+            .spawn(move || dial_loop(&shared, &addr, keep.as_ref()))
             .map_err(|source| Error::Thread {
                 name: "trama-peer-dial".into(),
                 source,
@@ -332,10 +345,20 @@ fn read_link(shared: &Shared, link: LinkId, stream: TcpStream) {
     let _ = shared.tx.send(LinkEvent::Down { link, reason });
 }
 
-fn dial_loop(shared: &Arc<Shared>, addr: &str, persistent: bool) {
+/// Whether a persistent dial should dial now.
+type Keep = Arc<dyn Fn() -> bool + Send + Sync>;
+
+fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
     let config = &shared.config;
+    let persistent = keep.is_some();
     let mut backoff = config.backoff_min;
     while !shared.stop.load(Ordering::SeqCst) {
+        if keep.is_some_and(|k| !k()) {
+            match shared.asleep.recv_timeout(config.backoff_max) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
         match crate::net::connect(addr, config.connect_timeout) {
             Ok(stream) => {
                 backoff = config.backoff_min;
