@@ -50,6 +50,12 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
     let mut failures = Vec::new();
     for a in resolve(addr)? {
         match TcpStream::connect_timeout(&a, timeout) {
+            // Dialing a local port nobody listens on can pick that very port
+            // as the source and "connect" to itself (TCP simultaneous open);
+            // that is no server, and it would keep the port taken.
+            Ok(s) if s.local_addr().ok() == Some(a) => {
+                failures.push(format!("{a}: nothing listens there (connected to itself)"))
+            }
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 failures.push(format!("{a}: no answer within {timeout:?}"))
