@@ -27,7 +27,7 @@ use trama_transport::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
                   'raw:' speaks the notes' unframed dialect (text without newline, each chunk received is one message)."
 )]
 struct Cli {
-    /// A server: [NAME=][raw:]HOST:PORT. Repeat for each server; they are numbered from 1.
+    /// A server, as `[NAME=][raw:]HOST:PORT`. Repeat for each server; they are numbered from 1.
     #[arg(long = "server", required = true)]
     servers: Vec<String>,
     /// After the input ends, keep printing until nothing arrived for this long.

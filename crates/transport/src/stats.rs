@@ -25,7 +25,7 @@ pub(crate) struct Stats {
     wakeups: AtomicU64,
 }
 
-/// A copy of a server's counters at one moment (see [`Server::stats`](crate::Server::stats)).
+/// A copy of a server's counters at one moment (see [`ServerHandle::stats`](crate::ServerHandle::stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Connections accepted since start.
