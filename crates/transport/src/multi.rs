@@ -325,9 +325,10 @@ fn serve(
     // same port as its source and connect to itself (TCP simultaneous open);
     // it would then read back its own messages and keep the port taken.
     if stream.local_addr()? == addr {
-        return Err(Error::Closed(format!(
-            "{addr}: connected to itself (nothing listens there)"
-        )));
+        return Err(Error::Connect {
+            addr: link.spec.addr.clone(),
+            reason: format!("{addr}: connected to itself (nothing listens there)"),
+        });
     }
     let reader = stream.try_clone()?;
     *link.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);

@@ -1,0 +1,519 @@
+//! End-to-end tests of the `trama-multi` console: the real binary, driven
+//! through its stdin, connected to several servers at once, framed
+//! (`trama-echo serve --framed`) and in the notes' raw dialect (the notes'
+//! two Python servers, `tests/python/notes_server.py`, and `trama-echo serve`).
+//!
+//! Servers are killed and started again while the console runs; the console
+//! must say so, hold the lines typed for a server that is down, and deliver
+//! them when it is back, while the other servers keep answering.
+//!
+//! Nothing here measures time. Steps are put in order by waiting for a line
+//! that can only arrive after the previous step took effect; the deadlines
+//! are only there so a broken build fails instead of hanging.
+//!
+//! `trama-echo` is looked for next to the `trama-multi` binary, and built
+//! once (`cargo build -p trama-echo -p trama-chat`) if it is not there, so
+//! `cargo test -p trama-multi` works on its own. Python 3 is required by some
+//! tests: if it is missing, they fail with a message saying so (set `PYTHON`
+//! to point at another interpreter).
+
+// Everything in this file is test code: helpers panic to fail the test.
+#![allow(clippy::unwrap_used)]
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use trama_test_support::{python3, python_script, run_command, ServerProcess};
+
+/// Generous: CI machines are slow and busy; no test measures time.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Building the sibling binaries may take a while on a busy machine.
+const BUILD_DEADLINE: Duration = Duration::from_secs(900);
+
+const MULTI: &str = env!("CARGO_BIN_EXE_trama-multi");
+
+/// Unwrap a helper's result, showing its message as is.
+fn ok<T>(r: trama_test_support::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Another binary of the workspace, from the directory `trama-multi` was
+/// built in. `CARGO_BIN_EXE_*` only names this package's own binaries, so
+/// the others are looked for next to it, and built (once per test run) if
+/// they are not there.
+fn sibling(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    let path = Path::new(MULTI).with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        BUILD.call_once(build_siblings);
+    }
+    assert!(
+        path.is_file(),
+        "{} is missing, even after building it",
+        path.display()
+    );
+    path
+}
+
+/// `cargo build -p trama-echo -p trama-chat` into the directory this test's
+/// `trama-multi` is in: same target directory, same profile.
+fn build_siblings() {
+    let out_dir = Path::new(MULTI).parent().unwrap();
+    // `<target dir>/<profile dir>` (the target dir may itself end in a
+    // target triple: the host build then lands next to `trama-multi` too).
+    let target_dir = out_dir.parent().unwrap();
+    let profile = out_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "-p",
+            "trama-echo",
+            "-p",
+            "trama-chat",
+            "--target-dir",
+        ])
+        .arg(target_dir);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let (status, _, stderr) = ok(run_command(cmd, BUILD_DEADLINE));
+    assert!(
+        status.success(),
+        "building trama-echo and trama-chat failed ({status}):\n{stderr}"
+    );
+}
+
+/// `trama-echo serve` on `addr` (`127.0.0.1:0` for a free port), framed or
+/// in the notes' raw dialect.
+fn echo(addr: &str, framed: bool) -> ServerProcess {
+    let mut cmd = Command::new(sibling("trama-echo"));
+    cmd.args(["serve", "--addr", addr]).env_remove("RUST_LOG");
+    if framed {
+        cmd.arg("--framed");
+    }
+    ok(ServerProcess::from_command(cmd))
+}
+
+/// The notes' server number `n` (raw dialect: "Acción del servidor N asociada
+/// a ..."), on `port` (0 for a free one).
+fn notes_server(port: u16, n: u32) -> ServerProcess {
+    let mut cmd = Command::new(ok(python3()));
+    cmd.arg("-u")
+        .arg(ok(python_script("notes_server.py")))
+        .arg(port.to_string())
+        .arg(n.to_string());
+    ok(ServerProcess::from_command(cmd))
+}
+
+/// What the notes' server `n` answers to `text`.
+fn notes_reply(n: u32, text: &str) -> String {
+    format!("Acción del servidor {n} asociada a {text}")
+}
+
+/// Kill a server by its pid, as a crash would, and reap it: its port is
+/// free again when this returns.
+fn kill(mut server: ServerProcess) {
+    let pid = server.pid().to_string();
+    if cfg!(unix) {
+        let status = Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill -KILL {pid}: {status}");
+        ok(server.wait_exit(DEADLINE));
+    } else {
+        // Dropping it kills it (by its pid) and reaps it.
+        drop(server);
+    }
+}
+
+/// How a finished [`Console`] ended.
+struct Finished {
+    status: ExitStatus,
+    /// Every line it printed on stdout.
+    lines: Vec<String>,
+    stderr: String,
+}
+
+/// `trama-multi` running as a child process: lines go in through its stdin,
+/// and every line it prints on stdout is collected. Killed when dropped.
+struct Console {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    incoming: mpsc::Receiver<String>,
+    /// Every stdout line received so far.
+    seen: Vec<String>,
+    /// `expect` looks at lines from here on.
+    cursor: usize,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Console {
+    /// `trama-multi --server S` for each of `servers`, reconnecting quickly.
+    fn start<S: AsRef<str>>(servers: &[S]) -> Console {
+        let mut cmd = Command::new(MULTI);
+        for s in servers {
+            cmd.args(["--server", s.as_ref()]);
+        }
+        cmd.args(["--wait", "500ms", "--max-backoff", "250ms"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {MULTI}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let (tx, incoming) = mpsc::channel();
+        let stdout_reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_reader = {
+            let stderr = Arc::clone(&stderr);
+            thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk) {
+                    stderr.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            })
+        };
+        Console {
+            child,
+            stdin,
+            incoming,
+            seen: Vec::new(),
+            cursor: 0,
+            stderr,
+            readers: vec![stdout_reader, stderr_reader],
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "trama-multi printed:\n{}\n--- its stderr:\n{}",
+            self.seen.join("\n"),
+            self.stderr_text()
+        )
+    }
+
+    /// Type one line.
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        let sent = stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush());
+        if let Err(e) = sent {
+            panic!("cannot type {line:?}: {e}\n{}", self.report());
+        }
+    }
+
+    /// Take the next stdout line, or panic (saying `what` was awaited) once
+    /// `deadline` passes or the output ends.
+    fn pull(&mut self, what: &str, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.incoming.recv_timeout(left) {
+            Ok(line) => self.seen.push(line),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no line {what} within {DEADLINE:?}; {}", self.report())
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // Let the stderr reader catch up before reporting.
+                let _ = self.child.wait();
+                thread::sleep(Duration::from_millis(50));
+                panic!("trama-multi ended with no line {what}; {}", self.report())
+            }
+        }
+    }
+
+    /// Wait for the next line (from the last one expected on) that `matches`,
+    /// and return it.
+    fn expect_match(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(i) = (self.cursor..self.seen.len()).find(|&i| matches(&self.seen[i])) {
+                self.cursor = i + 1;
+                return self.seen[i].clone();
+            }
+            self.pull(what, deadline);
+        }
+    }
+
+    /// Wait for the line `line` exactly.
+    fn expect(&mut self, line: &str) -> String {
+        self.expect_match(&format!("{line:?}"), |l| l == line)
+    }
+
+    /// Wait for every one of `lines`, in any order (each from the last line
+    /// expected on); afterwards `expect` looks past the last of them.
+    fn expect_all(&mut self, lines: &[&str]) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let mut found: Vec<usize> = Vec::new();
+            for want in lines {
+                let hit = (self.cursor..self.seen.len())
+                    .find(|i| !found.contains(i) && self.seen[*i] == *want);
+                match hit {
+                    Some(i) => found.push(i),
+                    None => break,
+                }
+            }
+            if found.len() == lines.len() {
+                if let Some(last) = found.iter().max() {
+                    self.cursor = last + 1;
+                }
+                return;
+            }
+            self.pull(&format!("among {lines:?}"), deadline);
+        }
+    }
+
+    /// Close stdin (the input ends) and wait for the process to exit.
+    fn finish(mut self) -> Finished {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.seen.extend(self.incoming.try_iter());
+                panic!(
+                    "trama-multi still running {DEADLINE:?} after its input ended (killed); {}",
+                    self.report()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        self.seen.extend(self.incoming.try_iter());
+        Finished {
+            status,
+            lines: std::mem::take(&mut self.seen),
+            stderr: self.stderr_text(),
+        }
+    }
+
+    /// [`finish`](Console::finish), asserting a 0 exit; returns every line printed.
+    fn finish_ok(self) -> Vec<String> {
+        let done = self.finish();
+        assert!(
+            done.status.success(),
+            "trama-multi exited with {}; stdout:\n{}\nstderr:\n{}",
+            done.status,
+            done.lines.join("\n"),
+            done.stderr
+        );
+        done.lines
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn connected(label: &str, addr: SocketAddr) -> String {
+    format!("* {label} connected ({addr})")
+}
+
+#[test]
+fn the_notes_two_servers_each_answer_their_own_lines() {
+    let uno = notes_server(0, 1);
+    let dos = notes_server(0, 2);
+    let mut console =
+        Console::start(&[format!("raw:{}", uno.addr()), format!("raw:{}", dos.addr())]);
+    console.expect_all(&[&connected("1", uno.addr()), &connected("2", dos.addr())]);
+
+    console.say("@1 hola");
+    console.expect(&format!("[1] {}", notes_reply(1, "hola")));
+    console.say("@2 chao");
+    console.expect(&format!("[2] {}", notes_reply(2, "chao")));
+    console.say("@1 ¿qué tal, señor?");
+    console.expect(&format!("[1] {}", notes_reply(1, "¿qué tal, señor?")));
+    console.say("@all x");
+    console.expect_all(&[
+        &format!("[1] {}", notes_reply(1, "x")),
+        &format!("[2] {}", notes_reply(2, "x")),
+    ]);
+
+    let lines = console.finish_ok();
+    let wrong = lines
+        .iter()
+        .filter(|l| {
+            (l.starts_with("[1]") && l.contains("chao"))
+                || (l.starts_with("[2]") && (l.contains("hola") || l.contains("señor")))
+                || l.contains(" is down ")
+                || l.contains("held")
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        wrong.is_empty(),
+        "unexpected lines {wrong:?} in:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
+fn framed_and_raw_servers_together_addressed_by_name_and_number() {
+    let framed = echo("127.0.0.1:0", true);
+    let raw = echo("127.0.0.1:0", false);
+    let mut console = Console::start(&[
+        format!("eco={}", framed.addr()),
+        format!("crudo=raw:{}", raw.addr()),
+    ]);
+    console.expect_all(&[
+        &connected("eco", framed.addr()),
+        &connected("crudo", raw.addr()),
+    ]);
+
+    console.say("@eco hola, marco");
+    console.expect("[eco] hola, marco");
+    console.say("@crudo hola, crudo");
+    console.expect("[crudo] hola, crudo");
+    console.say("@2 por número");
+    console.expect("[crudo] por número");
+    console.say("@1 también");
+    console.expect("[eco] también");
+    console.say("@all a todos");
+    console.expect_all(&["[eco] a todos", "[crudo] a todos"]);
+    console.finish_ok();
+}
+
+#[test]
+fn a_server_that_dies_is_reported_and_its_held_line_goes_out_when_it_is_back() {
+    let uno = notes_server(0, 1);
+    let addr = uno.addr();
+    let dos = echo("127.0.0.1:0", true);
+    let mut console = Console::start(&[format!("raw:{addr}"), dos.addr().to_string()]);
+    console.expect_all(&[&connected("1", addr), &connected("2", dos.addr())]);
+    console.say("@1 antes");
+    console.expect(&format!("[1] {}", notes_reply(1, "antes")));
+
+    kill(uno);
+    console.expect_match("`* 1 is down (...)`", |l| l.starts_with("* 1 is down ("));
+    console.say("@1 guardado");
+    console.expect_match("saying the line for 1 is held", |l| {
+        l.starts_with("* 1 is not connected") && l.contains("held") && l.contains("(1 waiting)")
+    });
+    console.say("@2 sigo aquí");
+    console.expect("[2] sigo aquí");
+
+    // Back on the address it had; the console's input stays open and idle.
+    let uno = notes_server(addr.port(), 1);
+    assert_eq!(
+        uno.addr(),
+        addr,
+        "the server did not come back on its address"
+    );
+    console.expect(&format!("* 1 connected ({addr}); sent 1 held lines"));
+    console.expect(&format!("[1] {}", notes_reply(1, "guardado")));
+
+    console.say("@all después");
+    console.expect_all(&[&format!("[1] {}", notes_reply(1, "después")), "[2] después"]);
+    let lines = console.finish_ok();
+    let guardado = lines.iter().filter(|l| l.contains("guardado")).count();
+    assert_eq!(
+        guardado,
+        1,
+        "the held line was answered {guardado} times:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
+fn a_console_started_before_its_server_connects_when_the_server_appears() {
+    // An address nothing listens on any more: the one a server just had.
+    let gone = echo("127.0.0.1:0", true);
+    let addr = gone.addr();
+    kill(gone);
+
+    let mut console = Console::start(&[addr.to_string()]);
+    console.expect_match("`* 1 is down (...)`", |l| l.starts_with("* 1 is down ("));
+    console.say("@1 temprano");
+    console.expect_match("saying the line is held", |l| {
+        l.starts_with("* 1 is not connected") && l.contains("held")
+    });
+
+    let server = echo(&addr.to_string(), true);
+    assert_eq!(server.addr(), addr);
+    console.expect(&format!("* 1 connected ({addr}); sent 1 held lines"));
+    console.expect("[1] temprano");
+    console.say("@1 ya estás");
+    console.expect("[1] ya estás");
+    console.finish_ok();
+}
+
+#[test]
+fn bad_lines_get_a_notice_and_the_console_goes_on() {
+    let server = echo("127.0.0.1:0", false);
+    let mut console = Console::start(&[format!("eco=raw:{}", server.addr())]);
+    console.expect(&connected("eco", server.addr()));
+
+    console.say("hola sin arroba");
+    console.expect("* start the line with @1, @NAME or @all (servers: eco)");
+    console.say("@nadie hola");
+    console.expect("* no server \"nadie\" (servers: eco)");
+    console.say("@2 hola");
+    console.expect("* no server \"2\" (servers: eco)");
+    console.say("@0 hola");
+    console.expect("* no server \"0\" (servers: eco)");
+    console.say("@");
+    console.expect("* no server \"\" (servers: eco)");
+    console.say("   ");
+    console.say("@eco sigo aquí");
+    console.expect("[eco] sigo aquí");
+    console.finish_ok();
+}
+
+#[test]
+fn a_bad_server_is_refused_at_start() {
+    for (spec, complaint) in [
+        ("all=127.0.0.1:1", "cannot label a server"),
+        ("127.0.0.1", "expected HOST:PORT"),
+    ] {
+        let mut cmd = Command::new(MULTI);
+        cmd.args(["--server", spec]).env_remove("RUST_LOG");
+        let (status, _, stderr) = ok(run_command(cmd, DEADLINE));
+        assert!(
+            !status.success() && stderr.contains(complaint),
+            "--server {spec}: exit {status}, stderr:\n{stderr}"
+        );
+    }
+}
