@@ -192,7 +192,11 @@ impl PeerNode {
     /// the link is down and `wanted()` is false (for example, the same peer
     /// is already reachable over a link it dialed to us), it waits and asks
     /// again instead of dialing.
-    pub fn dial_while(&self, addr: &str, wanted: impl Fn() -> bool + Send + Sync + 'static) -> Result<()> {
+    pub fn dial_while(
+        &self,
+        addr: &str,
+        wanted: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Result<()> {
         self.spawn_dial(addr, Some(Arc::new(wanted)))
     }
 
