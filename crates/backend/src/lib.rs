@@ -9,6 +9,9 @@
 //! - [`Chat`]: a chat room with names, private messages and notices.
 //! - [`files`]: the rules of file transfer (names, resume, verdicts, retries)
 //!   and its wire protocol, for the `trama-files` app.
+//! - [`mesh`]: the rules of the peer-to-peer mesh (Hellos, the duplicate-link
+//!   tie-break, gossip, exactly-once flooding) and its wire protocol, for the
+//!   `trama-peer` app.
 //!
 //! ```
 //! use trama_backend::Echo;
@@ -23,6 +26,7 @@
 pub mod chat;
 mod echo;
 pub mod files;
+pub mod mesh;
 
 pub use chat::Chat;
 pub use echo::Echo;
