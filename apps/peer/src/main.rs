@@ -1,0 +1,313 @@
+//! `trama-peer`: the notes' "Interacción entre clientes P2P", as one program
+//! for every peer.
+//!
+//! Each peer listens and dials; start them in any order. In the default mode
+//! peers greet each other (name and protocol version), relay every line to
+//! the whole mesh exactly once, and tell newcomers where the others are.
+//! `--compat` speaks the notes' own dialect instead: no greeting, raw text,
+//! each side dials the other and keeps both connections.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use trama_backend::mesh::{self, Mesh, Out};
+use trama_cli::parse_duration;
+use trama_protocol::FrameConfig;
+use trama_transport::{LinkEvent, LinkId, PeerConfig, PeerNode};
+
+#[derive(Parser)]
+#[command(
+    name = "trama-peer",
+    version,
+    about = "A peer that is server and client at once"
+)]
+struct Cli {
+    /// This peer's name (not used with --compat).
+    #[arg(long, default_value = "peer")]
+    name: String,
+    /// Where to accept other peers.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// A peer to dial (repeat for several). Dials are retried until the peer is there.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// The notes' dialect: no greeting, raw text; lines go out on the link we dialed.
+    #[arg(long)]
+    compat: bool,
+    /// After the input ends, keep printing until nothing arrived for this long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    wait: Duration,
+    /// Longest wait between dial attempts.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    max_backoff: Duration,
+}
+
+/// Lines held while no link can take them.
+const HELD_MAX: usize = 64;
+
+fn main() -> ExitCode {
+    trama_cli::init_logging("warn");
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trama-peer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if !cli.compat {
+        mesh::valid_peer_name(&cli.name).map_err(|e| format!("--name: {e}"))?;
+    }
+    let frame = if cli.compat {
+        FrameConfig::unframed()
+    } else {
+        FrameConfig::builder()
+            .max_frame_len(mesh::MAX_FRAME)
+            .build()?
+    };
+    let node = Arc::new(PeerNode::start(PeerConfig {
+        listen: Some(cli.listen.clone()),
+        frame,
+        backoff_max: cli.max_backoff,
+        ..PeerConfig::default()
+    })?);
+    let local = node
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| cli.listen.clone());
+    eprintln!("listening on {local}");
+    if let Err(e) = ctrlc::set_handler(|| std::process::exit(0)) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    let state = Arc::new(Mutex::new(if cli.compat {
+        State::Compat(Compat::default())
+    } else {
+        // Number lines from the clock, so a restarted peer never reuses the
+        // sequence numbers its earlier life already used.
+        let first_seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
+        State::Mesh(Box::new(
+            Mesh::new(cli.name.clone(), Some(local.clone())).with_first_seq(first_seq),
+        ))
+    }));
+    let ctx = Ctx {
+        state: state.clone(),
+        dialed: Arc::new(Mutex::new(HashSet::new())),
+    };
+    for addr in &cli.peers {
+        dial(&node, &ctx, addr);
+    }
+
+    let input_done = Arc::new(AtomicBool::new(false));
+    let events = {
+        let (node, ctx, done) = (node.clone(), ctx.clone(), input_done.clone());
+        std::thread::spawn(move || event_loop(&node, &ctx, &done, cli.wait))
+    };
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut state = state.lock().map_err(|_| "state poisoned")?;
+        match &mut *state {
+            State::Mesh(m) if line.trim() == "/peers" => print_peers(m),
+            State::Mesh(m) => {
+                let outs = m.say(&line);
+                if !outs.iter().any(|o| matches!(o, Out::Send { .. })) {
+                    println!("* no peer connected yet; nobody got that line");
+                }
+                apply(&node, &ctx, outs);
+            }
+            State::Compat(c) => c.send_or_hold(&node, line.into_bytes()),
+        }
+    }
+    input_done.store(true, Ordering::SeqCst);
+    let _ = events.join();
+    Ok(())
+}
+
+enum State {
+    Mesh(Box<Mesh>),
+    Compat(Compat),
+}
+
+/// The notes' dialect: lines go out on the link we dialed; anything that
+/// arrives on any link is printed.
+#[derive(Default)]
+struct Compat {
+    dialed: Option<LinkId>,
+    held: VecDeque<Vec<u8>>,
+}
+
+impl Compat {
+    fn send_or_hold(&mut self, node: &PeerNode, line: Vec<u8>) {
+        if let Some(link) = self.dialed {
+            if node.send(link, &line).is_ok() {
+                return;
+            }
+        }
+        if self.held.len() >= HELD_MAX {
+            println!(
+                "* the other peer is not connected and {HELD_MAX} lines already wait; line dropped"
+            );
+            return;
+        }
+        self.held.push_back(line);
+        println!(
+            "* the other peer is not connected yet; the line is held ({} waiting)",
+            self.held.len()
+        );
+    }
+
+    fn link_up(&mut self, node: &PeerNode, link: LinkId) {
+        self.dialed = Some(link);
+        while let Some(line) = self.held.pop_front() {
+            if node.send(link, &line).is_err() {
+                self.held.push_front(line);
+                return;
+            }
+        }
+    }
+}
+
+/// Dial `addr` for as long as the peer there is not reachable some other way:
+/// when two peers dial each other, the mesh keeps one of the two links, and
+/// the dial whose link was dropped must not redial while the other stands.
+fn dial(node: &PeerNode, ctx: &Ctx, addr: &str) {
+    let fresh = ctx
+        .dialed
+        .lock()
+        .map(|mut d| d.insert(addr.to_string()))
+        .unwrap_or(false);
+    if !fresh {
+        return;
+    }
+    let (state, target) = (ctx.state.clone(), addr.to_string());
+    let wanted = move || match state.lock().as_deref() {
+        Ok(State::Mesh(m)) => !m
+            .peers()
+            .iter()
+            .any(|p| p.listen.as_deref() == Some(target.as_str())),
+        _ => true,
+    };
+    if let Err(e) = node.dial_while(addr, wanted) {
+        println!("* cannot dial {addr}: {e}");
+    }
+}
+
+/// What the dialing and event code share.
+#[derive(Clone)]
+struct Ctx {
+    state: Arc<Mutex<State>>,
+    dialed: Arc<Mutex<HashSet<String>>>,
+}
+
+fn event_loop(node: &PeerNode, ctx: &Ctx, input_done: &AtomicBool, wait: Duration) {
+    let mut last = Instant::now();
+    let mut saw_done = false;
+    loop {
+        if input_done.load(Ordering::SeqCst) {
+            if !saw_done {
+                saw_done = true;
+                last = Instant::now();
+            }
+            if last.elapsed() >= wait {
+                return;
+            }
+        }
+        let Ok(event) = node.events().recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        last = Instant::now();
+        let Ok(mut state) = ctx.state.lock() else {
+            return;
+        };
+        match &mut *state {
+            State::Compat(c) => match event {
+                LinkEvent::Up {
+                    link,
+                    dialed: true,
+                    addr,
+                } => {
+                    println!("* connected to {addr}");
+                    c.link_up(node, link);
+                }
+                LinkEvent::Up { addr, .. } => println!("* {addr} connected to us"),
+                LinkEvent::Message { payload, .. } => {
+                    println!("{}", String::from_utf8_lossy(&payload))
+                }
+                LinkEvent::Down { link, reason } => {
+                    if c.dialed == Some(link) {
+                        c.dialed = None;
+                    }
+                    println!("* a link closed: {reason}");
+                }
+                LinkEvent::DialFailed { .. } => {}
+            },
+            State::Mesh(m) => {
+                let outs = match event {
+                    LinkEvent::Up { link, dialed, .. } => {
+                        m.on_link_up(mesh::LinkId(link.0), dialed)
+                    }
+                    LinkEvent::Message { link, payload } => {
+                        m.on_frame(mesh::LinkId(link.0), &payload)
+                    }
+                    LinkEvent::Down { link, reason } => {
+                        m.on_link_down(mesh::LinkId(link.0), &reason)
+                    }
+                    LinkEvent::DialFailed { addr, .. } => {
+                        m.dial_failed(&addr);
+                        Vec::new()
+                    }
+                };
+                apply(node, ctx, outs);
+            }
+        }
+    }
+}
+
+/// Carry out what the mesh rules asked for.
+fn apply(node: &PeerNode, ctx: &Ctx, outs: Vec<Out>) {
+    for out in outs {
+        match out {
+            Out::Send { link, wire } => match wire.encode() {
+                Ok(bytes) => {
+                    if let Err(e) = node.send(LinkId(link.0), &bytes) {
+                        log::debug!("send on link {} failed: {e}", link.0);
+                    }
+                }
+                Err(e) => log::warn!("cannot encode: {e}"),
+            },
+            Out::Close { link, reason } => {
+                log::info!("closing link {}: {reason}", link.0);
+                node.close(LinkId(link.0));
+            }
+            Out::Deliver { from, text } => println!("{from}: {text}"),
+            Out::Dial { addr } => dial(node, ctx, &addr),
+            Out::Notice(text) => println!("* {text}"),
+        }
+    }
+}
+
+fn print_peers(mesh: &Mesh) {
+    let peers = mesh.peers();
+    if peers.is_empty() {
+        println!("* no peers connected");
+        return;
+    }
+    for p in peers {
+        println!(
+            "* {} ({})",
+            p.name,
+            p.listen.as_deref().unwrap_or("does not accept links")
+        );
+    }
+}
