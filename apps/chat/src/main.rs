@@ -7,13 +7,13 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use trama_backend::Chat;
-use trama_cli::{parse_duration, FrameArgs, ServerArgs};
+use trama_cli::{parse_duration, FrameArgs, QuietExit, ServerArgs};
 use trama_transport::{Client, ClientConfig, Error};
 
 #[derive(Parser)]
@@ -131,11 +131,11 @@ fn join(args: Join) -> AppResult {
 
     // The console: this thread sends typed lines while the printer thread
     // shows what arrives, as in the notes' client.
-    let input_done = Arc::new(AtomicBool::new(false));
+    let (quiet, input_done) = QuietExit::new(args.wait);
     let printer = {
         let (client, input_done) = (client.clone(), input_done.clone());
         std::thread::spawn(move || {
-            let end = print_messages(&client, &input_done, args.wait);
+            let end = print_messages(&client, quiet);
             if !input_done.load(Ordering::SeqCst) {
                 // The session ended from the server's side (the connection
                 // closed, or /quit was answered) while the main thread may be
@@ -186,23 +186,15 @@ fn finish(end: End) -> ! {
 /// Print messages as they arrive. Once the input has ended, stop when the
 /// server has been quiet for `wait` (the notes' server never closes the
 /// connection, so waiting for it to would hang a script).
-fn print_messages(client: &Client, input_done: &AtomicBool, wait: Duration) -> End {
+fn print_messages(client: &Client, mut quiet: QuietExit) -> End {
     let tick = Duration::from_millis(50);
-    let mut last = Instant::now();
-    let mut saw_done = false;
     loop {
-        if input_done.load(Ordering::SeqCst) {
-            if !saw_done {
-                saw_done = true;
-                last = Instant::now();
-            }
-            if last.elapsed() >= wait {
-                return End::Done;
-            }
+        if quiet.should_exit() {
+            return End::Done;
         }
         match client.recv_timeout(tick) {
             Ok(message) => {
-                last = Instant::now();
+                quiet.activity();
                 println!("{}", String::from_utf8_lossy(&message));
                 if message == b"* bye" {
                     return End::Done;

@@ -5,7 +5,9 @@
 //! (`10s`, `500ms`, `off`), logging setup, and running a server until
 //! Ctrl-C or SIGTERM.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use trama_protocol::{ByteOrder, FrameConfig, HeaderWidth, Service};
@@ -200,6 +202,50 @@ pub fn serve<S: Service + 'static>(
     server.run()?;
     log::info!("stopped; {}", handle.stats());
     Ok(())
+}
+
+/// When a console whose input has ended may exit: once nothing has arrived
+/// for `wait`. Scripts pipe a few lines into a client and expect it to print
+/// the replies and stop, even against a server that never closes (the
+/// notes' servers never do).
+#[derive(Debug)]
+pub struct QuietExit {
+    wait: Duration,
+    input_done: Arc<AtomicBool>,
+    last: Instant,
+    saw_done: bool,
+}
+
+impl QuietExit {
+    /// A timer that waits `wait` after the input ends; the returned flag is
+    /// set by whoever reads the input when it ends.
+    pub fn new(wait: Duration) -> (QuietExit, Arc<AtomicBool>) {
+        let input_done = Arc::new(AtomicBool::new(false));
+        let q = QuietExit {
+            wait,
+            input_done: input_done.clone(),
+            last: Instant::now(),
+            saw_done: false,
+        };
+        (q, input_done)
+    }
+
+    /// Something arrived: the quiet period starts again.
+    pub fn activity(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// True once the input has ended and nothing arrived for `wait` since.
+    pub fn should_exit(&mut self) -> bool {
+        if !self.input_done.load(Ordering::SeqCst) {
+            return false;
+        }
+        if !self.saw_done {
+            self.saw_done = true;
+            self.last = Instant::now();
+        }
+        self.last.elapsed() >= self.wait
+    }
 }
 
 /// Each connection is a file descriptor; many systems start with a soft

@@ -8,12 +8,12 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
-use trama_cli::parse_duration;
+use trama_cli::{parse_duration, QuietExit};
 use trama_protocol::FrameConfig;
 use trama_transport::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
 
@@ -97,10 +97,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
 
-    let input_done = Arc::new(AtomicBool::new(false));
+    let (quiet, input_done) = QuietExit::new(cli.wait);
     let printer = {
-        let (multi, done, labels) = (multi.clone(), input_done.clone(), labels.clone());
-        std::thread::spawn(move || print_events(&multi, &labels, &done, cli.wait))
+        let (multi, labels) = (multi.clone(), labels.clone());
+        std::thread::spawn(move || print_events(&multi, &labels, quiet))
     };
     for line in std::io::stdin().lock().lines() {
         let line = line?;
@@ -151,23 +151,15 @@ fn route(multi: &MultiClient, labels: &[String], line: &str) {
 }
 
 /// Print what arrives, labelled; after the input ends, stop once quiet for `wait`.
-fn print_events(multi: &MultiClient, labels: &[String], input_done: &AtomicBool, wait: Duration) {
-    let mut last = Instant::now();
-    let mut saw_done = false;
+fn print_events(multi: &MultiClient, labels: &[String], mut quiet: QuietExit) {
     loop {
-        if input_done.load(Ordering::SeqCst) {
-            if !saw_done {
-                saw_done = true;
-                last = Instant::now();
-            }
-            if last.elapsed() >= wait {
-                return;
-            }
+        if quiet.should_exit() {
+            return;
         }
         let Ok(event) = multi.events().recv_timeout(Duration::from_millis(50)) else {
             continue;
         };
-        last = Instant::now();
+        quiet.activity();
         let label = |i: usize| labels.get(i).map_or("?", String::as_str);
         match event {
             MultiEvent::Message { server, payload } => {

@@ -10,13 +10,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use trama_backend::mesh::{self, Mesh, Out};
-use trama_cli::parse_duration;
+use trama_cli::{parse_duration, QuietExit};
 use trama_protocol::FrameConfig;
 use trama_transport::{LinkEvent, LinkId, PeerConfig, PeerNode};
 
@@ -106,10 +106,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         dial(&node, &ctx, addr);
     }
 
-    let input_done = Arc::new(AtomicBool::new(false));
+    let (quiet, input_done) = QuietExit::new(cli.wait);
     let events = {
-        let (node, ctx, done) = (node.clone(), ctx.clone(), input_done.clone());
-        std::thread::spawn(move || event_loop(&node, &ctx, &done, cli.wait))
+        let (node, ctx) = (node.clone(), ctx.clone());
+        std::thread::spawn(move || event_loop(&node, &ctx, quiet))
     };
     for line in std::io::stdin().lock().lines() {
         let line = line?;
@@ -210,23 +210,15 @@ struct Ctx {
     dialed: Arc<Mutex<HashSet<String>>>,
 }
 
-fn event_loop(node: &PeerNode, ctx: &Ctx, input_done: &AtomicBool, wait: Duration) {
-    let mut last = Instant::now();
-    let mut saw_done = false;
+fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
     loop {
-        if input_done.load(Ordering::SeqCst) {
-            if !saw_done {
-                saw_done = true;
-                last = Instant::now();
-            }
-            if last.elapsed() >= wait {
-                return;
-            }
+        if quiet.should_exit() {
+            return;
         }
         let Ok(event) = node.events().recv_timeout(Duration::from_millis(50)) else {
             continue;
         };
-        last = Instant::now();
+        quiet.activity();
         let Ok(mut state) = ctx.state.lock() else {
             return;
         };
