@@ -68,3 +68,23 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
         reason: failures.join("; "),
     })
 }
+
+/// What an `accept` error means for the accept loop.
+pub(crate) enum AcceptError {
+    /// No more pending connections: wait for readiness.
+    Drained,
+    /// One connection failed (aborted, reset, interrupted): try the next.
+    Skip,
+    /// The process is out of something (file descriptors, memory): pause
+    /// accepting for a while, since retrying at once would spin.
+    Pause,
+}
+
+pub(crate) fn accept_error(e: &std::io::Error) -> AcceptError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        WouldBlock => AcceptError::Drained,
+        Interrupted | ConnectionAborted | ConnectionReset => AcceptError::Skip,
+        _ => AcceptError::Pause,
+    }
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::net::{accept_error, AcceptError};
 use crate::{Error, Result};
 
 const LISTENER: Token = Token(0);
@@ -226,19 +227,19 @@ impl PoolServer {
                             Err(e) => log::warn!("{peer}: cannot set up the socket: {e}"),
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-                        ) => {}
-                    Err(e) => {
-                        log::warn!("accept failed: {e}; pausing for {} ms", backoff.as_millis());
-                        paused = true;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                        break;
-                    }
+                    Err(e) => match accept_error(&e) {
+                        AcceptError::Drained => break,
+                        AcceptError::Skip => {}
+                        AcceptError::Pause => {
+                            log::warn!(
+                                "accept failed: {e}; pausing for {} ms",
+                                backoff.as_millis()
+                            );
+                            paused = true;
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                            break;
+                        }
+                    },
                 }
             }
         }

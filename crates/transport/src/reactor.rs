@@ -20,6 +20,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use trama_protocol::{Action, Actions, ConnId, Decoder, DisconnectReason, Event, Service};
 
+use crate::net::{accept_error, AcceptError};
 use crate::server::{Cmd, Core};
 use crate::worker::Job;
 
@@ -234,24 +235,19 @@ impl<S: Service> Reactor<S> {
                     self.accept_backoff = MIN_BACKOFF;
                     self.admit(stream, peer);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-                    ) => {}
-                Err(e) => {
-                    // Out of file descriptors or memory: waiting is the only
-                    // cure, and retrying at once would spin.
-                    log::warn!(
-                        "accept failed: {e}; pausing accepts for {} ms",
-                        self.accept_backoff.as_millis()
-                    );
-                    self.accept_paused_until = Some(Instant::now() + self.accept_backoff);
-                    self.accept_backoff = (self.accept_backoff * 2).min(MAX_BACKOFF);
-                    return;
-                }
+                Err(e) => match accept_error(&e) {
+                    AcceptError::Drained => return,
+                    AcceptError::Skip => {}
+                    AcceptError::Pause => {
+                        log::warn!(
+                            "accept failed: {e}; pausing accepts for {} ms",
+                            self.accept_backoff.as_millis()
+                        );
+                        self.accept_paused_until = Some(Instant::now() + self.accept_backoff);
+                        self.accept_backoff = (self.accept_backoff * 2).min(MAX_BACKOFF);
+                        return;
+                    }
+                },
             }
         }
     }
