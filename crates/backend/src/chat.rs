@@ -271,13 +271,23 @@ impl Chat {
 /// and not starting with `/` or `*` (which would look like a command or a
 /// server notice).
 pub fn valid_name(name: &str) -> Result<(), String> {
-    let count = name.chars().count();
-    if count == 0 {
+    if name.is_empty() {
         return Err("usage: /nick NAME".into());
     }
-    if count > MAX_NAME {
+    name_characters(name, MAX_NAME)?;
+    if name.starts_with(['/', '*']) {
+        return Err("a name cannot start with / or *".into());
+    }
+    Ok(())
+}
+
+/// The rules every name shares (chat nicknames, peer names): at most `max`
+/// characters, none of them white space or control characters.
+pub(crate) fn name_characters(name: &str, max: usize) -> Result<(), String> {
+    let count = name.chars().count();
+    if count > max {
         return Err(format!(
-            "a name has at most {MAX_NAME} characters, this one has {count}"
+            "a name has at most {max} characters, this one has {count}"
         ));
     }
     if let Some((i, c)) = name
@@ -290,9 +300,6 @@ pub fn valid_name(name: &str) -> Result<(), String> {
             i + 1,
             c as u32
         ));
-    }
-    if name.starts_with(['/', '*']) {
-        return Err("a name cannot start with / or *".into());
     }
     Ok(())
 }

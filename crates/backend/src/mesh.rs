@@ -404,27 +404,10 @@ pub struct Stats {
 /// Check a peer name: 1 to [`MAX_NAME`] characters, no white space, no
 /// control characters.
 pub fn valid_peer_name(name: &str) -> Result<(), String> {
-    let count = name.chars().count();
-    if count == 0 {
+    if name.is_empty() {
         return Err("a name has at least one character".into());
     }
-    if count > MAX_NAME {
-        return Err(format!(
-            "a name has at most {MAX_NAME} characters, this one has {count}"
-        ));
-    }
-    if let Some((i, c)) = name
-        .chars()
-        .enumerate()
-        .find(|(_, c)| c.is_control() || c.is_whitespace())
-    {
-        return Err(format!(
-            "character {} of the name is not allowed (U+{:04X})",
-            i + 1,
-            c as u32
-        ));
-    }
-    Ok(())
+    crate::chat::name_characters(name, MAX_NAME)
 }
 
 /// Check a listen address as the mesh stores and gossips it: 1 to
