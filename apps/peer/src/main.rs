@@ -94,9 +94,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let first_seq = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as u64);
-        State::Mesh(Box::new(
-            Mesh::new(cli.name.clone(), Some(local.clone())).with_first_seq(first_seq),
-        ))
+        State::Mesh(
+            Box::new(Mesh::new(cli.name.clone(), Some(local.clone())).with_first_seq(first_seq)),
+            VecDeque::new(),
+        )
     }));
     let ctx = Ctx {
         state: state.clone(),
@@ -118,14 +119,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut state = state.lock().map_err(|_| "state poisoned")?;
         match &mut *state {
-            State::Mesh(m) if line.trim() == "/peers" => print_peers(m),
-            State::Mesh(m) => {
-                let outs = m.say(&line);
-                if !outs.iter().any(|o| matches!(o, Out::Send { .. })) {
-                    println!("* no peer connected yet; nobody got that line");
-                }
-                apply(&node, &ctx, outs);
-            }
+            State::Mesh(m, _) if line.trim() == "/peers" => print_peers(m),
+            State::Mesh(m, held) => say_or_hold(&node, &ctx, m, held, line),
             State::Compat(c) => c.send_or_hold(&node, line.into_bytes()),
         }
     }
@@ -135,8 +130,33 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 enum State {
-    Mesh(Box<Mesh>),
+    /// The mesh rules, and lines typed while no peer was connected.
+    Mesh(Box<Mesh>, VecDeque<String>),
     Compat(Compat),
+}
+
+/// Say a typed line to the mesh, or hold it while no peer is connected.
+fn say_or_hold(
+    node: &PeerNode,
+    ctx: &Ctx,
+    m: &mut Mesh,
+    held: &mut VecDeque<String>,
+    line: String,
+) {
+    if !m.peers().is_empty() {
+        let outs = m.say(&line);
+        apply(node, ctx, outs);
+        return;
+    }
+    if held.len() >= HELD_MAX {
+        println!("* no peer connected and {HELD_MAX} lines already wait; line dropped");
+        return;
+    }
+    held.push_back(line);
+    println!(
+        "* no peer connected yet; the line is held and goes out when one joins ({} waiting)",
+        held.len()
+    );
 }
 
 /// The notes' dialect: lines go out on the link we dialed; anything that
@@ -192,7 +212,7 @@ fn dial(node: &PeerNode, ctx: &Ctx, addr: &str) {
     }
     let (state, target) = (ctx.state.clone(), addr.to_string());
     let wanted = move || match state.lock().as_deref() {
-        Ok(State::Mesh(m)) => !m
+        Ok(State::Mesh(m, _)) => !m
             .peers()
             .iter()
             .any(|p| p.listen.as_deref() == Some(target.as_str())),
@@ -244,7 +264,7 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                 }
                 LinkEvent::DialFailed { .. } => {}
             },
-            State::Mesh(m) => {
+            State::Mesh(m, held) => {
                 let outs = match event {
                     LinkEvent::Up { link, dialed, .. } => {
                         m.on_link_up(mesh::LinkId(link.0), dialed)
@@ -261,6 +281,13 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                     }
                 };
                 apply(node, ctx, outs);
+                // A peer is here now: the held lines go out, in order.
+                if !held.is_empty() && !m.peers().is_empty() {
+                    for line in std::mem::take(held) {
+                        let outs = m.say(&line);
+                        apply(node, ctx, outs);
+                    }
+                }
             }
         }
     }
