@@ -201,6 +201,7 @@ impl Compat {
 /// Dial `addr` for as long as the peer there is not reachable some other way:
 /// when two peers dial each other, the mesh keeps one of the two links, and
 /// the dial whose link was dropped must not redial while the other stands.
+/// Nor does it redial an address the mesh refused or was refused by.
 fn dial(node: &PeerNode, ctx: &Ctx, addr: &str) {
     let fresh = ctx
         .dialed
@@ -212,10 +213,13 @@ fn dial(node: &PeerNode, ctx: &Ctx, addr: &str) {
     }
     let (state, target) = (ctx.state.clone(), addr.to_string());
     let wanted = move || match state.lock().as_deref() {
-        Ok(State::Mesh(m, _)) => !m
-            .peers()
-            .iter()
-            .any(|p| p.listen.as_deref() == Some(target.as_str())),
+        Ok(State::Mesh(m, _)) => {
+            !m.refused(&target)
+                && !m
+                    .peers()
+                    .iter()
+                    .any(|p| p.listen.as_deref() == Some(target.as_str()))
+        }
         _ => true,
     };
     if let Err(e) = node.dial_while(addr, wanted) {
@@ -238,7 +242,11 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
         let Ok(event) = node.events().recv_timeout(Duration::from_millis(50)) else {
             continue;
         };
-        quiet.activity();
+        // A failed redial prints nothing and recurs every backoff: it must
+        // not keep a peer whose input ended from going quiet.
+        if !matches!(event, LinkEvent::DialFailed { .. }) {
+            quiet.activity();
+        }
         let Ok(mut state) = ctx.state.lock() else {
             return;
         };

@@ -678,6 +678,13 @@ impl Mesh {
         self.dialing.remove(addr);
     }
 
+    /// True if a link with the peer at `addr` was refused, by either side:
+    /// the mesh does not ask to dial it again, and the app should not redial
+    /// it by itself either, until a peer with that listen address says Hello.
+    pub fn refused(&self, addr: &str) -> bool {
+        self.refused.contains(addr)
+    }
+
     /// The linked peers, by name.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.peers
@@ -2547,6 +2554,20 @@ mod tests {
             retired += net.conns.len() - 10;
         }
         assert!(retired > 60, "tie-breaks happened: {retired}");
+    }
+
+    #[test]
+    fn an_address_refused_by_its_peer_stays_refused_until_it_says_hello() {
+        let mut ana = Mesh::new("ana", Some("a:1".into()));
+        ana.on_link_up(LinkId(1), true);
+        ana.on_frame(LinkId(1), &hello("bea", Some("b:1"), &[]));
+        assert!(!ana.refused("b:1"));
+        ana.on_frame(LinkId(1), &refuse_frame("the name \"ana\" is already used"));
+        assert!(ana.refused("b:1"));
+        // The peer at that address dials in and says Hello: no longer refused.
+        ana.on_link_up(LinkId(2), false);
+        ana.on_frame(LinkId(2), &hello("bea", Some("b:1"), &[]));
+        assert!(!ana.refused("b:1"));
     }
 
     #[test]
