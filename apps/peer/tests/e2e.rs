@@ -1,0 +1,943 @@
+//! End-to-end tests of the `trama-peer` binary: real peers, driven through
+//! their stdin, finding each other in any start order, relaying every line
+//! of a 5-peer line to everyone exactly once (also after the middle peer is
+//! killed and started again), refusing a Hello they cannot accept from a
+//! plain Rust socket that speaks the mesh's wire protocol, and speaking the
+//! notes' raw P2P dialect (`--compat`) with the notes' Python peers
+//! (`tests/python/notes_peer.py`).
+//!
+//! No port is fixed or guessed. When a peer must be told an address before
+//! anything listens there, a `trama-peer` is started on `127.0.0.1:0`, its
+//! address read and the process killed; the address is then free, and the
+//! peers bind it with `SO_REUSEADDR`.
+//!
+//! Nothing here measures time. Steps are put in order by waiting for a line
+//! that can only arrive after the previous step took effect; the deadlines
+//! are only there so a broken build fails instead of hanging.
+//!
+//! Python 3 is required by the `--compat` tests: if it is missing, they fail
+//! with a message saying so (set `PYTHON` to point at another interpreter).
+
+// Everything in this file is test code: helpers panic to fail the test.
+#![allow(clippy::unwrap_used)]
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use trama_backend::mesh::{self, Wire};
+use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
+use trama_test_support::{python3, python_script, READY_PREFIX};
+
+/// Generous: CI machines are slow and busy; no test measures time.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a peer keeps printing after its input ends.
+const QUIET: &str = "500ms";
+
+/// Redial quickly: peers wait for each other a lot here.
+const BACKOFF: &str = "250ms";
+
+const PEER: &str = env!("CARGO_BIN_EXE_trama-peer");
+
+/// Unwrap a helper's result, showing its message as is.
+fn ok<T>(r: trama_test_support::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// How a finished [`Proc`] ended.
+struct Finished {
+    status: ExitStatus,
+    /// Every line it printed on stdout.
+    lines: Vec<String>,
+    stderr: String,
+}
+
+/// A child process driven through its stdin: every line it prints on stdout
+/// is collected, and its stderr is kept (the `listening on ADDR` line gives
+/// its address). Killed when dropped.
+struct Proc {
+    what: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    incoming: mpsc::Receiver<String>,
+    /// Every stdout line received so far.
+    seen: Vec<String>,
+    /// `expect` looks at lines from here on.
+    cursor: usize,
+    stderr: Arc<Mutex<String>>,
+    ready: mpsc::Receiver<SocketAddr>,
+    addr: Option<SocketAddr>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Proc {
+    fn spawn(what: impl Into<String>, mut cmd: Command) -> Proc {
+        let what = what.into();
+        cmd.env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let (tx, incoming) = mpsc::channel();
+        let stdout_reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready) = mpsc::channel();
+        let stderr_reader = {
+            let stderr = Arc::clone(&stderr);
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stderr_pipe);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match reader.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    if let Some(addr) = text.trim().strip_prefix(READY_PREFIX) {
+                        if let Ok(addr) = addr.parse::<SocketAddr>() {
+                            let _ = ready_tx.send(addr);
+                        }
+                    }
+                    stderr.lock().unwrap().push_str(&text);
+                }
+            })
+        };
+        Proc {
+            what,
+            child,
+            stdin,
+            incoming,
+            seen: Vec::new(),
+            cursor: 0,
+            stderr,
+            ready,
+            addr: None,
+            readers: vec![stdout_reader, stderr_reader],
+        }
+    }
+
+    /// A Python program from `tests/python`, run with `args`.
+    fn python<S: AsRef<OsStr>>(what: &str, script: &str, args: &[S]) -> Proc {
+        let mut cmd = Command::new(ok(python3()));
+        cmd.arg("-u").arg(ok(python_script(script))).args(args);
+        Proc::spawn(what, cmd)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The address it printed in `listening on ADDR`, waiting for the line.
+    fn addr(&mut self) -> SocketAddr {
+        if let Some(addr) = self.addr {
+            return addr;
+        }
+        match self.ready.recv_timeout(DEADLINE) {
+            Ok(addr) => {
+                self.addr = Some(addr);
+                addr
+            }
+            Err(_) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "{} never said `listening on ADDR`; {}",
+                    self.what,
+                    self.report()
+                )
+            }
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "{} printed:\n{}\n--- its stderr:\n{}",
+            self.what,
+            self.seen.join("\n"),
+            self.stderr_text()
+        )
+    }
+
+    /// Type one line.
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        let sent = stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush());
+        if let Err(e) = sent {
+            panic!("cannot type {line:?}: {e}\n{}", self.report());
+        }
+    }
+
+    /// Take the next stdout line, or panic (saying `what` was awaited) once
+    /// `deadline` passes or the output ends.
+    fn pull(&mut self, what: &str, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.incoming.recv_timeout(left) {
+            Ok(line) => self.seen.push(line),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no line {what} within {DEADLINE:?}; {}", self.report())
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // Let the stderr reader catch up before reporting.
+                let _ = self.child.wait();
+                thread::sleep(Duration::from_millis(50));
+                panic!("{} ended with no line {what}; {}", self.what, self.report())
+            }
+        }
+    }
+
+    /// Wait for the next line (from the last one expected on) that `matches`,
+    /// and return it.
+    fn expect_match(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(i) = (self.cursor..self.seen.len()).find(|&i| matches(&self.seen[i])) {
+                self.cursor = i + 1;
+                return self.seen[i].clone();
+            }
+            self.pull(what, deadline);
+        }
+    }
+
+    /// Wait until some line printed so far or later (expected already or
+    /// not) `matches`; where `expect` looks next does not change.
+    fn expect_seen(&mut self, what: &str, matches: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        let mut from = 0;
+        loop {
+            if self.seen[from..].iter().any(|l| matches(l)) {
+                return;
+            }
+            from = self.seen.len();
+            self.pull(what, deadline);
+        }
+    }
+
+    /// Wait for the line `line` exactly.
+    fn expect(&mut self, line: &str) -> String {
+        self.expect_match(&format!("{line:?}"), |l| l == line)
+    }
+
+    /// Wait for every one of `lines`, in any order (each from the last line
+    /// expected on); afterwards `expect` looks past the last of them.
+    fn expect_all<S: AsRef<str>>(&mut self, lines: &[S]) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let mut found: Vec<usize> = Vec::new();
+            for want in lines {
+                let hit = (self.cursor..self.seen.len())
+                    .find(|i| !found.contains(i) && self.seen[*i] == want.as_ref());
+                match hit {
+                    Some(i) => found.push(i),
+                    None => break,
+                }
+            }
+            if found.len() == lines.len() {
+                if let Some(last) = found.iter().max() {
+                    self.cursor = last + 1;
+                }
+                return;
+            }
+            let shown: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
+            self.pull(&format!("among {shown:?}"), deadline);
+        }
+    }
+
+    /// Wait until its stderr contains `text`.
+    fn expect_stderr(&mut self, text: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.stderr_text().contains(text) {
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} never wrote {text:?} on stderr within {DEADLINE:?}; {}",
+                    self.what,
+                    self.report()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Collect the lines it printed so far (without waiting).
+    fn drain(&mut self) {
+        self.seen.extend(self.incoming.try_iter());
+    }
+
+    /// Wait for the process to end (after its input ended or it was
+    /// killed) and collect everything it printed.
+    fn wait_exit(mut self) -> Finished {
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.drain();
+                panic!(
+                    "{} still running {DEADLINE:?} after its input ended (killed); {}",
+                    self.what,
+                    self.report()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        self.drain();
+        Finished {
+            status,
+            lines: std::mem::take(&mut self.seen),
+            stderr: self.stderr_text(),
+        }
+    }
+
+    /// Close stdin (the input ends), wait for the exit, assert it is 0, and
+    /// return every line printed.
+    fn finish_ok(mut self) -> Vec<String> {
+        drop(self.stdin.take());
+        let what = self.what.clone();
+        let done = self.wait_exit();
+        assert!(
+            done.status.success(),
+            "{what} exited with {}; stdout:\n{}\nstderr:\n{}",
+            done.status,
+            done.lines.join("\n"),
+            done.stderr
+        );
+        done.lines
+    }
+
+    /// Kill it by its pid, as a crash would, and reap it; returns every line
+    /// it printed. Its port is free again when this returns.
+    fn kill(mut self) -> Vec<String> {
+        let pid = self.pid();
+        if cfg!(unix) {
+            let status = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+            assert!(status.success(), "kill -KILL {pid}: {status}");
+        } else {
+            self.child.kill().unwrap();
+        }
+        self.wait_exit().lines
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `trama-peer --name NAME --listen LISTEN --peer P...`, not yet waited for.
+fn spawn_peer(name: &str, listen: &str, peers: &[SocketAddr]) -> Proc {
+    let mut cmd = Command::new(PEER);
+    cmd.args(["--name", name, "--listen", listen]);
+    for p in peers {
+        cmd.args(["--peer", &p.to_string()]);
+    }
+    cmd.args(["--wait", QUIET, "--max-backoff", BACKOFF]);
+    Proc::spawn(name, cmd)
+}
+
+/// [`spawn_peer`], once it listens.
+fn peer(name: &str, listen: &str, peers: &[SocketAddr]) -> Proc {
+    let mut p = spawn_peer(name, listen, peers);
+    p.addr();
+    p
+}
+
+/// `trama-peer --compat`, once it listens.
+fn compat(listen: &str, peer: SocketAddr) -> Proc {
+    let mut cmd = Command::new(PEER);
+    cmd.args(["--compat", "--listen", listen, "--peer", &peer.to_string()])
+        .args(["--wait", QUIET, "--max-backoff", BACKOFF]);
+    let mut p = Proc::spawn("trama-peer --compat", cmd);
+    p.addr();
+    p
+}
+
+/// The notes' peer `role` on `port` (0 for a free one), dialing `peer`.
+fn notes_peer(role: u32, port: u16, peer: SocketAddr) -> Proc {
+    let mut p = Proc::python(
+        &format!("notes_peer.py --role {role}"),
+        "notes_peer.py",
+        &[
+            "--role".to_string(),
+            role.to_string(),
+            "--listen".to_string(),
+            port.to_string(),
+            "--peer".to_string(),
+            peer.to_string(),
+            "--wait".to_string(),
+            "0.5".to_string(),
+        ],
+    );
+    p.addr();
+    p
+}
+
+/// What the notes' peer `role` answers to `text`.
+fn notes_reply(role: u32, text: &str) -> String {
+    format!("Acción del Cliente P2P ({role}) asociada a {text}")
+}
+
+/// An address nothing listens on any more: the one a peer just had.
+fn reserve() -> SocketAddr {
+    let mut p = peer("reserve", "127.0.0.1:0", &[]);
+    let addr = p.addr();
+    p.kill();
+    addr
+}
+
+fn count(lines: &[String], line: &str) -> usize {
+    lines.iter().filter(|l| *l == line).count()
+}
+
+fn joined(name: &str) -> String {
+    format!("* {name} joined")
+}
+
+// ---------------------------------------------------------------------------
+// Two peers, every start order
+// ---------------------------------------------------------------------------
+
+/// `ana` and `bea` dial each other; `start` starts them (in some order) on
+/// the two addresses given, and returns them with the lines each said
+/// before the other was there. Each must see the other join once and get
+/// the other's lines once.
+type Started = (Proc, Proc, Vec<&'static str>, Vec<&'static str>);
+
+fn two_peers(start: impl FnOnce(SocketAddr, SocketAddr) -> Started) {
+    let (a_addr, b_addr) = (reserve(), reserve());
+    let (mut ana, mut bea, mut ana_said, mut bea_said) = start(a_addr, b_addr);
+    assert_eq!(ana.addr(), a_addr);
+    assert_eq!(bea.addr(), b_addr);
+    ana.expect(&joined("bea"));
+    bea.expect(&joined("ana"));
+    // Lines held while alone go out once the other joins.
+    for text in &ana_said {
+        bea.expect(&format!("ana: {text}"));
+    }
+    for text in &bea_said {
+        ana.expect(&format!("bea: {text}"));
+    }
+
+    ana.say("hola, soy ana");
+    bea.say("hola, soy bea");
+    ana_said.push("hola, soy ana");
+    bea_said.push("hola, soy bea");
+    bea.expect("ana: hola, soy ana");
+    ana.expect("bea: hola, soy bea");
+    ana.say("/peers");
+    ana.expect(&format!("* bea ({b_addr})"));
+    bea.say("¿qué tal, señora?");
+    bea_said.push("¿qué tal, señora?");
+    ana.expect("bea: ¿qué tal, señora?");
+
+    let ana_lines = ana.finish_ok();
+    let bea_lines = bea.finish_ok();
+    for (lines, other, said) in [
+        (&ana_lines, "bea", &bea_said),
+        (&bea_lines, "ana", &ana_said),
+    ] {
+        let all = lines.join("\n");
+        assert_eq!(count(lines, &joined(other)), 1, "{all}");
+        for text in said {
+            assert_eq!(count(lines, &format!("{other}: {text}")), 1, "{all}");
+        }
+        assert!(!lines.iter().any(|l| l.starts_with("* refused")), "{all}");
+    }
+}
+
+/// Said while alone: the line is held until a peer joins.
+const HELD: &str =
+    "* no peer connected yet; the line is held and goes out when one joins (1 waiting)";
+
+#[test]
+fn two_peers_a_then_b() {
+    two_peers(|a, b| {
+        let mut ana = peer("ana", &a.to_string(), &[b]);
+        ana.say("¿hay alguien?");
+        ana.expect(HELD);
+        let bea = peer("bea", &b.to_string(), &[a]);
+        (ana, bea, vec!["¿hay alguien?"], Vec::new())
+    });
+}
+
+#[test]
+fn two_peers_b_then_a() {
+    two_peers(|a, b| {
+        let mut bea = peer("bea", &b.to_string(), &[a]);
+        bea.say("¿hay alguien?");
+        bea.expect(HELD);
+        let ana = peer("ana", &a.to_string(), &[b]);
+        (ana, bea, Vec::new(), vec!["¿hay alguien?"])
+    });
+}
+
+#[test]
+fn two_peers_both_at_once() {
+    two_peers(|a, b| {
+        let ana = spawn_peer("ana", &a.to_string(), &[b]);
+        let bea = spawn_peer("bea", &b.to_string(), &[a]);
+        (ana, bea, Vec::new(), Vec::new())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Five peers in a line
+// ---------------------------------------------------------------------------
+
+const FIVE: [&str; 5] = ["ana", "bea", "cid", "dan", "eva"];
+
+/// Every peer says one line tagged `round`; each line must reach every
+/// other peer. Returns the lines, as `(sayer, printed form)`.
+fn round(peers: &mut [Proc], round: &str) -> Vec<(usize, String)> {
+    let mut said = Vec::new();
+    for (i, p) in peers.iter_mut().enumerate() {
+        let text = format!("{round}: {} habla", FIVE[i]);
+        p.say(&text);
+        said.push((i, format!("{}: {text}", FIVE[i])));
+    }
+    for (i, p) in peers.iter_mut().enumerate() {
+        let others: Vec<&str> = said
+            .iter()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, l)| l.as_str())
+            .collect();
+        p.expect_all(&others);
+    }
+    said
+}
+
+/// Each of `said` was printed exactly once by every peer but its sayer.
+fn assert_once(outputs: &[Vec<String>], said: &[(usize, String)]) {
+    for (i, lines) in outputs.iter().enumerate() {
+        for (sayer, line) in said {
+            let want = usize::from(*sayer != i);
+            assert_eq!(
+                count(lines, line),
+                want,
+                "{} printed {line:?} {} times, not {want}; it printed:\n{}",
+                FIVE[i],
+                count(lines, line),
+                lines.join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_line_of_five_delivers_every_line_once_and_heals_when_the_middle_restarts() {
+    // Each peer knows only its left neighbour.
+    let mut peers: Vec<Proc> = Vec::new();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for name in FIVE {
+        let left: Vec<SocketAddr> = addrs.last().copied().into_iter().collect();
+        let mut p = peer(name, "127.0.0.1:0", &left);
+        addrs.push(p.addr());
+        peers.push(p);
+    }
+    // Linked to its neighbours: every peer reaches every other, hop by hop.
+    for (i, p) in peers.iter_mut().enumerate() {
+        let neighbours: Vec<String> = [i.wrapping_sub(1), i + 1]
+            .into_iter()
+            .filter(|&j| j < FIVE.len())
+            .map(|j| joined(FIVE[j]))
+            .collect();
+        p.expect_all(&neighbours);
+    }
+    // The first round goes out while gossip may still be adding links.
+    let mut said = round(&mut peers, "uno");
+
+    // Gossip makes it a full mesh: everyone is linked to everyone.
+    for (i, p) in peers.iter_mut().enumerate() {
+        let others: Vec<String> = (0..5)
+            .filter(|&j| j != i)
+            .map(|j| joined(FIVE[j]))
+            .collect();
+        for line in &others {
+            p.expect_seen(line, |l| l == line);
+        }
+    }
+    said.extend(round(&mut peers, "dos"));
+
+    // The middle peer crashes; the others see it go, and keep talking.
+    let cid_addr = addrs[2];
+    let cid = peers.remove(2);
+    let first_life = cid.kill();
+    for p in peers.iter_mut() {
+        p.expect_match("`* cid left (...)`", |l| l.starts_with("* cid left ("));
+    }
+    // It comes back on its address, knowing only bea; everyone links to it again.
+    let mut cid = peer("cid", &cid_addr.to_string(), &[addrs[1]]);
+    assert_eq!(cid.addr(), cid_addr);
+    let others: Vec<String> = [0, 1, 3, 4].iter().map(|&j| joined(FIVE[j])).collect();
+    cid.expect_all(&others);
+    for p in peers.iter_mut() {
+        p.expect(&joined("cid"));
+    }
+    peers.insert(2, cid);
+    let tres = round(&mut peers, "tres");
+
+    let mut outputs: Vec<Vec<String>> = peers.into_iter().map(Proc::finish_ok).collect();
+    // The rounds before the crash: cid's first life; after: its second.
+    let second_life = std::mem::replace(&mut outputs[2], first_life);
+    assert_once(&outputs, &said);
+    outputs[2] = second_life;
+    assert_once(&outputs, &tres);
+    for (i, lines) in outputs.iter().enumerate() {
+        assert!(
+            !lines.iter().any(|l| l.starts_with("* refused")),
+            "{}:\n{}",
+            FIVE[i],
+            lines.join("\n")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Refusals, from a plain socket speaking the wire protocol
+// ---------------------------------------------------------------------------
+
+/// One link to a real peer, from the test itself.
+struct RawLink {
+    writer: FrameWriter<TcpStream>,
+    reader: FrameReader<TcpStream>,
+}
+
+impl RawLink {
+    fn connect(addr: SocketAddr) -> RawLink {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let config = FrameConfig::builder()
+            .max_frame_len(mesh::MAX_FRAME)
+            .build()
+            .unwrap();
+        RawLink {
+            writer: FrameWriter::new(stream.try_clone().unwrap(), config),
+            reader: FrameReader::new(stream, config),
+        }
+    }
+
+    fn send(&mut self, wire: &Wire) {
+        self.send_payload(&wire.encode().unwrap());
+    }
+
+    fn send_payload(&mut self, payload: &[u8]) {
+        self.writer.write_frame(payload).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// The next frame, or `None` once the peer closed the link.
+    fn recv(&mut self) -> Option<Wire> {
+        match self.reader.read_frame() {
+            Ok(Some(payload)) => Some(Wire::decode(&payload).unwrap()),
+            Ok(None) => None,
+            Err(e) if is_reset(&e) => None,
+            Err(e) => panic!("raw link: {e}"),
+        }
+    }
+
+    /// The peer's Hello, which it sends first on every link.
+    fn expect_hello(&mut self, name: &str) {
+        match self.recv() {
+            Some(Wire::Hello {
+                name: n, version, ..
+            }) => {
+                assert_eq!(n, name);
+                assert_eq!(version, mesh::PROTOCOL_VERSION);
+            }
+            other => panic!("expected the Hello of {name}, got {other:?}"),
+        }
+    }
+
+    /// The peer's refusal, then the end of the link; returns the reason.
+    fn expect_refusal(&mut self) -> String {
+        let reason = match self.recv() {
+            Some(Wire::Refuse { reason }) => reason,
+            other => panic!("expected a Refuse, got {other:?}"),
+        };
+        self.expect_closed();
+        reason
+    }
+
+    fn expect_closed(&mut self) {
+        if let Some(w) = self.recv() {
+            panic!("expected the link to close, got {w:?}");
+        }
+    }
+}
+
+fn is_reset(e: &trama_protocol::Error) -> bool {
+    e.to_string().to_lowercase().contains("reset")
+}
+
+fn hello(version: u32, name: &str, listen: Option<&str>) -> Wire {
+    Wire::Hello {
+        version,
+        name: name.into(),
+        listen: listen.map(Into::into),
+        peers: Vec::new(),
+    }
+}
+
+#[test]
+fn a_hello_the_peer_cannot_accept_is_refused_and_the_mesh_goes_on() {
+    let mut ana = peer("ana", "127.0.0.1:0", &[]);
+    let a = ana.addr();
+    let mut bea = peer("bea", "127.0.0.1:0", &[a]);
+    let b = bea.addr();
+    ana.expect(&joined("bea"));
+    bea.expect(&joined("ana"));
+
+    // A newer protocol version.
+    let mut raw = RawLink::connect(a);
+    raw.expect_hello("ana");
+    raw.send(&hello(2, "zoe", None));
+    let reason = raw.expect_refusal();
+    assert!(
+        reason.contains("version 2")
+            && reason.contains(&format!("version {}", mesh::PROTOCOL_VERSION)),
+        "{reason}"
+    );
+    ana.expect_match("ana refusing zoe", |l| {
+        l.starts_with("* refused zoe: ") && l.contains("version 2")
+    });
+
+    // A name already linked from another address.
+    let mut raw = RawLink::connect(a);
+    raw.expect_hello("ana");
+    raw.send(&hello(mesh::PROTOCOL_VERSION, "bea", Some("127.0.0.1:1")));
+    let reason = raw.expect_refusal();
+    assert!(
+        reason.contains("\"bea\" is already used") && reason.contains(&b.to_string()),
+        "{reason}"
+    );
+    ana.expect_match("ana refusing the second bea", |l| {
+        l.starts_with("* refused bea: ") && l.contains("already used")
+    });
+
+    // Its own name.
+    let mut raw = RawLink::connect(b);
+    raw.expect_hello("bea");
+    raw.send(&hello(mesh::PROTOCOL_VERSION, "bea", None));
+    let reason = raw.expect_refusal();
+    assert!(reason.contains("our own name"), "{reason}");
+
+    // A frame that is not a Wire map.
+    let mut raw = RawLink::connect(a);
+    raw.expect_hello("ana");
+    raw.send_payload(b"\xc1 esto no es MessagePack \xff");
+    let reason = raw.expect_refusal();
+    assert!(!reason.is_empty());
+
+    // A line before the Hello.
+    let mut raw = RawLink::connect(a);
+    raw.expect_hello("ana");
+    raw.send(&Wire::Msg {
+        origin: "zoe".into(),
+        seq: 1,
+        text: "colada".into(),
+    });
+    let reason = raw.expect_refusal();
+    assert!(reason.contains("expected Hello first"), "{reason}");
+
+    // Bytes that are not even a frame (a length far past the limit).
+    let mut raw = RawLink::connect(a);
+    raw.expect_hello("ana");
+    raw.writer
+        .get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    raw.expect_closed();
+
+    // The real peers never noticed.
+    ana.say("sigo aquí");
+    bea.expect("ana: sigo aquí");
+    bea.say("yo también");
+    ana.expect("bea: yo también");
+    ana.say("/peers");
+    ana.expect(&format!("* bea ({b})"));
+
+    let ana_lines = ana.finish_ok();
+    let bea_lines = bea.finish_ok();
+    for (lines, other) in [(&ana_lines, "bea"), (&bea_lines, "ana")] {
+        let all = lines.join("\n");
+        let joins: Vec<&String> = lines.iter().filter(|l| l.ends_with(" joined")).collect();
+        assert_eq!(joins, [&joined(other)], "{all}");
+        assert!(!lines.iter().any(|l| l.contains("colada")), "{all}");
+    }
+}
+
+#[test]
+fn a_second_peer_with_a_taken_name_is_refused() {
+    let mut ana = peer("ana", "127.0.0.1:0", &[]);
+    let a = ana.addr();
+    let mut bea = peer("bea", "127.0.0.1:0", &[a]);
+    ana.expect(&joined("bea"));
+    bea.expect(&joined("ana"));
+
+    let mut impostor = peer("bea", "127.0.0.1:0", &[a]);
+    impostor.expect_match("the impostor being refused", |l| {
+        l.starts_with("* ") && l.contains("refused") && l.contains("already used")
+    });
+    ana.expect_match("ana refusing the impostor", |l| {
+        l.starts_with("* refused bea: ") && l.contains("already used")
+    });
+    ana.say("¿quién es bea?");
+    bea.expect("ana: ¿quién es bea?");
+
+    let impostor_lines = impostor.finish_ok();
+    let ana_lines = ana.finish_ok();
+    bea.finish_ok();
+    assert_eq!(
+        count(&ana_lines, &joined("bea")),
+        1,
+        "{}",
+        ana_lines.join("\n")
+    );
+    assert!(
+        !impostor_lines.iter().any(|l| l.contains("quién")),
+        "{}",
+        impostor_lines.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// --compat with the notes' Python peers
+// ---------------------------------------------------------------------------
+
+/// `trama` dialed `py` and `py` dialed `trama`: lines typed at each reach
+/// the other, and the notes' peer answers trama's on the same connection.
+fn talk(trama: &mut Proc, py: &mut Proc, role: u32) {
+    trama.say("hola desde trama");
+    py.expect("hola desde trama");
+    trama.expect(&notes_reply(role, "hola desde trama"));
+    trama.say("¿qué tal, señor?");
+    trama.expect(&notes_reply(role, "¿qué tal, señor?"));
+    py.say("hola desde python");
+    trama.expect("hola desde python");
+}
+
+fn finish_compat(trama: Proc, py: Proc, role: u32) {
+    let py_lines = py.finish_ok();
+    let trama_lines = trama.finish_ok();
+    for text in ["hola desde trama", "¿qué tal, señor?"] {
+        assert_eq!(count(&py_lines, text), 1, "{}", py_lines.join("\n"));
+        assert_eq!(
+            count(&trama_lines, &notes_reply(role, text)),
+            1,
+            "{}",
+            trama_lines.join("\n")
+        );
+    }
+}
+
+#[test]
+fn compat_as_cliente_2_after_the_notes_cliente_1() {
+    let t = reserve();
+    let mut py = notes_peer(1, 0, t);
+    let p = py.addr();
+    let mut trama = compat(&t.to_string(), p);
+    trama.expect(&format!("* connected to {p}"));
+    // cliente_1 dials back right after accepting.
+    trama.expect_seen("cliente_1 dialing back", |l| {
+        l.ends_with(" connected to us")
+    });
+    py.expect_stderr(&format!("connected to {t}"));
+    talk(&mut trama, &mut py, 1);
+    finish_compat(trama, py, 1);
+}
+
+#[test]
+fn compat_as_cliente_2_before_the_notes_cliente_1() {
+    let (t, p) = (reserve(), reserve());
+    let mut trama = compat(&t.to_string(), p);
+    trama.say("temprano");
+    trama.expect("* the other peer is not connected yet; the line is held (1 waiting)");
+    let mut py = notes_peer(1, p.port(), t);
+    assert_eq!(py.addr(), p);
+    trama.expect(&format!("* connected to {p}"));
+    py.expect("temprano");
+    trama.expect(&notes_reply(1, "temprano"));
+    // cliente_1 dials back right after accepting, before or after its answer.
+    trama.expect_seen("cliente_1 dialing back", |l| {
+        l.ends_with(" connected to us")
+    });
+    py.expect_stderr(&format!("connected to {t}"));
+    talk(&mut trama, &mut py, 1);
+    finish_compat(trama, py, 1);
+}
+
+#[test]
+fn compat_as_cliente_1_before_the_notes_cliente_2() {
+    let p = reserve();
+    let mut trama = compat("127.0.0.1:0", p);
+    let t = trama.addr();
+    trama.say("temprano");
+    trama.expect("* the other peer is not connected yet; the line is held (1 waiting)");
+    let mut py = notes_peer(2, p.port(), t);
+    assert_eq!(py.addr(), p);
+    // cliente_2 dials at once; trama's own dial finds it on its next try.
+    py.expect_stderr(&format!("connected to {t}"));
+    trama.expect_all(&[format!("* connected to {p}")]);
+    py.expect("temprano");
+    trama.expect(&notes_reply(2, "temprano"));
+    talk(&mut trama, &mut py, 2);
+    finish_compat(trama, py, 2);
+}
+
+#[test]
+fn compat_as_cliente_1_after_the_notes_cliente_2_answers_half_of_the_talk() {
+    // The notes' order is cliente_1 first: cliente_2 dials once, and finds
+    // nobody. trama still dials it, so trama's lines are answered; the
+    // notes' peer has no connection to type on.
+    let t = reserve();
+    let mut py = notes_peer(2, 0, t);
+    let p = py.addr();
+    py.expect_stderr(&format!("cannot connect to {t}"));
+    let mut trama = compat(&t.to_string(), p);
+    trama.expect(&format!("* connected to {p}"));
+    trama.say("hola desde trama");
+    py.expect("hola desde trama");
+    trama.expect(&notes_reply(2, "hola desde trama"));
+    trama.say("¿qué tal, señor?");
+    trama.expect(&notes_reply(2, "¿qué tal, señor?"));
+    py.say("nadie me oye");
+    py.expect_stderr("line dropped");
+    finish_compat(trama, py, 2);
+}
