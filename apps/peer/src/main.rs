@@ -104,6 +104,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         dialed: Arc::new(Mutex::new(HashSet::new())),
     };
     for addr in &cli.peers {
+        // A mesh peer refuses a link to itself; dialing it again and again
+        // would only print refusals.
+        if !cli.compat && *addr == local {
+            println!("* --peer {addr} is this peer's own address; not dialed");
+            continue;
+        }
         dial(&node, &ctx, addr);
     }
 

@@ -804,6 +804,27 @@ fn a_hello_the_peer_cannot_accept_is_refused_and_the_mesh_goes_on() {
 }
 
 #[test]
+fn a_peer_told_to_dial_itself_says_so_and_goes_on() {
+    let a = reserve();
+    let mut ana = peer("ana", &a.to_string(), &[a]);
+    ana.expect(&format!(
+        "* --peer {a} is this peer's own address; not dialed"
+    ));
+    let mut bea = peer("bea", "127.0.0.1:0", &[a]);
+    ana.expect(&joined("bea"));
+    bea.expect(&joined("ana"));
+    ana.say("hola");
+    bea.expect("ana: hola");
+    let lines = ana.finish_ok();
+    bea.finish_ok();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("* refused")),
+        "{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
 fn a_second_peer_with_a_taken_name_is_refused() {
     let mut ana = peer("ana", "127.0.0.1:0", &[]);
     let a = ana.addr();
