@@ -772,6 +772,7 @@ fn a_hello_the_peer_cannot_accept_is_refused_and_the_mesh_goes_on() {
         origin: "zoe".into(),
         seq: 1,
         text: "colada".into(),
+        reached: vec![],
     });
     let reason = raw.expect_refusal();
     assert!(reason.contains("expected Hello first"), "{reason}");
