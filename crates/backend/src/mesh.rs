@@ -90,9 +90,12 @@
 //!
 //! A line travels by flooding: its origin sends it on every link, and every
 //! peer that sees it for the first time delivers it and sends it on to every
-//! linked peer except the one it came from and its origin. In a mesh with
-//! cycles every peer receives most lines several times, in any order, so each
-//! peer must recognise copies.
+//! linked peer except the one it came from, its origin, and the peers the line
+//! lists as already reached (`reached`: the sayer and every forwarder add
+//! themselves and the peers they send it to, at most [`MAX_REACHED`] names).
+//! In a full mesh the sayer reaches everyone and nobody forwards; in a mesh
+//! with cycles a peer may still receive a line more than once, in any order,
+//! so each peer must recognise copies.
 //!
 //! A set of recently seen message ids that evicts old entries (an LRU of
 //! `(origin, seq)` pairs, or of hashes) cannot promise that: once an id is
