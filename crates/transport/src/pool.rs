@@ -268,28 +268,36 @@ impl PoolServer {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::thread::JoinHandle;
+
+    /// A pool server running `handler` on a thread of its own.
+    fn start(
+        config: PoolConfig,
+        handler: impl Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    ) -> (SocketAddr, PoolHandle, JoinHandle<()>) {
+        let server = PoolServer::bind(config).unwrap();
+        let (addr, handle) = (server.local_addr(), server.handle());
+        (
+            addr,
+            handle,
+            std::thread::spawn(move || server.run(handler).unwrap()),
+        )
+    }
 
     #[test]
     fn serves_and_shuts_down_with_a_handler_blocked_in_read() {
-        let server = PoolServer::bind(PoolConfig {
+        let config = PoolConfig {
             threads: 2,
             read_timeout: None,
             ..PoolConfig::default()
-        })
-        .unwrap();
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let t = std::thread::spawn(move || {
-            server
-                .run(|mut s, _| {
-                    let mut buf = [0u8; 64];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 || s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                })
-                .unwrap()
+        };
+        let (addr, handle, t) = start(config, |mut s, _| {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
         });
         let mut c = TcpStream::connect(addr).unwrap();
         c.write_all(b"hola").unwrap();
@@ -303,23 +311,16 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_does_not_kill_the_pool() {
-        let server = PoolServer::bind(PoolConfig {
+        let config = PoolConfig {
             threads: 1,
             ..PoolConfig::default()
-        })
-        .unwrap();
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let t = std::thread::spawn(move || {
-            server
-                .run(|mut s, _| {
-                    let mut b = [0u8; 1];
-                    if s.read(&mut b).unwrap_or(0) == 1 && b[0] == b'!' {
-                        panic!("boom");
-                    }
-                    let _ = s.write_all(b"ok");
-                })
-                .unwrap()
+        };
+        let (addr, handle, t) = start(config, |mut s, _| {
+            let mut b = [0u8; 1];
+            if s.read(&mut b).unwrap_or(0) == 1 && b[0] == b'!' {
+                panic!("boom");
+            }
+            let _ = s.write_all(b"ok");
         });
         let mut c = TcpStream::connect(addr).unwrap();
         c.write_all(b"!").unwrap();
