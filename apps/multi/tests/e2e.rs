@@ -21,19 +21,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, Once};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::Once;
+use std::time::Duration;
 
+use trama_test_support::console::{Console, DEADLINE};
 use trama_test_support::{python3, python_script, run_command, ServerProcess};
-
-/// Generous: CI machines are slow and busy; no test measures time.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Building the sibling binaries may take a while on a busy machine.
 const BUILD_DEADLINE: Duration = Duration::from_secs(900);
@@ -143,210 +138,14 @@ fn kill(mut server: ServerProcess) {
     }
 }
 
-/// How a finished [`Console`] ended.
-struct Finished {
-    status: ExitStatus,
-    /// Every line it printed on stdout.
-    lines: Vec<String>,
-    stderr: String,
-}
-
-/// `trama-multi` running as a child process: lines go in through its stdin,
-/// and every line it prints on stdout is collected. Killed when dropped.
-struct Console {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    incoming: mpsc::Receiver<String>,
-    /// Every stdout line received so far.
-    seen: Vec<String>,
-    /// `expect` looks at lines from here on.
-    cursor: usize,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Console {
-    /// `trama-multi --server S` for each of `servers`, reconnecting quickly.
-    fn start<S: AsRef<str>>(servers: &[S]) -> Console {
-        let mut cmd = Command::new(MULTI);
-        for s in servers {
-            cmd.args(["--server", s.as_ref()]);
-        }
-        cmd.args(["--wait", "500ms", "--max-backoff", "250ms"])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {MULTI}: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr_pipe = child.stderr.take().unwrap();
-        let (tx, incoming) = mpsc::channel();
-        let stdout_reader = thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stderr_reader = {
-            let stderr = Arc::clone(&stderr);
-            thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk) {
-                    stderr.lock().unwrap().extend_from_slice(&chunk[..n]);
-                }
-            })
-        };
-        Console {
-            child,
-            stdin,
-            incoming,
-            seen: Vec::new(),
-            cursor: 0,
-            stderr,
-            readers: vec![stdout_reader, stderr_reader],
-        }
+/// `trama-multi --server S` for each of `servers`, reconnecting quickly.
+fn start<S: AsRef<str>>(servers: &[S]) -> Console {
+    let mut cmd = Command::new(MULTI);
+    for s in servers {
+        cmd.args(["--server", s.as_ref()]);
     }
-
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    fn report(&self) -> String {
-        format!(
-            "trama-multi printed:\n{}\n--- its stderr:\n{}",
-            self.seen.join("\n"),
-            self.stderr_text()
-        )
-    }
-
-    /// Type one line.
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        let sent = stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| stdin.flush());
-        if let Err(e) = sent {
-            panic!("cannot type {line:?}: {e}\n{}", self.report());
-        }
-    }
-
-    /// Take the next stdout line, or panic (saying `what` was awaited) once
-    /// `deadline` passes or the output ends.
-    fn pull(&mut self, what: &str, deadline: Instant) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.incoming.recv_timeout(left) {
-            Ok(line) => self.seen.push(line),
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("no line {what} within {DEADLINE:?}; {}", self.report())
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                // Let the stderr reader catch up before reporting.
-                let _ = self.child.wait();
-                thread::sleep(Duration::from_millis(50));
-                panic!("trama-multi ended with no line {what}; {}", self.report())
-            }
-        }
-    }
-
-    /// Wait for the next line (from the last one expected on) that `matches`,
-    /// and return it.
-    fn expect_match(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(i) = (self.cursor..self.seen.len()).find(|&i| matches(&self.seen[i])) {
-                self.cursor = i + 1;
-                return self.seen[i].clone();
-            }
-            self.pull(what, deadline);
-        }
-    }
-
-    /// Wait for the line `line` exactly.
-    fn expect(&mut self, line: &str) -> String {
-        self.expect_match(&format!("{line:?}"), |l| l == line)
-    }
-
-    /// Wait for every one of `lines`, in any order (each from the last line
-    /// expected on); afterwards `expect` looks past the last of them.
-    fn expect_all(&mut self, lines: &[&str]) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let mut found: Vec<usize> = Vec::new();
-            for want in lines {
-                let hit = (self.cursor..self.seen.len())
-                    .find(|i| !found.contains(i) && self.seen[*i] == *want);
-                match hit {
-                    Some(i) => found.push(i),
-                    None => break,
-                }
-            }
-            if found.len() == lines.len() {
-                if let Some(last) = found.iter().max() {
-                    self.cursor = last + 1;
-                }
-                return;
-            }
-            self.pull(&format!("among {lines:?}"), deadline);
-        }
-    }
-
-    /// Close stdin (the input ends) and wait for the process to exit.
-    fn finish(mut self) -> Finished {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + DEADLINE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.seen.extend(self.incoming.try_iter());
-                panic!(
-                    "trama-multi still running {DEADLINE:?} after its input ended (killed); {}",
-                    self.report()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        self.seen.extend(self.incoming.try_iter());
-        Finished {
-            status,
-            lines: std::mem::take(&mut self.seen),
-            stderr: self.stderr_text(),
-        }
-    }
-
-    /// [`finish`](Console::finish), asserting a 0 exit; returns every line printed.
-    fn finish_ok(self) -> Vec<String> {
-        let done = self.finish();
-        assert!(
-            done.status.success(),
-            "trama-multi exited with {}; stdout:\n{}\nstderr:\n{}",
-            done.status,
-            done.lines.join("\n"),
-            done.stderr
-        );
-        done.lines
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    cmd.args(["--wait", "500ms", "--max-backoff", "250ms"]);
+    Console::spawn("trama-multi", cmd)
 }
 
 fn connected(label: &str, addr: SocketAddr) -> String {
@@ -357,8 +156,7 @@ fn connected(label: &str, addr: SocketAddr) -> String {
 fn the_notes_two_servers_each_answer_their_own_lines() {
     let uno = notes_server(0, 1);
     let dos = notes_server(0, 2);
-    let mut console =
-        Console::start(&[format!("raw:{}", uno.addr()), format!("raw:{}", dos.addr())]);
+    let mut console = start(&[format!("raw:{}", uno.addr()), format!("raw:{}", dos.addr())]);
     console.expect_all(&[&connected("1", uno.addr()), &connected("2", dos.addr())]);
 
     console.say("@1 hola");
@@ -394,7 +192,7 @@ fn the_notes_two_servers_each_answer_their_own_lines() {
 fn framed_and_raw_servers_together_addressed_by_name_and_number() {
     let framed = echo("127.0.0.1:0", true);
     let raw = echo("127.0.0.1:0", false);
-    let mut console = Console::start(&[
+    let mut console = start(&[
         format!("eco={}", framed.addr()),
         format!("crudo=raw:{}", raw.addr()),
     ]);
@@ -421,7 +219,7 @@ fn a_server_that_dies_is_reported_and_its_held_line_goes_out_when_it_is_back() {
     let uno = notes_server(0, 1);
     let addr = uno.addr();
     let dos = echo("127.0.0.1:0", true);
-    let mut console = Console::start(&[format!("raw:{addr}"), dos.addr().to_string()]);
+    let mut console = start(&[format!("raw:{addr}"), dos.addr().to_string()]);
     console.expect_all(&[&connected("1", addr), &connected("2", dos.addr())]);
     console.say("@1 antes");
     console.expect(&format!("[1] {}", notes_reply(1, "antes")));
@@ -464,7 +262,7 @@ fn a_console_started_before_its_server_connects_when_the_server_appears() {
     let addr = gone.addr();
     kill(gone);
 
-    let mut console = Console::start(&[addr.to_string()]);
+    let mut console = start(&[addr.to_string()]);
     console.expect_match("`* 1 is down (...)`", |l| l.starts_with("* 1 is down ("));
     console.say("@1 temprano");
     console.expect_match("saying the line is held", |l| {
@@ -483,7 +281,7 @@ fn a_console_started_before_its_server_connects_when_the_server_appears() {
 #[test]
 fn bad_lines_get_a_notice_and_the_console_goes_on() {
     let server = echo("127.0.0.1:0", false);
-    let mut console = Console::start(&[format!("eco=raw:{}", server.addr())]);
+    let mut console = start(&[format!("eco=raw:{}", server.addr())]);
     console.expect(&connected("eco", server.addr()));
 
     console.say("hola sin arroba");

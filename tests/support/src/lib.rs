@@ -14,6 +14,8 @@
 //! Nothing here panics: every failure is an [`Error`] whose message says what
 //! happened and includes whatever the child process printed.
 
+pub mod console;
+
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
