@@ -14,18 +14,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use trama_test_support::console::{Console as Peer, DEADLINE};
 use trama_test_support::{python3, python_script, ServerProcess};
-
-/// Generous: CI machines are slow and busy; no test measures time.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// How long `join` keeps printing after its input ends.
 const QUIET: &str = "1s";
@@ -53,208 +47,26 @@ fn notes_server() -> ServerProcess {
     ok(ServerProcess::from_command(cmd))
 }
 
-/// How a finished [`Peer`] ended.
-struct Finished {
-    status: ExitStatus,
-    /// Every line it printed on stdout.
-    lines: Vec<String>,
-    stderr: String,
+/// `trama-chat join` to `addr`, naming itself `name` if given.
+fn join(addr: SocketAddr, name: Option<&str>) -> Peer {
+    let mut cmd = Command::new(CHAT);
+    cmd.args(["join", "--addr", &addr.to_string(), "--wait", QUIET]);
+    if let Some(name) = name {
+        cmd.args(["--name", name]);
+    }
+    Peer::spawn(format!("join {}", name.unwrap_or("(no name)")), cmd)
 }
 
-/// A chat client running as a child process: lines go in through its stdin,
-/// and every line it prints on stdout is collected. Killed when dropped.
-struct Peer {
-    what: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    incoming: mpsc::Receiver<String>,
-    /// Every stdout line received so far.
-    seen: Vec<String>,
-    /// `expect` looks at lines from here on.
-    cursor: usize,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
+/// `trama-chat join --name NAME`, once the server has confirmed the name.
+fn named(addr: SocketAddr, name: &str) -> Peer {
+    let mut peer = join(addr, Some(name));
+    peer.expect(&format!("* you are now {name}"));
+    peer
 }
 
-impl Peer {
-    fn spawn(what: impl Into<String>, mut cmd: Command) -> Peer {
-        let what = what.into();
-        cmd.env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr_pipe = child.stderr.take().unwrap();
-        let (tx, incoming) = mpsc::channel();
-        let stdout_reader = thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stderr_reader = {
-            let stderr = Arc::clone(&stderr);
-            thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk) {
-                    stderr.lock().unwrap().extend_from_slice(&chunk[..n]);
-                }
-            })
-        };
-        Peer {
-            what,
-            child,
-            stdin,
-            incoming,
-            seen: Vec::new(),
-            cursor: 0,
-            stderr,
-            readers: vec![stdout_reader, stderr_reader],
-        }
-    }
-
-    /// `trama-chat join` to `addr`, naming itself `name` if given.
-    fn join(addr: SocketAddr, name: Option<&str>) -> Peer {
-        let mut cmd = Command::new(CHAT);
-        cmd.args(["join", "--addr", &addr.to_string(), "--wait", QUIET]);
-        if let Some(name) = name {
-            cmd.args(["--name", name]);
-        }
-        Peer::spawn(format!("join {}", name.unwrap_or("(no name)")), cmd)
-    }
-
-    /// `trama-chat join --name NAME`, once the server has confirmed the name.
-    fn named(addr: SocketAddr, name: &str) -> Peer {
-        let mut peer = Peer::join(addr, Some(name));
-        peer.expect(&format!("* you are now {name}"));
-        peer
-    }
-
-    /// A Python program from `tests/python`, run with `args`.
-    fn python<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Peer {
-        let mut cmd = Command::new(ok(python3()));
-        cmd.arg("-u").arg(ok(python_script(script))).args(args);
-        Peer::spawn(script, cmd)
-    }
-
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    fn report(&self) -> String {
-        format!(
-            "{} printed:\n{}\n--- its stderr:\n{}",
-            self.what,
-            self.seen.join("\n"),
-            self.stderr_text()
-        )
-    }
-
-    /// Type one line.
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        let sent = stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| stdin.flush());
-        if let Err(e) = sent {
-            panic!("cannot type {line:?}: {e}\n{}", self.report());
-        }
-    }
-
-    /// Wait for the next line (from the last one expected on) that `matches`,
-    /// and return it.
-    fn expect_match(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(i) = (self.cursor..self.seen.len()).find(|&i| matches(&self.seen[i])) {
-                self.cursor = i + 1;
-                return self.seen[i].clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.incoming.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no line {what} within {DEADLINE:?}; {}", self.report())
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    // Let the stderr reader catch up before reporting.
-                    let _ = self.child.wait();
-                    panic!("{} ended with no line {what}; {}", self.what, self.report())
-                }
-            }
-        }
-    }
-
-    /// Wait for the line `line` exactly.
-    fn expect(&mut self, line: &str) -> String {
-        self.expect_match(&format!("{line:?}"), |l| l == line)
-    }
-
-    /// Close stdin (the input ends) and wait for the process to exit.
-    fn finish(mut self) -> Finished {
-        drop(self.stdin.take());
-        self.wait_exit()
-    }
-
-    /// Wait for the process to exit on its own, stdin left open.
-    fn wait_exit(mut self) -> Finished {
-        let deadline = Instant::now() + DEADLINE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.seen.extend(self.incoming.try_iter());
-                panic!(
-                    "{} still running after {DEADLINE:?} (killed); {}",
-                    self.what,
-                    self.report()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        self.seen.extend(self.incoming.try_iter());
-        Finished {
-            status,
-            lines: std::mem::take(&mut self.seen),
-            stderr: self.stderr_text(),
-        }
-    }
-
-    /// [`finish`](Peer::finish), asserting a 0 exit; returns every line printed.
-    fn finish_ok(self) -> Vec<String> {
-        let what = self.what.clone();
-        let done = self.finish();
-        assert!(
-            done.status.success(),
-            "{what} exited with {}; stdout:\n{}\nstderr:\n{}",
-            done.status,
-            done.lines.join("\n"),
-            done.stderr
-        );
-        done.lines
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// A Python program from `tests/python`, run with `args`.
+fn python<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Peer {
+    Peer::python(script, script, args)
 }
 
 /// A framed client in the test process itself, stepped by hand.
@@ -320,13 +132,13 @@ impl Raw {
 #[test]
 fn two_clients_see_each_others_lines_and_comings_and_goings() {
     let server = serve();
-    let mut ana = Peer::join(server.addr(), Some("ana"));
+    let mut ana = join(server.addr(), Some("ana"));
     ana.expect_match("welcome", |l| {
         l.starts_with("* welcome, user") && l.contains("; 1 here;")
     });
     ana.expect("* you are now ana");
 
-    let mut bea = Peer::join(server.addr(), Some("bea"));
+    let mut bea = join(server.addr(), Some("bea"));
     bea.expect_match("welcome", |l| l.contains("; 2 here;"));
     bea.expect("* you are now bea");
     ana.expect_match("`* userN joined`", |l| {
@@ -357,9 +169,9 @@ fn two_clients_see_each_others_lines_and_comings_and_goings() {
 #[test]
 fn a_private_message_reaches_only_its_target() {
     let server = serve();
-    let mut ana = Peer::named(server.addr(), "ana");
-    let mut bea = Peer::named(server.addr(), "bea");
-    let mut cho = Peer::named(server.addr(), "cho");
+    let mut ana = named(server.addr(), "ana");
+    let mut bea = named(server.addr(), "bea");
+    let mut cho = named(server.addr(), "cho");
 
     ana.say("/msg Bea nos vemos a las 5");
     ana.expect("* sent to bea");
@@ -383,8 +195,8 @@ fn a_private_message_reaches_only_its_target() {
 #[test]
 fn a_taken_name_is_refused() {
     let server = serve();
-    let mut ana = Peer::named(server.addr(), "ana");
-    let mut other = Peer::join(server.addr(), None);
+    let mut ana = named(server.addr(), "ana");
+    let mut other = join(server.addr(), None);
     let welcome = other.expect_match("welcome", |l| l.starts_with("* welcome, "));
     let default_name = welcome["* welcome, ".len()..]
         .split(';')
@@ -409,8 +221,8 @@ fn a_taken_name_is_refused() {
 #[test]
 fn quit_says_bye_and_join_exits_0_with_its_input_still_open() {
     let server = serve();
-    let mut ana = Peer::named(server.addr(), "ana");
-    let mut bea = Peer::named(server.addr(), "bea");
+    let mut ana = named(server.addr(), "ana");
+    let mut bea = named(server.addr(), "bea");
 
     ana.say("/quit");
     ana.expect("* bye");
@@ -429,7 +241,7 @@ fn quit_says_bye_and_join_exits_0_with_its_input_still_open() {
 #[test]
 fn a_client_that_vanishes_mid_frame_leaves_and_the_room_goes_on() {
     let server = serve();
-    let mut ana = Peer::named(server.addr(), "ana");
+    let mut ana = named(server.addr(), "ana");
 
     let mut raw = Raw::connect(server.addr());
     let name = raw.welcome();
@@ -443,7 +255,7 @@ fn a_client_that_vanishes_mid_frame_leaves_and_the_room_goes_on() {
     ana.expect_match(&format!("`{left}...)`"), |l| l.starts_with(&left));
 
     // The server still serves: a newcomer and ana talk.
-    let mut bea = Peer::named(server.addr(), "bea");
+    let mut bea = named(server.addr(), "bea");
     ana.say("/who");
     ana.expect("* here (2): ana, bea");
     ana.say("seguimos");
@@ -459,10 +271,10 @@ fn python_clients_and_join_talk_both_ways() {
         server.addr().ip().to_string(),
         server.addr().port().to_string(),
     );
-    let mut ana = Peer::named(server.addr(), "ana");
+    let mut ana = named(server.addr(), "ana");
 
     // The notes' console client, framed by hand.
-    let mut py = Peer::python("chat_client.py", &[&host, &port]);
+    let mut py = python("chat_client.py", &[&host, &port]);
     py.expect_match("welcome", |l| l.starts_with("* welcome, "));
     py.say("/nick py");
     py.expect("* you are now py");
@@ -474,7 +286,7 @@ fn python_clients_and_join_talk_both_ways() {
 
     // multiprocessing.connection: says its lines, then listens until the
     // line ana sends last has come.
-    let mp = Peer::python(
+    let mp = python(
         "chat_mp_client.py",
         &[
             "--wait-for",
@@ -512,7 +324,7 @@ fn python_clients_and_join_talk_both_ways() {
 fn join_talks_to_the_notes_python_server_and_exits_after_its_input() {
     let server = notes_server();
     // No --name: the notes' server knows no commands.
-    let mut join = Peer::join(server.addr(), None);
+    let mut join = join(server.addr(), None);
     join.say("hola");
     join.expect("Acción asociada a hola");
     // An empty line is an empty frame, which that server ignores.
@@ -532,7 +344,7 @@ fn join_talks_to_the_notes_python_server_and_exits_after_its_input() {
 #[test]
 fn join_exits_2_when_the_server_goes_away() {
     let server = serve();
-    let ana = Peer::named(server.addr(), "ana");
+    let ana = named(server.addr(), "ana");
     // Killed (SIGKILL) and reaped.
     drop(server);
     // stdin stays open: the lost connection alone must end the session.
@@ -579,7 +391,7 @@ fn bad_input_gets_an_error_line() {
     assert_eq!(raw.recv(), "* you are now raw");
 
     // And typed into join.
-    let mut ana = Peer::named(server.addr(), "ana");
+    let mut ana = named(server.addr(), "ana");
     ana.say("/bailar ahora");
     ana.expect("error: unknown command /bailar; /help lists the commands");
     ana.say("//bailar");
