@@ -25,6 +25,8 @@
 //!   frames with an end marker.
 //! - [`Codec`]: JSON and MessagePack for typed values; [`text()`] for UTF-8.
 //! - [`Transform`]: the hook for course formats (XOR, checksums, numbering).
+//! - [`Observer`] and [`render`]: watch frames go by without touching them
+//!   (`trama-tap`).
 //! - [`Service`], [`Event`], [`Actions`], [`ConnId`]: the contract between the
 //!   transport (`trama-transport`) and the logic (`trama-backend`).
 //!
@@ -56,6 +58,7 @@ mod config;
 mod decoder;
 mod error;
 mod frame;
+pub mod observe;
 mod reader;
 mod service;
 mod stream;
@@ -70,6 +73,7 @@ pub use config::{
 pub use decoder::Decoder;
 pub use error::{Error, Result};
 pub use frame::Header;
+pub use observe::{render, DecodeAs, Direction, FrameNote, Note, Observer, Rendered};
 pub use reader::{Body, FrameReader};
 pub use service::{Action, Actions, ConnId, DisconnectReason, Event, Service};
 pub use stream::{write_stream, StreamReader};
