@@ -53,6 +53,7 @@
 //! # Ok::<(), trama_protocol::Error>(())
 //! ```
 
+pub mod auth;
 mod codec;
 mod config;
 mod decoder;
