@@ -58,6 +58,7 @@ mod codec;
 mod config;
 mod decoder;
 mod error;
+pub mod fault;
 mod frame;
 pub mod observe;
 mod reader;
