@@ -1,0 +1,896 @@
+//! A TCP proxy that watches frames go by and disturbs them on purpose: the
+//! I/O half of `trama-tap`.
+//!
+//! Every connection accepted on the listen address is joined to a new
+//! connection to the upstream address, and each direction is pumped by a
+//! thread of its own: read a chunk, hand a copy to the direction's
+//! [`Observer`] (which never changes the bytes), then carry out the
+//! direction's [`FaultSchedule`] steps (with no faults: write the chunk as
+//! is). What the observer and the schedule report goes to the caller's
+//! callback as [`ProxyEvent`]s; the proxy knows nothing about printing.
+//!
+//! A thread per direction is the simplest correct design for a debugging
+//! proxy: a direction that sleeps (a delay fault) or blocks on a slow reader
+//! holds up only itself, exactly as a slow network would. Both sockets have
+//! `TCP_NODELAY`, so the proxy adds no Nagle delay of its own.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use trama_protocol::fault::{FaultPlan, FaultSchedule, Step};
+use trama_protocol::{Direction, FrameConfig, Note, Observer};
+
+use crate::net::{accept_error, AcceptError};
+use crate::{Error, Result};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// Settings of a [`Proxy`].
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where to listen. Default `127.0.0.1:0`.
+    pub listen: String,
+    /// Where to connect for each accepted connection.
+    pub upstream: String,
+    /// The wire format the observer and the frame-level faults follow.
+    pub frame: FrameConfig,
+    /// Faults per direction (none by default: the proxy is transparent).
+    pub faults: FaultPlan,
+    /// Follow frames and report them (off: bytes are only forwarded). Default on.
+    pub observe: bool,
+    /// Payload bytes of each frame kept for the report. Default 64.
+    pub show: usize,
+    /// Report every chunk's bytes too ([`ProxyEvent::Data`]), for recording. Default off.
+    pub data: bool,
+    /// How long connecting upstream may take. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Close a connection after this long without a byte either way. Default off.
+    pub idle_timeout: Option<Duration>,
+    /// A write to a peer that does not read fails after this long. Default 30 s.
+    pub write_timeout: Option<Duration>,
+    /// Size of each direction's read buffer. Default 64 KiB.
+    pub buffer: usize,
+    /// Most connections at once; more are closed at once. Default 1,000.
+    pub max_connections: usize,
+    /// Seed for the jitter of delay faults, so a run can be repeated.
+    pub seed: u64,
+}
+
+impl ProxyConfig {
+    /// A transparent proxy from `listen` to `upstream` in the notes' format.
+    pub fn new(listen: impl Into<String>, upstream: impl Into<String>) -> ProxyConfig {
+        ProxyConfig {
+            listen: listen.into(),
+            upstream: upstream.into(),
+            frame: FrameConfig::default(),
+            faults: FaultPlan::default(),
+            observe: true,
+            show: 64,
+            data: false,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: None,
+            write_timeout: Some(Duration::from_secs(30)),
+            buffer: 64 * 1024,
+            max_connections: 1000,
+            seed: 1,
+        }
+    }
+}
+
+/// How one direction of a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The sender closed its side; the end was passed on.
+    Eof,
+    /// A fault closed the connection.
+    Closed,
+    /// A fault reset the connection.
+    Reset,
+    /// The other direction closed or reset the connection, or the proxy stopped.
+    Stopped,
+    /// Reading or writing failed.
+    Error(String),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Eof => f.write_str("end of stream"),
+            End::Closed => f.write_str("closed by a fault"),
+            End::Reset => f.write_str("reset by a fault"),
+            End::Stopped => f.write_str("connection ended"),
+            End::Error(e) => f.write_str(e),
+        }
+    }
+}
+
+/// What the proxy reports, from its threads, as it happens.
+#[derive(Debug)]
+pub enum ProxyEvent<'a> {
+    /// A client connected and the upstream connection is open.
+    Opened {
+        /// Connection number, from 1.
+        conn: u64,
+        /// The client's address.
+        client: SocketAddr,
+        /// The upstream address connected to.
+        server: SocketAddr,
+    },
+    /// A client was turned away (upstream unreachable, too many connections).
+    Refused {
+        /// The client's address.
+        client: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The observer saw something (a frame, an oversize header, a truncation).
+    Note {
+        /// Connection number.
+        conn: u64,
+        /// Which way.
+        dir: Direction,
+        /// What.
+        note: &'a Note,
+    },
+    /// A chunk as read (only with [`ProxyConfig::data`]), before it is forwarded.
+    Data {
+        /// Connection number.
+        conn: u64,
+        /// Which way.
+        dir: Direction,
+        /// The bytes, exactly as read from the sender.
+        bytes: &'a [u8],
+    },
+    /// A fault fired.
+    Fault {
+        /// Connection number.
+        conn: u64,
+        /// Which way.
+        dir: Direction,
+        /// What it did.
+        what: &'a str,
+    },
+    /// One direction is done.
+    Ended {
+        /// Connection number.
+        conn: u64,
+        /// Which way.
+        dir: Direction,
+        /// Bytes read from the sender in this direction.
+        bytes: u64,
+        /// How it ended.
+        end: End,
+    },
+    /// Both directions are done and both sockets closed.
+    Closed {
+        /// Connection number.
+        conn: u64,
+    },
+}
+
+type Callback = Arc<dyn Fn(&ProxyEvent<'_>) + Send + Sync>;
+
+/// The two sockets of one connection, for shutting them from any thread.
+struct Pair {
+    client: TcpStream,
+    server: TcpStream,
+}
+
+/// Shared by the two pumps of one connection.
+struct Conn {
+    id: u64,
+    /// Set when a fault closed or reset the connection, or the proxy stopped:
+    /// the other pump must not pass on an end of its own.
+    over: AtomicBool,
+    /// Last time a byte moved either way, as ms since `born`.
+    last: AtomicU64,
+    born: Instant,
+}
+
+/// Stops a running [`Proxy`] from any thread.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    active: Arc<Mutex<HashMap<u64, Pair>>>,
+}
+
+impl ProxyHandle {
+    /// Stop accepting, shut every connection's sockets (which wakes their
+    /// threads), and let `run` return once they have finished.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        if let Ok(active) = self.active.lock() {
+            for p in active.values() {
+                let _ = p.client.shutdown(Shutdown::Both);
+                let _ = p.server.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// True once shutdown was asked for.
+    pub fn is_shut_down(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.active.lock().map_or(0, |a| a.len())
+    }
+}
+
+/// A bound proxy; [`run`](Proxy::run) serves until shutdown.
+///
+/// ```no_run
+/// use trama_transport::{Proxy, ProxyConfig, ProxyEvent};
+///
+/// let proxy = Proxy::bind(ProxyConfig::new("127.0.0.1:0", "127.0.0.1:8080"))?;
+/// eprintln!("listening on {}", proxy.local_addr());
+/// proxy.run(|event| {
+///     if let ProxyEvent::Note { conn, dir, note } = event {
+///         println!("{conn} {dir} {note:?}");
+///     }
+/// })?;
+/// # Ok::<(), trama_transport::Error>(())
+/// ```
+pub struct Proxy {
+    listener: mio::net::TcpListener,
+    poll: Poll,
+    config: ProxyConfig,
+    handle: ProxyHandle,
+    local_addr: SocketAddr,
+}
+
+impl Proxy {
+    /// Bind the listener. The upstream is connected to per client, not now.
+    pub fn bind(config: ProxyConfig) -> Result<Proxy> {
+        // Check the faults against the framing once, not per connection.
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            FaultSchedule::new(config.faults.faults(dir), config.frame, 0)
+                .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        }
+        let mut listener = crate::net::listen(&config.listen, 1024)?;
+        let local_addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Proxy {
+            listener,
+            poll,
+            config,
+            handle: ProxyHandle {
+                stop: Arc::new(AtomicBool::new(false)),
+                waker,
+                active: Arc::new(Mutex::new(HashMap::new())),
+            },
+            local_addr,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to stop it from another thread.
+    pub fn handle(&self) -> ProxyHandle {
+        self.handle.clone()
+    }
+
+    /// Serve until [`ProxyHandle::shutdown`], calling `on_event` (from the
+    /// connections' threads) with everything that happens. Returns after
+    /// every connection thread has finished.
+    pub fn run<F>(mut self, on_event: F) -> Result<()>
+    where
+        F: Fn(&ProxyEvent<'_>) + Send + Sync + 'static,
+    {
+        let on_event: Callback = Arc::new(on_event);
+        let config = Arc::new(self.config.clone());
+        let next_id = AtomicU64::new(1);
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let mut events = Events::with_capacity(64);
+        let mut backoff = Duration::from_millis(10);
+        let mut paused = false;
+        while !self.handle.is_shut_down() {
+            let timeout = paused.then_some(backoff);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("cannot wait for connections: {e}");
+                break;
+            }
+            paused = false;
+            threads.retain(|t| !t.is_finished());
+            loop {
+                let (stream, client) = match self.listener.accept() {
+                    Ok(a) => a,
+                    Err(e) => match accept_error(&e) {
+                        AcceptError::Drained => break,
+                        AcceptError::Skip => continue,
+                        AcceptError::Pause => {
+                            log::warn!("accept failed: {e}; pausing for {backoff:?}");
+                            paused = true;
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                            break;
+                        }
+                    },
+                };
+                backoff = Duration::from_millis(10);
+                if self.handle.connections() >= config.max_connections {
+                    on_event(&ProxyEvent::Refused {
+                        client,
+                        reason: format!(
+                            "already {} connections (the limit)",
+                            config.max_connections
+                        ),
+                    });
+                    continue;
+                }
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                let (config, on_event, handle) =
+                    (config.clone(), on_event.clone(), self.handle.clone());
+                let stream = TcpStream::from(stream);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("trama-proxy-{id}"))
+                    .spawn(move || connection(id, stream, client, &config, &on_event, &handle));
+                match spawned {
+                    Ok(t) => threads.push(t),
+                    Err(e) => log::warn!("{client}: cannot start a thread: {e}"),
+                }
+            }
+        }
+        self.handle.shutdown();
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+}
+
+/// One connection: connect upstream, pump both ways, report the end.
+fn connection(
+    id: u64,
+    client: TcpStream,
+    client_addr: SocketAddr,
+    config: &ProxyConfig,
+    on_event: &Callback,
+    handle: &ProxyHandle,
+) {
+    let refuse = |reason: String| {
+        on_event(&ProxyEvent::Refused {
+            client: client_addr,
+            reason,
+        })
+    };
+    let server = match crate::net::connect(&config.upstream, config.connect_timeout) {
+        Ok(s) => s,
+        Err(e) => return refuse(e.to_string()),
+    };
+    let setup = (|| -> io::Result<(TcpStream, TcpStream, SocketAddr)> {
+        for s in [&client, &server] {
+            s.set_nonblocking(false)?;
+            s.set_nodelay(true)?;
+            s.set_write_timeout(config.write_timeout)?;
+            // Reads wake up now and then to check the idle timeout.
+            s.set_read_timeout(
+                config
+                    .idle_timeout
+                    .map(|d| (d / 4).max(Duration::from_millis(10))),
+            )?;
+        }
+        Ok((
+            client.try_clone()?,
+            server.try_clone()?,
+            server.peer_addr()?,
+        ))
+    })();
+    let (client2, server2, server_addr) = match setup {
+        Ok(s) => s,
+        Err(e) => return refuse(format!("cannot set up the sockets: {e}")),
+    };
+    match (client.try_clone(), server.try_clone(), handle.active.lock()) {
+        (Ok(c), Ok(s), Ok(mut active)) => {
+            active.insert(
+                id,
+                Pair {
+                    client: c,
+                    server: s,
+                },
+            );
+        }
+        _ => return refuse("cannot register the connection".into()),
+    }
+    // Shutdown may have come between accept and registration.
+    if handle.is_shut_down() {
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = server.shutdown(Shutdown::Both);
+    }
+    on_event(&ProxyEvent::Opened {
+        conn: id,
+        client: client_addr,
+        server: server_addr,
+    });
+    let conn = Arc::new(Conn {
+        id,
+        over: AtomicBool::new(false),
+        last: AtomicU64::new(0),
+        born: Instant::now(),
+    });
+    let back = {
+        let (conn, config, on_event, handle) = (
+            conn.clone(),
+            config.clone(),
+            on_event.clone(),
+            handle.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("trama-proxy-{id}-s2c"))
+            .spawn(move || {
+                pump(
+                    Direction::ServerToClient,
+                    server2,
+                    client2,
+                    &conn,
+                    &config,
+                    &on_event,
+                    &handle,
+                )
+            })
+    };
+    match back {
+        Ok(t) => {
+            pump(
+                Direction::ClientToServer,
+                client,
+                server,
+                &conn,
+                config,
+                on_event,
+                handle,
+            );
+            let _ = t.join();
+        }
+        Err(e) => {
+            log::warn!("connection {id}: cannot start a thread: {e}");
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+        }
+    }
+    if let Ok(mut active) = handle.active.lock() {
+        active.remove(&id);
+    }
+    on_event(&ProxyEvent::Closed { conn: id });
+}
+
+/// Pump one direction from `src` to `dst` until it ends.
+fn pump(
+    dir: Direction,
+    mut src: TcpStream,
+    mut dst: TcpStream,
+    conn: &Conn,
+    config: &ProxyConfig,
+    on_event: &Callback,
+    handle: &ProxyHandle,
+) {
+    let id = conn.id;
+    let mut observer = config
+        .observe
+        .then(|| Observer::new(config.frame, config.show));
+    let seed = config
+        .seed
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(id * 2 + dir as u64);
+    let mut schedule = match FaultSchedule::new(config.faults.faults(dir), config.frame, seed) {
+        Ok(s) => Some(s).filter(|s| !s.is_passthrough()),
+        // Checked in `bind`; never here.
+        Err(_) => None,
+    };
+    let mut buf = vec![0u8; config.buffer.max(1)];
+    let mut notes = Vec::new();
+    let mut steps = Vec::new();
+    let mut bytes = 0u64;
+    let mut stalled = false;
+    let mut reset_seen = false;
+    let end = loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break End::Eof,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if conn.over.load(Ordering::SeqCst) || handle.is_shut_down() {
+                    break End::Stopped;
+                }
+                let idle = config.idle_timeout.filter(|limit| {
+                    let now = conn.born.elapsed().as_millis() as u64;
+                    now.saturating_sub(conn.last.load(Ordering::Relaxed))
+                        >= limit.as_millis() as u64
+                });
+                if let Some(limit) = idle {
+                    break End::Error(format!("idle for {limit:?}"));
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                reset_seen = e.kind() == io::ErrorKind::ConnectionReset;
+                break End::Error(format!("read failed: {e}"));
+            }
+        };
+        conn.last
+            .store(conn.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let chunk = &buf[..n];
+        bytes += n as u64;
+        if config.data {
+            on_event(&ProxyEvent::Data {
+                conn: id,
+                dir,
+                bytes: chunk,
+            });
+        }
+        if let Some(obs) = observer.as_mut() {
+            obs.feed(chunk, &mut notes);
+            for note in notes.drain(..) {
+                on_event(&ProxyEvent::Note {
+                    conn: id,
+                    dir,
+                    note: &note,
+                });
+            }
+        }
+        if stalled {
+            // Stalled: read on (to see the sender leave), forward nothing.
+            continue;
+        }
+        let Some(sched) = schedule.as_mut() else {
+            if let Err(e) = dst.write_all(chunk) {
+                break End::Error(format!("write failed: {e}"));
+            }
+            continue;
+        };
+        steps.clear();
+        sched.push(chunk, &mut steps);
+        match carry_out(&steps, chunk, &mut dst, conn, dir, on_event, handle) {
+            Ok(None) => {}
+            Ok(Some(Outcome::Stall)) => stalled = true,
+            Ok(Some(Outcome::Close)) => break End::Closed,
+            Ok(Some(Outcome::Reset)) => break End::Reset,
+            Err(e) => break End::Error(e),
+        }
+    };
+    if let Some(note) = observer.as_ref().and_then(|o| o.finish()) {
+        on_event(&ProxyEvent::Note {
+            conn: id,
+            dir,
+            note: &note,
+        });
+    }
+    let over = conn.over.load(Ordering::SeqCst);
+    let end = match end {
+        End::Eof | End::Error(_) if over => End::Stopped,
+        other => other,
+    };
+    match &end {
+        // Pass the sender's end on; the other direction may go on.
+        End::Eof => {
+            let _ = dst.shutdown(Shutdown::Write);
+        }
+        End::Closed => close(conn, handle, false),
+        End::Reset => close(conn, handle, true),
+        // A failure on either socket ends the connection both ways; a
+        // reset from one peer is passed on as a reset to the other.
+        End::Error(_) => close(conn, handle, reset_seen),
+        End::Stopped => {}
+    }
+    on_event(&ProxyEvent::Ended {
+        conn: id,
+        dir,
+        bytes,
+        end,
+    });
+}
+
+/// What a schedule's steps ended with.
+enum Outcome {
+    Stall,
+    Close,
+    Reset,
+}
+
+fn carry_out(
+    steps: &[Step],
+    chunk: &[u8],
+    dst: &mut TcpStream,
+    conn: &Conn,
+    dir: Direction,
+    on_event: &Callback,
+    handle: &ProxyHandle,
+) -> std::result::Result<Option<Outcome>, String> {
+    for step in steps {
+        let written = match step {
+            Step::Write(r) => dst.write_all(&chunk[r.clone()]),
+            Step::Inject(b) => dst.write_all(b),
+            Step::Sleep(d) => {
+                sleep(*d, conn, handle);
+                Ok(())
+            }
+            Step::Fired(what) => {
+                on_event(&ProxyEvent::Fault {
+                    conn: conn.id,
+                    dir,
+                    what,
+                });
+                Ok(())
+            }
+            Step::Stall => return Ok(Some(Outcome::Stall)),
+            Step::Close => return Ok(Some(Outcome::Close)),
+            Step::Reset => return Ok(Some(Outcome::Reset)),
+        };
+        written.map_err(|e| format!("write failed: {e}"))?;
+    }
+    Ok(None)
+}
+
+/// Sleep `d`, waking early if the connection or the proxy ends.
+fn sleep(d: Duration, conn: &Conn, handle: &ProxyHandle) {
+    let until = Instant::now() + d;
+    loop {
+        let now = Instant::now();
+        if now >= until || conn.over.load(Ordering::SeqCst) || handle.is_shut_down() {
+            return;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// End the whole connection: both peers see an end of stream, or with
+/// `reset` a reset. The other pump is woken and passes on nothing.
+fn close(conn: &Conn, handle: &ProxyHandle, reset: bool) {
+    conn.over.store(true, Ordering::SeqCst);
+    let pair = handle
+        .active
+        .lock()
+        .ok()
+        .and_then(|mut a| a.remove(&conn.id));
+    let Some(pair) = pair else { return };
+    for s in [&pair.client, &pair.server] {
+        if reset {
+            // With a zero linger, closing the last handle sends a reset
+            // instead of an orderly end. Reading is shut (not writing, which
+            // would send an end first) to wake the other pump, whose handles
+            // close as it returns.
+            let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+            let _ = s.shutdown(Shutdown::Read);
+        } else {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// An echo server on a thread; returns its address.
+    fn echo_server() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Seen {
+        Frame(Direction, u64, Vec<u8>),
+        Fault(Direction, String),
+        Ended(Direction, End),
+        Closed,
+    }
+
+    fn start(
+        config: ProxyConfig,
+    ) -> (
+        SocketAddr,
+        ProxyHandle,
+        mpsc::Receiver<Seen>,
+        JoinHandle<()>,
+    ) {
+        let proxy = Proxy::bind(config).unwrap();
+        let (addr, handle) = (proxy.local_addr(), proxy.handle());
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let t = std::thread::spawn(move || {
+            proxy
+                .run(move |e| {
+                    let seen = match e {
+                        ProxyEvent::Note {
+                            dir,
+                            note: Note::Frame(f),
+                            ..
+                        } => Seen::Frame(*dir, f.len, f.head.clone()),
+                        ProxyEvent::Fault { dir, what, .. } => Seen::Fault(*dir, what.to_string()),
+                        ProxyEvent::Ended { dir, end, .. } => Seen::Ended(*dir, end.clone()),
+                        ProxyEvent::Closed { .. } => Seen::Closed,
+                        _ => return,
+                    };
+                    let _ = tx.lock().unwrap().send(seen);
+                })
+                .unwrap()
+        });
+        (addr, handle, rx, t)
+    }
+
+    fn until(rx: &mpsc::Receiver<Seen>, want: &Seen) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        loop {
+            let s = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+            seen.push(s.clone());
+            if &s == want {
+                return seen;
+            }
+        }
+    }
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        FrameConfig::default().encode(payload, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn forwards_both_ways_and_reports_frames() {
+        let (addr, handle, rx, t) =
+            start(ProxyConfig::new("127.0.0.1:0", echo_server().to_string()));
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let sent = [frame(b"hola"), frame(&[7u8; 100_000])].concat();
+        c.write_all(&sent).unwrap();
+        let mut got = vec![0u8; sent.len()];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, sent);
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap(), 0);
+        let seen = until(&rx, &Seen::Closed);
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            assert!(
+                seen.contains(&Seen::Frame(dir, 4, b"hola".to_vec())),
+                "{seen:?}"
+            );
+            assert!(
+                seen.contains(&Seen::Frame(dir, 100_000, vec![7u8; 64])),
+                "{seen:?}"
+            );
+            assert!(seen.contains(&Seen::Ended(dir, End::Eof)), "{seen:?}");
+        }
+        handle.shutdown();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn cut_mid_frame_closes_both_sides_and_says_so() {
+        let mut config = ProxyConfig::new("127.0.0.1:0", echo_server().to_string());
+        config.faults = "s2c:cut=2".parse().unwrap();
+        let (addr, handle, rx, t) = start(config);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(&frame(b"uno")).unwrap();
+        let mut got = vec![0u8; 7];
+        c.read_exact(&mut got).unwrap();
+        c.write_all(&frame(b"dos!")).unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        // Frame 2's header and half its payload, then the end.
+        assert_eq!(rest, b"\x00\x00\x00\x04do");
+        let seen = until(&rx, &Seen::Closed);
+        assert!(seen.contains(&Seen::Fault(
+            Direction::ServerToClient,
+            "connection cut in the middle of frame 2 after 2 of 4 payload bytes".into()
+        )));
+        assert!(seen.contains(&Seen::Ended(Direction::ServerToClient, End::Closed)));
+        handle.shutdown();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn reset_is_a_reset() {
+        let mut config = ProxyConfig::new("127.0.0.1:0", echo_server().to_string());
+        config.faults = "c2s:reset=4".parse().unwrap();
+        let (addr, handle, rx, t) = start(config);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(&frame(b"hola")).unwrap();
+        let mut buf = [0u8; 16];
+        let mut total = 0;
+        let err = loop {
+            match c.read(&mut buf) {
+                Ok(0) => panic!("an orderly end, not a reset"),
+                Ok(n) => total += n,
+                Err(e) => break e,
+            }
+        };
+        assert!(total <= 4);
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        until(&rx, &Seen::Closed);
+        handle.shutdown();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn shutdown_ends_idle_connections() {
+        let (addr, handle, rx, t) =
+            start(ProxyConfig::new("127.0.0.1:0", echo_server().to_string()));
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(&frame(b"x")).unwrap();
+        let mut got = [0u8; 5];
+        c.read_exact(&mut got).unwrap();
+        handle.shutdown();
+        t.join().unwrap();
+        assert!(until(&rx, &Seen::Closed).contains(&Seen::Closed));
+        assert_eq!(c.read(&mut got).unwrap_or(0), 0);
+    }
+
+    #[test]
+    fn an_unreachable_upstream_refuses_the_client() {
+        // A port that was free a moment ago.
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let proxy = Proxy::bind(ProxyConfig::new("127.0.0.1:0", dead.to_string())).unwrap();
+        let (addr, handle) = (proxy.local_addr(), proxy.handle());
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let t = std::thread::spawn(move || {
+            proxy
+                .run(move |e| {
+                    if let ProxyEvent::Refused { reason, .. } = e {
+                        let _ = tx.lock().unwrap().send(reason.clone());
+                    }
+                })
+                .unwrap()
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let reason = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(reason.contains("cannot connect"), "{reason}");
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
+        handle.shutdown();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_fault_that_needs_frames_is_refused_when_unframed() {
+        let mut config = ProxyConfig::new("127.0.0.1:0", "127.0.0.1:1");
+        config.frame = FrameConfig::unframed();
+        config.faults = "drop=1".parse().unwrap();
+        assert!(Proxy::bind(config).is_err());
+    }
+}
