@@ -14,7 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use trama_protocol::{Codec, DisconnectReason, FrameConfig, FrameReader, FrameWriter};
 
-use crate::{Error, Result};
+use crate::{AuthConfig, Error, Result};
 
 /// How a [`Client`] connects and frames.
 #[derive(Debug, Clone)]
@@ -32,6 +32,9 @@ pub struct ClientConfig {
     /// sees a live peer), and drop empty frames received. Default off.
     /// Framed mode only.
     pub heartbeat: Option<Duration>,
+    /// Run the shared-key handshake (as the dialing side) before anything
+    /// else; the connect fails if the keys differ. Default off.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ClientConfig {
@@ -42,6 +45,7 @@ impl Default for ClientConfig {
             nodelay: true,
             inbox: 1024,
             heartbeat: None,
+            auth: None,
         }
     }
 }
@@ -91,10 +95,13 @@ impl Client {
         Client::from_stream(stream, config)
     }
 
-    /// Wrap a connected stream.
+    /// Wrap a connected stream (running the key handshake first, if configured).
     pub fn from_stream(stream: TcpStream, config: ClientConfig) -> Result<Client> {
         if config.nodelay {
             stream.set_nodelay(true)?;
+        }
+        if let Some(auth) = &config.auth {
+            crate::auth::handshake(&stream, trama_protocol::auth::Role::Dialer, auth)?;
         }
         let peer = stream.peer_addr()?;
         let reader = stream.try_clone()?;

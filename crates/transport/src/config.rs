@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use trama_protocol::FrameConfig;
 
+use crate::AuthConfig;
+
 /// How a [`Server`](crate::Server) behaves. Every field has a sane default
 /// (see [`ServerConfig::default`]) and every app exposes them as flags.
 #[derive(Debug, Clone)]
@@ -45,6 +47,9 @@ pub struct ServerConfig {
     /// this long, and swallow empty frames received. Default off. Pair with
     /// `idle_timeout` to detect dead peers. Framed mode only.
     pub heartbeat: Option<Duration>,
+    /// Require the shared-key handshake before a connection reaches the
+    /// service (it sees `Connected` only after it). Default off.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +70,7 @@ impl Default for ServerConfig {
             backlog: 1024,
             linger: Duration::from_secs(2),
             heartbeat: None,
+            auth: None,
         }
     }
 }
@@ -91,6 +97,7 @@ impl ServerConfig {
             self.partial_frame_timeout,
             self.idle_timeout,
             self.heartbeat,
+            self.auth.as_ref().map(|a| a.timeout),
             Some(self.linger),
         ]
         .into_iter()

@@ -50,6 +50,14 @@ pub enum Error {
     #[error("server is shut down")]
     ShutDown,
 
+    /// The shared-key handshake failed (wrong key, no key, legacy refused).
+    #[error("key handshake failed: {0}")]
+    Auth(#[from] trama_protocol::auth::AuthError),
+
+    /// The shared-key handshake did not finish in time.
+    #[error("the key handshake did not finish within {0:?}")]
+    HandshakeTimeout(Duration),
+
     /// Framing or decoding failed.
     #[error(transparent)]
     Protocol(#[from] trama_protocol::Error),

@@ -49,6 +49,7 @@
 //! # Ok::<(), trama_transport::Error>(())
 //! ```
 
+mod auth;
 mod client;
 mod config;
 mod error;
@@ -62,6 +63,7 @@ mod server;
 mod stats;
 mod worker;
 
+pub use auth::AuthConfig;
 pub use client::{Client, ClientConfig, ClientEvent};
 pub use config::ServerConfig;
 pub use error::{Error, Result};

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::{Error, Result};
+use crate::{AuthConfig, Error, Result};
 
 /// One server to connect to.
 #[derive(Debug, Clone)]
@@ -42,6 +42,11 @@ pub struct MultiConfig {
     pub backoff_max: Duration,
     /// Messages held per server while it is down. Default 64.
     pub queue: usize,
+    /// Run the shared-key handshake on every framed connection (the notes'
+    /// unframed servers know no handshake and are left alone). A server
+    /// that rejects the key is reported `Down` and retried like any other
+    /// failure. Default off.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for MultiConfig {
@@ -51,6 +56,7 @@ impl Default for MultiConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             queue: 64,
+            auth: None,
         }
     }
 }
@@ -273,7 +279,7 @@ fn supervise(
     let mut reported_down = false;
     while !stop.load(Ordering::SeqCst) {
         let reason = match crate::net::connect(&link.spec.addr, config.connect_timeout) {
-            Ok(stream) => match serve(index, link, stream, tx, stop) {
+            Ok(stream) => match serve(index, link, stream, config, tx, stop) {
                 Ok(reason) => {
                     backoff = config.backoff_min;
                     reported_down = false;
@@ -316,6 +322,7 @@ fn serve(
     index: usize,
     link: &Link,
     stream: TcpStream,
+    config: &MultiConfig,
     tx: &Sender<MultiEvent>,
     stop: &AtomicBool,
 ) -> Result<String> {
@@ -329,6 +336,13 @@ fn serve(
             addr: link.spec.addr.clone(),
             reason: format!("{addr}: connected to itself (nothing listens there)"),
         });
+    }
+    if let Some(auth) = config
+        .auth
+        .as_ref()
+        .filter(|_| !link.spec.frame.is_unframed())
+    {
+        crate::auth::handshake(&stream, trama_protocol::auth::Role::Dialer, auth)?;
     }
     let reader = stream.try_clone()?;
     *link.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);

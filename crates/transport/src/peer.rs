@@ -18,7 +18,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::{Error, Result};
+use crate::{AuthConfig, Error, Result};
 
 /// Identifies one link (one TCP connection) for the life of the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,6 +80,11 @@ pub struct PeerConfig {
     pub backoff_min: Duration,
     /// Longest wait between dials. Default 5 s.
     pub backoff_max: Duration,
+    /// Run the shared-key handshake on every link, accepted or dialed,
+    /// before its `Up` event (and so before any hello of the mesh). A dial
+    /// whose handshake fails counts as a failed dial; an accepted link that
+    /// fails it is logged and dropped. Default off.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for PeerConfig {
@@ -90,6 +95,7 @@ impl Default for PeerConfig {
             connect_timeout: Duration::from_secs(3),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            auth: None,
         }
     }
 }
@@ -151,7 +157,11 @@ impl PeerNode {
                         match stream {
                             Ok(s) => {
                                 let addr = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                                if let Err(e) = adopt(&shared, s, false, addr) {
+                                if shared.config.auth.is_some() {
+                                    // The handshake may take its whole deadline:
+                                    // not on the thread that accepts.
+                                    authenticate_then_adopt(&shared, s, addr);
+                                } else if let Err(e) = adopt(&shared, s, false, addr) {
                                     log::warn!("cannot take an incoming link: {e}");
                                 }
                             }
@@ -282,6 +292,45 @@ impl Drop for PeerNode {
     }
 }
 
+/// Run the key handshake on an accepted stream on a thread of its own, then
+/// adopt it; a peer that fails is logged with its address and dropped.
+fn authenticate_then_adopt(shared: &Arc<Shared>, stream: TcpStream, addr: String) {
+    let Some(auth) = shared.config.auth.clone() else {
+        return;
+    };
+    let shared2 = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("trama-peer-auth".into())
+        .spawn(move || {
+            let role = trama_protocol::auth::Role::Listener;
+            match crate::auth::handshake(&stream, role, &auth) {
+                Ok(()) => {
+                    if let Err(e) = adopt(&shared2, stream, false, addr) {
+                        log::warn!("cannot take an incoming link: {e}");
+                    }
+                }
+                Err(e) => log::warn!("{addr} refused: {e}"),
+            }
+        });
+    match spawned {
+        Ok(t) => {
+            if let Ok(mut threads) = shared.threads.lock() {
+                threads.push(t);
+            }
+        }
+        Err(e) => log::warn!("cannot start a handshake thread: {e}"),
+    }
+}
+
+/// Connect to `addr` and, if configured, run the key handshake as the dialer.
+fn dial_once(config: &PeerConfig, addr: &str) -> Result<TcpStream> {
+    let stream = crate::net::connect(addr, config.connect_timeout)?;
+    if let Some(auth) = &config.auth {
+        crate::auth::handshake(&stream, trama_protocol::auth::Role::Dialer, auth)?;
+    }
+    Ok(stream)
+}
+
 /// Register a connected stream as a link and start its reader thread.
 /// Returns the reader thread's handle (joined by the node on drop).
 fn adopt(shared: &Arc<Shared>, stream: TcpStream, dialed: bool, addr: String) -> Result<LinkId> {
@@ -363,7 +412,7 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
         }
-        match crate::net::connect(addr, config.connect_timeout) {
+        match dial_once(config, addr) {
             Ok(stream) => {
                 backoff = config.backoff_min;
                 match start_link(shared, stream, true, addr.to_string()) {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::net::{accept_error, AcceptError};
-use crate::{Error, Result};
+use crate::{AuthConfig, Error, Result};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -42,6 +42,10 @@ pub struct PoolConfig {
     pub nodelay: bool,
     /// Listen backlog. Default 1024.
     pub backlog: i32,
+    /// Run the shared-key handshake (as the listening side) on the pool
+    /// thread before the handler gets the stream; a peer that fails it is
+    /// closed and logged, and the handler never sees it. Default off.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for PoolConfig {
@@ -54,6 +58,7 @@ impl Default for PoolConfig {
             write_timeout: Some(Duration::from_secs(30)),
             nodelay: true,
             backlog: 1024,
+            auth: None,
         }
     }
 }
@@ -157,10 +162,21 @@ impl PoolServer {
         let mut threads = Vec::new();
         for i in 0..self.config.threads.max(1) {
             let (rx, handler, active) = (rx.clone(), handler.clone(), self.handle.active.clone());
+            let auth = self.config.auth.clone();
             let t = std::thread::Builder::new()
                 .name(format!("trama-pool-{i}"))
                 .spawn(move || {
                     for (id, stream, peer) in rx {
+                        if let Some(auth) = &auth {
+                            let role = trama_protocol::auth::Role::Listener;
+                            if let Err(e) = crate::auth::handshake(&stream, role, auth) {
+                                log::warn!("{peer} refused: {e}");
+                                if let Ok(mut a) = active.lock() {
+                                    a.remove(&id);
+                                }
+                                continue;
+                            }
+                        }
                         // A handler that panics loses its connection, not the thread.
                         let run = std::panic::AssertUnwindSafe(|| handler(stream, peer));
                         if std::panic::catch_unwind(run).is_err() {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use trama_protocol::auth::Handshake;
 use trama_protocol::{Action, Actions, ConnId, Decoder, DisconnectReason, Event, Service};
 
 use crate::net::{accept_error, AcceptError};
@@ -53,11 +54,28 @@ struct Conn {
     partial_since: Option<Instant>,
     /// Closing gracefully: why, and the deadline for the queue to drain.
     closing: Option<(DisconnectReason, Instant)>,
+    /// The key handshake still under way (boxed, and gone once it is over,
+    /// so an idle connection still holds no buffer).
+    auth: Option<Box<PendingAuth>>,
+    /// The service was told `Connected` (only after the handshake), so it
+    /// must be told `Disconnected`.
+    announced: bool,
+}
+
+/// A connection's key handshake and its deadline.
+struct PendingAuth {
+    handshake: Handshake,
+    until: Instant,
 }
 
 impl Conn {
     fn queued(&self) -> usize {
         self.out.len() - self.sent
+    }
+
+    /// Application messages may be sent to it (not while it authenticates).
+    fn is_open(&self) -> bool {
+        self.auth.is_none()
     }
 }
 
@@ -304,6 +322,22 @@ impl<S: Service> Reactor<S> {
             return;
         }
         let now = Instant::now();
+        let auth = match &self.core.config.auth {
+            None => None,
+            Some(a) => match Handshake::listener(&a.key, a.policy) {
+                Ok(handshake) => Some(Box::new(PendingAuth {
+                    handshake,
+                    until: now + a.timeout,
+                })),
+                Err(e) => {
+                    log::error!("{id} {peer}: cannot start the key handshake: {e}");
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    self.free.push(slot);
+                    self.core.stats.closed(&DisconnectReason::Io(e.to_string()));
+                    return;
+                }
+            },
+        };
         let conn = Conn {
             id,
             stream,
@@ -318,15 +352,88 @@ impl<S: Service> Reactor<S> {
             last_out: now,
             partial_since: None,
             closing: None,
+            auth,
+            announced: false,
         };
+        let authenticating = conn.auth.is_some();
         if slot == self.conns.len() {
             self.conns.push(Some(conn));
         } else {
             self.conns[slot] = Some(conn);
         }
         self.by_id.insert(id, slot);
+        if authenticating {
+            log::info!("{id} {peer} connected; key handshake");
+            self.timers_needed = true;
+            self.send_handshake_output(slot);
+        } else {
+            self.announce(slot);
+        }
+    }
+
+    /// The connection is ready for the service: tell it.
+    fn announce(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        conn.announced = true;
+        let (id, peer) = (conn.id, conn.peer);
         log::info!("{id} {peer} connected");
         self.dispatch(Job::Connected { id, peer });
+    }
+
+    /// Queue what the handshake has to say.
+    fn send_handshake_output(&mut self, slot: usize) {
+        let out = match self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .and_then(|c| c.auth.as_mut())
+        {
+            Some(a) => a.handshake.take_output(),
+            None => return,
+        };
+        if !out.is_empty() {
+            self.enqueue(slot, &[], &out);
+        }
+    }
+
+    /// Feed `read_buf[..n]` to the connection's handshake. Returns where the
+    /// application's bytes begin when the handshake finished in this read,
+    /// `None` while it goes on or after it failed.
+    fn authenticate(&mut self, slot: usize, n: usize) -> Option<usize> {
+        let conn = self.conns.get_mut(slot).and_then(Option::as_mut)?;
+        let auth = conn.auth.as_mut()?;
+        conn.last_in = Instant::now();
+        let result = auth.handshake.feed(&self.read_buf[..n]);
+        let done = auth.handshake.is_done();
+        let legacy = auth.handshake.used_legacy_md5();
+        let (id, peer) = (conn.id, conn.peer);
+        // Our answer, our verdict, or the #FAILURE# that tells the peer why.
+        self.send_handshake_output(slot);
+        match result {
+            Ok(used) if done => {
+                if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                    conn.auth = None;
+                }
+                if legacy {
+                    log::info!("{id} {peer}: authenticated (legacy HMAC-MD5)");
+                } else {
+                    log::debug!("{id} {peer}: authenticated");
+                }
+                self.announce(slot);
+                Some(used)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                log::warn!("{id} {peer} refused: key handshake failed: {e}");
+                self.begin_close(
+                    slot,
+                    DisconnectReason::Protocol(format!("key handshake failed: {e}")),
+                );
+                None
+            }
+        }
     }
 
     // ---- reading ---------------------------------------------------------
@@ -355,7 +462,14 @@ impl<S: Service> Reactor<S> {
                 }
                 Ok(n) => {
                     let drained = n < self.read_buf.len();
-                    self.received(slot, n);
+                    if conn.auth.is_some() {
+                        match self.authenticate(slot, n) {
+                            Some(from) if from < n => self.received(slot, from, n),
+                            _ => {}
+                        }
+                    } else {
+                        self.received(slot, 0, n);
+                    }
                     // A short read took everything the socket held. On epoll
                     // and kqueue any later byte raises a new event, so skip the
                     // read that would only say WouldBlock (one system call per
@@ -377,8 +491,8 @@ impl<S: Service> Reactor<S> {
         self.again.push(slot);
     }
 
-    /// `n` bytes arrived in `read_buf` for the connection in `slot`.
-    fn received(&mut self, slot: usize, n: usize) {
+    /// `read_buf[from..n]` arrived for the connection in `slot`.
+    fn received(&mut self, slot: usize, from: usize, n: usize) {
         let Reactor {
             conns,
             read_buf,
@@ -398,7 +512,7 @@ impl<S: Service> Reactor<S> {
         let mut frames = 0u64;
         let result = if workers.is_empty() {
             let mut service = service.lock().unwrap_or_else(|e| e.into_inner());
-            conn.decoder.decode(&read_buf[..n], |payload| {
+            conn.decoder.decode(&read_buf[from..n], |payload| {
                 frames += 1;
                 if !(skip_empty && payload.is_empty()) {
                     service.on_event(Event::Message { id, payload }, actions);
@@ -406,7 +520,7 @@ impl<S: Service> Reactor<S> {
             })
         } else {
             let worker = &workers[(id.0 % workers.len() as u64) as usize];
-            conn.decoder.decode(&read_buf[..n], |payload| {
+            conn.decoder.decode(&read_buf[from..n], |payload| {
                 frames += 1;
                 if !(skip_empty && payload.is_empty()) {
                     let _ = worker.send(Job::Message {
@@ -416,7 +530,7 @@ impl<S: Service> Reactor<S> {
                 }
             })
         };
-        core.stats.received(frames, n as u64);
+        core.stats.received(frames, (n - from) as u64);
         conn.partial_since = match (conn.decoder.is_idle(), conn.partial_since) {
             (true, _) => None,
             // The frame that was pending is still pending.
@@ -491,7 +605,7 @@ impl<S: Service> Reactor<S> {
                     }
                     for slot in 0..self.conns.len() {
                         let skip = match &self.conns[slot] {
-                            Some(c) => Some(c.id) == except,
+                            Some(c) => Some(c.id) == except || !c.is_open(),
                             None => true,
                         };
                         if !skip {
@@ -524,7 +638,7 @@ impl<S: Service> Reactor<S> {
                 Cmd::Broadcast { frame, except } => {
                     for slot in 0..self.conns.len() {
                         let skip = match &self.conns[slot] {
-                            Some(c) => Some(c.id) == except,
+                            Some(c) => Some(c.id) == except || !c.is_open(),
                             None => true,
                         };
                         if !skip {
@@ -735,8 +849,11 @@ impl<S: Service> Reactor<S> {
             }
             _ => log::warn!("{id} {} dropped: {reason}", conn.peer),
         }
+        let announced = conn.announced;
         drop(conn);
-        self.dispatch(Job::Disconnected { id, reason });
+        if announced {
+            self.dispatch(Job::Disconnected { id, reason });
+        }
     }
 
     // ---- timers ----------------------------------------------------------
@@ -769,6 +886,24 @@ impl<S: Service> Reactor<S> {
                 still_needed = true;
                 if now >= *deadline {
                     expired.push((conn.id, reason.clone()));
+                }
+                continue;
+            }
+            if let Some(auth) = &conn.auth {
+                still_needed = true;
+                if now >= auth.until {
+                    let limit = self
+                        .core
+                        .config
+                        .auth
+                        .as_ref()
+                        .map_or(0, |a| a.timeout.as_millis());
+                    expired.push((
+                        conn.id,
+                        DisconnectReason::Protocol(format!(
+                            "key handshake not finished within {limit} ms"
+                        )),
+                    ));
                 }
                 continue;
             }

@@ -1,0 +1,103 @@
+//! The shared-key handshake on real sockets: the settings every config
+//! carries, and the blocking driver the client, the multi-server client, the
+//! peer and the pool server use. (The readiness loop drives the same
+//! sans-IO [`Handshake`] itself, without blocking.)
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use trama_protocol::auth::{AuthKey, AuthPolicy, Handshake, Role};
+
+use crate::{Error, Result};
+
+/// Require the shared-key handshake (Python's `multiprocessing.connection`
+/// `authkey`) on every connection, before any application byte moves.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The shared secret.
+    pub key: AuthKey,
+    /// Whether legacy HMAC-MD5 (Python 3.11 and older) is accepted.
+    pub policy: AuthPolicy,
+    /// The whole handshake must finish within this time, or the connection
+    /// is dropped: a peer that connects and says nothing holds no slot for
+    /// long. Default 5 s.
+    pub timeout: Duration,
+}
+
+impl AuthConfig {
+    /// Modern SHA-256 only, with the default deadline.
+    pub fn new(key: AuthKey) -> AuthConfig {
+        AuthConfig {
+            key,
+            policy: AuthPolicy::default(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Run the handshake on a blocking stream, within `auth.timeout` in all.
+/// Reads exactly the handshake's bytes, so whatever follows stays in the
+/// socket for the application's reader. The stream's own timeouts are put
+/// back afterwards.
+pub(crate) fn handshake(stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result<()> {
+    let saved = (stream.read_timeout()?, stream.write_timeout()?);
+    let result = run(stream, role, auth);
+    stream.set_read_timeout(saved.0)?;
+    stream.set_write_timeout(saved.1)?;
+    result
+}
+
+fn run(mut stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result<()> {
+    let deadline = Instant::now() + auth.timeout;
+    let remaining = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // A zero timeout means "block forever" to the socket API.
+        (!left.is_zero())
+            .then_some(left)
+            .ok_or(Error::HandshakeTimeout(auth.timeout))
+    };
+    let mut h = Handshake::new(role, &auth.key, auth.policy)?;
+    let mut buf = [0u8; trama_protocol::auth::MAX_MESSAGE + 4];
+    loop {
+        let out = h.take_output();
+        if !out.is_empty() {
+            stream.set_write_timeout(Some(remaining()?))?;
+            stream
+                .write_all(&out)
+                .map_err(|e| timeout_or(e, auth.timeout))?;
+        }
+        if h.is_done() {
+            return Ok(());
+        }
+        let want = h.needed().min(buf.len());
+        stream.set_read_timeout(Some(remaining()?))?;
+        let n = match stream.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(Error::Closed(
+                    "the peer closed the connection during the key handshake \
+                     (does it expect a key?)"
+                        .into(),
+                ))
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(timeout_or(e, auth.timeout)),
+        };
+        if let Err(e) = h.feed(&buf[..n]) {
+            // Tell the peer (#FAILURE#) before giving up; best effort.
+            let out = h.take_output();
+            if !out.is_empty() {
+                let _ = stream.write_all(&out);
+            }
+            return Err(e.into());
+        }
+    }
+}
+
+fn timeout_or(e: io::Error, limit: Duration) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::HandshakeTimeout(limit),
+        _ => Error::Io(e),
+    }
+}
