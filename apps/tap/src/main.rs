@@ -1,0 +1,221 @@
+//! `trama-tap`: a proxy between a client and a server that shows every frame
+//! going by, decoded, and disturbs the stream on purpose when asked.
+//!
+//! `trama-tap --listen A --to B` forwards every connection made to `A` to
+//! `B`, byte for byte, and prints each frame in both directions as it passes
+//! (`--json` for one JSON object per line). `--fault` slows, splits, cuts or
+//! corrupts the stream (see docs/TAP.md). `--record FILE` writes the session,
+//! and `trama-tap replay FILE --to B` plays the client's side of it against
+//! another server and says where the answers differ.
+
+mod record;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use trama_cli::{parse_duration, FrameArgs, Limit};
+use trama_protocol::fault::{FaultPlan, FaultSchedule};
+use trama_protocol::{DecodeAs, Direction, FrameConfig};
+use trama_transport::{Proxy, ProxyConfig, ProxyEvent};
+
+#[derive(Parser)]
+#[command(
+    name = "trama-tap",
+    version,
+    about = "See every frame between a client and a server, and disturb them on purpose",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Play the client side of a recorded session against a server and compare the answers.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// Address to listen on (port 0 picks a free one; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: String,
+    /// The server to forward every connection to.
+    #[arg(long, required = true)]
+    to: Option<String>,
+    /// The notes' unframed dialect: each chunk is shown as it arrives.
+    #[arg(long)]
+    raw: bool,
+    #[command(flatten)]
+    frame: FrameArgs,
+    /// How payloads are shown: auto, text, json, msgpack or hex.
+    #[arg(long, default_value = "auto")]
+    decode: DecodeAs,
+    /// Show at most this many payload bytes of each frame.
+    #[arg(long, default_value_t = 64)]
+    show: usize,
+    /// One JSON object per line on stdout (frames, faults, opens, ends), nothing else there.
+    #[arg(long)]
+    json: bool,
+    /// Show nothing per frame (only forward, apply faults and record).
+    #[arg(long, conflicts_with = "json")]
+    quiet: bool,
+    /// Write the session (every chunk, both ways) to FILE, for `replay`.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// A fault: [c2s:|s2c:|both:]ITEM[,ITEM...], e.g. c2s:split=1,pause=1ms or
+    /// s2c:corrupt-header=3:ffffffff (see docs/TAP.md). May be repeated.
+    #[arg(long, value_name = "SPEC")]
+    fault: Vec<String>,
+    /// Seed for the jitter of delay faults, to repeat a run exactly.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How long connecting to the server may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Close a connection with no bytes either way for this long ("off" by default).
+    #[arg(long, default_value = "off")]
+    idle_timeout: Limit,
+    /// Drop a connection whose receiver has not taken a write for this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    write_timeout: Duration,
+    /// Most connections at once; more are closed at once.
+    #[arg(long, default_value_t = 1000)]
+    max_connections: usize,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// A file written by `trama-tap --record`.
+    file: PathBuf,
+    /// The server to play it against.
+    #[arg(long)]
+    to: String,
+    /// Replay only this connection of the recording (default: all, one after another).
+    #[arg(long)]
+    conn: Option<u64>,
+    /// How long to wait for each expected answer, and for connecting.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// How differing payloads are shown: auto, text, json, msgpack or hex.
+    #[arg(long, default_value = "auto")]
+    decode: DecodeAs,
+    /// Show at most this many bytes of a differing payload.
+    #[arg(long, default_value_t = 64)]
+    show: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Replay(args)) => {
+            trama_cli::init_logging("warn");
+            match record::replay(&args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("trama-tap: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        None => {
+            trama_cli::init_logging("info");
+            match proxy(cli.proxy) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("trama-tap: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+type AppResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// The wire format the flags describe. In raw mode without `--max-frame`,
+/// a chunk is shown whole up to the proxy's read size.
+fn frame_config(raw: bool, frame: &FrameArgs) -> AppResult<FrameConfig> {
+    if raw && frame.max_frame.is_none() {
+        return Ok(FrameConfig::builder()
+            .framing(trama_protocol::Framing::Unframed)
+            .max_frame_len(64 * 1024)
+            .build()?);
+    }
+    Ok(frame.frame_config(!raw)?)
+}
+
+fn proxy(args: ProxyArgs) -> AppResult {
+    let upstream = args.to.clone().ok_or("--to is required")?;
+    let frame = frame_config(args.raw, &args.frame)?;
+    let mut faults = FaultPlan::default();
+    for spec in &args.fault {
+        faults.add(spec)?;
+    }
+    // Refuse impossible plans before listening (a frame fault on --raw...).
+    for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+        FaultSchedule::new(faults.faults(dir), frame, 0)?;
+    }
+    let recorder = match &args.record {
+        Some(path) => Some(record::Recorder::create(path, frame, &upstream)?),
+        None => None,
+    };
+    let mut config = ProxyConfig::new(args.listen.clone(), upstream);
+    config.frame = frame;
+    config.faults = faults;
+    config.observe = !args.quiet;
+    config.show = args.show;
+    config.data = recorder.is_some();
+    config.connect_timeout = args.connect_timeout;
+    config.idle_timeout = args.idle_timeout.0;
+    config.write_timeout = Some(args.write_timeout);
+    config.max_connections = args.max_connections;
+    config.seed = args.seed;
+
+    trama_cli::raise_open_file_limit();
+    let proxy = Proxy::bind(config)?;
+    let handle = proxy.handle();
+    let stopper = handle.clone();
+    if let Err(e) = ctrlc::set_handler(move || stopper.shutdown()) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    eprintln!("listening on {}", proxy.local_addr());
+
+    let printer = show::Printer::new(
+        if args.json {
+            show::Format::Json
+        } else if args.quiet {
+            show::Format::Off
+        } else {
+            show::Format::Text
+        },
+        args.decode,
+    );
+    let recorder = recorder.map(Mutex::new).map(Arc::new);
+    let rec = recorder.clone();
+    let start = Instant::now();
+    proxy.run(move |event: &ProxyEvent<'_>| {
+        let t = start.elapsed().as_secs_f64();
+        if let Some(rec) = &rec {
+            if let Ok(mut r) = rec.lock() {
+                r.event(t, event);
+            }
+        }
+        printer.event(t, event);
+    })?;
+    if let Some(rec) = recorder {
+        if let Ok(mut r) = rec.lock() {
+            r.flush()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,580 @@
+//! `--record FILE` and `trama-tap replay FILE`.
+//!
+//! A recording is JSON lines (docs/TAP.md describes them): a first line with
+//! the wire format, then one line per event in the order the tap saw them:
+//!
+//! ```text
+//! {"trama_tap_record":1,"framing":"framed","header_bytes":4,"byte_order":"big","max_frame":16777216,"upstream":"127.0.0.1:8080"}
+//! {"t":0.000812,"conn":1,"event":"open"}
+//! {"t":0.001204,"conn":1,"dir":"c2s","data":"00000004686f6c61"}
+//! {"t":0.001530,"conn":1,"dir":"s2c","data":"00000004686f6c61"}
+//! {"t":0.002101,"conn":1,"dir":"c2s","event":"end"}
+//! {"t":0.002290,"conn":1,"dir":"s2c","event":"end"}
+//! {"t":0.002301,"conn":1,"event":"close"}
+//! ```
+//!
+//! `data` is the hex of one chunk exactly as it was read from the sender.
+//! Replaying sends each recorded client chunk to the server in order; before
+//! each one it waits (up to `--timeout`) until the server has answered as
+//! much as it had at that point of the recording, so a request-reply
+//! conversation is replayed in step. Then the answers are compared frame by
+//! frame (byte by byte for a raw recording).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+use trama_protocol::{render, ByteOrder, Decoder, Direction, FrameConfig, HeaderWidth};
+use trama_transport::ProxyEvent;
+
+use crate::{AppResult, ReplayArgs};
+
+/// Version written in (and required of) the first line.
+const VERSION: u64 = 1;
+/// Longest line accepted when reading a recording (a 64 KiB chunk in hex is 128 KiB).
+const MAX_LINE: u64 = 4 << 20;
+/// Most answer bytes held per connection while replaying.
+const MAX_ANSWER: usize = 256 << 20;
+
+/// Writes the session as it happens.
+pub struct Recorder {
+    out: BufWriter<File>,
+    failed: bool,
+}
+
+impl Recorder {
+    /// Create `path` and write the header line.
+    pub fn create(path: &Path, frame: FrameConfig, upstream: &str) -> AppResult<Recorder> {
+        let file = File::create(path)
+            .map_err(|e| format!("cannot create the recording {}: {e}", path.display()))?;
+        let mut r = Recorder {
+            out: BufWriter::new(file),
+            failed: false,
+        };
+        let header = json!({
+            "trama_tap_record": VERSION,
+            "framing": if frame.is_unframed() { "raw" } else { "framed" },
+            "header_bytes": frame.width().bytes(),
+            "byte_order": if frame.order() == ByteOrder::Little { "little" } else { "big" },
+            "max_frame": frame.max_frame_len(),
+            "upstream": upstream,
+        });
+        r.line(&header);
+        Ok(r)
+    }
+
+    /// Record one proxy event that happened `t` seconds after the start.
+    pub fn event(&mut self, t: f64, event: &ProxyEvent<'_>) {
+        let t = (t * 1e6).round() / 1e6;
+        let v = match event {
+            ProxyEvent::Opened { conn, .. } => json!({"t": t, "conn": conn, "event": "open"}),
+            ProxyEvent::Data { conn, dir, bytes } => {
+                json!({"t": t, "conn": conn, "dir": dir.as_str(), "data": hex(bytes)})
+            }
+            ProxyEvent::Ended { conn, dir, .. } => {
+                json!({"t": t, "conn": conn, "dir": dir.as_str(), "event": "end"})
+            }
+            ProxyEvent::Fault { conn, dir, what } => {
+                json!({"t": t, "conn": conn, "dir": dir.as_str(), "event": "fault", "what": what})
+            }
+            ProxyEvent::Closed { conn } => json!({"t": t, "conn": conn, "event": "close"}),
+            _ => return,
+        };
+        self.line(&v);
+    }
+
+    fn line(&mut self, v: &serde_json::Value) {
+        if self.failed {
+            return;
+        }
+        // Flushed per line: the recording is complete up to the last event
+        // even if the tap is killed.
+        let written = serde_json::to_writer(&mut self.out, v)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .and_then(|()| self.out.flush());
+        if let Err(e) = written {
+            log::error!("cannot write the recording: {e}; recording stops here");
+            self.failed = true;
+        }
+    }
+
+    /// Flush what is buffered.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    if s.len() % 2 != 0 {
+        return Err(format!("odd number of hex digits ({})", s.len()));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| format!("not hex at digit {i}"))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Header {
+    trama_tap_record: u64,
+    framing: String,
+    header_bytes: usize,
+    byte_order: String,
+    max_frame: usize,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    conn: u64,
+    #[serde(default)]
+    dir: Option<String>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    data: Option<String>,
+}
+
+/// What one connection of a recording did, in order.
+enum Entry {
+    Send(Vec<u8>),
+    Answer(Vec<u8>),
+    ClientEnd,
+    ServerEnd,
+}
+
+struct Recording {
+    frame: FrameConfig,
+    conns: Vec<(u64, Vec<Entry>)>,
+}
+
+fn read_recording(path: &Path) -> AppResult<Recording> {
+    let file = File::open(path)
+        .map_err(|e| format!("cannot open the recording {}: {e}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let mut buf = String::new();
+    let mut next_line = |n: usize| -> AppResult<Option<String>> {
+        buf.clear();
+        let read = (&mut reader).take(MAX_LINE).read_line(&mut buf)?;
+        if read == 0 {
+            return Ok(None);
+        }
+        if !buf.ends_with('\n') && read as u64 == MAX_LINE {
+            return Err(format!("line {n} is longer than {MAX_LINE} bytes").into());
+        }
+        Ok(Some(buf.trim_end().to_string()))
+    };
+    let first = next_line(1)?.ok_or("the recording is empty")?;
+    let header: Header = serde_json::from_str(&first)
+        .map_err(|e| format!("line 1 is not a trama-tap recording header: {e}"))?;
+    if header.trama_tap_record != VERSION {
+        return Err(format!(
+            "recording version {} (this trama-tap reads version {VERSION})",
+            header.trama_tap_record
+        )
+        .into());
+    }
+    let frame = if header.framing == "raw" {
+        FrameConfig::builder()
+            .framing(trama_protocol::Framing::Unframed)
+            .max_frame_len(header.max_frame.max(1))
+            .build()?
+    } else {
+        let width = HeaderWidth::from_bytes(header.header_bytes)
+            .ok_or_else(|| format!("header_bytes {} is not 1, 2, 4 or 8", header.header_bytes))?;
+        let order = if header.byte_order == "little" {
+            ByteOrder::Little
+        } else {
+            ByteOrder::Big
+        };
+        FrameConfig::builder()
+            .width(width)
+            .order(order)
+            .max_frame_len(header.max_frame)
+            .build()?
+    };
+    let mut conns: Vec<(u64, Vec<Entry>)> = Vec::new();
+    let mut n = 1;
+    while let Some(text) = next_line(n + 1)? {
+        n += 1;
+        if text.is_empty() {
+            continue;
+        }
+        let line: Line =
+            serde_json::from_str(&text).map_err(|e| format!("line {n} does not parse: {e}"))?;
+        let dir = match line.dir.as_deref() {
+            Some(d) => Some(
+                d.parse::<Direction>()
+                    .map_err(|e| format!("line {n}: {e}"))?,
+            ),
+            None => None,
+        };
+        let entry = match (dir, line.data, line.event.as_deref()) {
+            (Some(d), Some(data), _) => {
+                let bytes = unhex(&data).map_err(|e| format!("line {n}: data is {e}"))?;
+                match d {
+                    Direction::ClientToServer => Entry::Send(bytes),
+                    Direction::ServerToClient => Entry::Answer(bytes),
+                }
+            }
+            (Some(Direction::ClientToServer), None, Some("end")) => Entry::ClientEnd,
+            (Some(Direction::ServerToClient), None, Some("end")) => Entry::ServerEnd,
+            // Opens, closes and faults are for people reading the file.
+            _ => continue,
+        };
+        match conns.iter_mut().find(|(c, _)| *c == line.conn) {
+            Some((_, entries)) => entries.push(entry),
+            None => conns.push((line.conn, vec![entry])),
+        }
+    }
+    Ok(Recording { frame, conns })
+}
+
+/// Replay the recording; true when every answer matched.
+pub fn replay(args: &ReplayArgs) -> AppResult<bool> {
+    let rec = read_recording(&args.file)?;
+    let chosen: Vec<&(u64, Vec<Entry>)> = rec
+        .conns
+        .iter()
+        .filter(|(c, _)| args.conn.is_none_or(|want| want == *c))
+        .collect();
+    if chosen.is_empty() {
+        return Err(match args.conn {
+            Some(c) => format!("the recording has no connection {c}"),
+            None => "the recording has no connection".to_string(),
+        }
+        .into());
+    }
+    let mut differing = 0;
+    for (conn, entries) in &chosen {
+        let lines = replay_conn(*conn, entries, rec.frame, args)?;
+        if lines.iter().any(|l| l.differs) {
+            differing += 1;
+        }
+        for l in lines {
+            println!("connection {conn}: {}", l.text);
+        }
+    }
+    println!(
+        "replayed {} connection(s) against {}: {}",
+        chosen.len(),
+        args.to,
+        if differing == 0 {
+            "all answers match".to_string()
+        } else {
+            format!("{differing} with differences")
+        }
+    );
+    Ok(differing == 0)
+}
+
+/// One line of the report.
+struct Finding {
+    differs: bool,
+    text: String,
+}
+
+/// What the server has sent so far.
+#[derive(Default)]
+struct Answers {
+    bytes: Vec<u8>,
+    /// Bytes that arrived past [`MAX_ANSWER`] and were not kept.
+    overflow: u64,
+    eof: bool,
+    error: Option<String>,
+}
+
+fn replay_conn(
+    conn: u64,
+    entries: &[Entry],
+    frame: FrameConfig,
+    args: &ReplayArgs,
+) -> AppResult<Vec<Finding>> {
+    let mut stream = trama_transport::connect(&args.to, args.timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(args.timeout))?;
+    let shared = Arc::new((Mutex::new(Answers::default()), Condvar::new()));
+    let reader = {
+        let (shared, mut src) = (shared.clone(), stream.try_clone()?);
+        std::thread::Builder::new()
+            .name(format!("replay-{conn}"))
+            .spawn(move || read_answers(&mut src, &shared))?
+    };
+    let mut expected = Vec::new();
+    let mut expect_eof = false;
+    let mut sent = 0usize;
+    let mut findings = Vec::new();
+    for e in entries {
+        match e {
+            Entry::Send(bytes) => {
+                wait_for(&shared, &expected, false, args.timeout);
+                if let Err(e) = stream.write_all(bytes) {
+                    findings.push(Finding {
+                        differs: true,
+                        text: format!("the server stopped taking requests after {sent} bytes: {e}"),
+                    });
+                    break;
+                }
+                sent += bytes.len();
+            }
+            Entry::Answer(bytes) => {
+                if expected.len() + bytes.len() > MAX_ANSWER {
+                    return Err(format!(
+                        "connection {conn} recorded more than {MAX_ANSWER} answer bytes"
+                    )
+                    .into());
+                }
+                expected.extend_from_slice(bytes);
+            }
+            Entry::ClientEnd => {
+                wait_for(&shared, &expected, false, args.timeout);
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+            Entry::ServerEnd => expect_eof = true,
+        }
+    }
+    wait_for(&shared, &expected, expect_eof, args.timeout);
+    let _ = stream.shutdown(Shutdown::Both);
+    let _ = reader.join();
+    let got = match shared.0.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(_) => return Err("the reader thread failed".into()),
+    };
+    findings.extend(compare(&expected, &got, frame, args));
+    if expect_eof && !got.eof && got.error.is_none() {
+        findings.push(Finding {
+            differs: true,
+            text: format!(
+                "the recorded server closed the connection; this one had not within {:?}",
+                args.timeout
+            ),
+        });
+    }
+    Ok(findings)
+}
+
+fn read_answers(src: &mut TcpStream, shared: &(Mutex<Answers>, Condvar)) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let r = src.read(&mut buf);
+        let Ok(mut g) = shared.0.lock() else { return };
+        match r {
+            Ok(0) => g.eof = true,
+            Ok(n) => {
+                let room = MAX_ANSWER.saturating_sub(g.bytes.len()).min(n);
+                g.bytes.extend_from_slice(&buf[..room]);
+                g.overflow += (n - room) as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => g.error = Some(e.to_string()),
+        }
+        let done = g.eof || g.error.is_some();
+        shared.1.notify_all();
+        if done {
+            return;
+        }
+    }
+}
+
+/// Wait until the server has sent at least what `expected` holds (and, with
+/// `eof`, closed), or its answer already differs, or it ended, or `timeout`.
+fn wait_for(shared: &(Mutex<Answers>, Condvar), expected: &[u8], eof: bool, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let Ok(mut g) = shared.0.lock() else { return };
+    loop {
+        let n = g.bytes.len().min(expected.len());
+        let diverged = g.bytes[..n] != expected[..n];
+        let enough = g.bytes.len() >= expected.len() && (!eof || g.eof);
+        if enough || diverged || g.eof || g.error.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        g = match shared.1.wait_timeout(g, deadline - now) {
+            Ok((g, _)) => g,
+            Err(_) => return,
+        };
+    }
+}
+
+fn show(payload: &[u8], args: &ReplayArgs) -> String {
+    let head = &payload[..payload.len().min(args.show)];
+    let r = render(args.decode, head, head.len() == payload.len());
+    format!("{} bytes, {} `{}`", payload.len(), r.kind, r.text)
+}
+
+fn compare(expected: &[u8], got: &Answers, frame: FrameConfig, args: &ReplayArgs) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(e) = &got.error {
+        out.push(Finding {
+            differs: false,
+            text: format!("reading the answers ended with: {e}"),
+        });
+    }
+    if got.overflow > 0 {
+        out.push(Finding {
+            differs: true,
+            text: format!(
+                "{} answer bytes beyond {MAX_ANSWER} were not kept",
+                got.overflow
+            ),
+        });
+    }
+    if frame.is_unframed() {
+        out.extend(compare_bytes(expected, &got.bytes));
+        return out;
+    }
+    let want = split_frames(expected, frame);
+    let have = split_frames(&got.bytes, frame);
+    let mut differs = false;
+    for i in 0..want.frames.len().max(have.frames.len()) {
+        let text = match (want.frames.get(i), have.frames.get(i)) {
+            (Some(w), Some(h)) if w == h => continue,
+            (Some(w), Some(h)) => format!(
+                "answer frame {} differs: expected {}; got {}",
+                i + 1,
+                show(w, args),
+                show(h, args)
+            ),
+            (Some(w), None) => {
+                format!("answer frame {} missing: expected {}", i + 1, show(w, args))
+            }
+            (None, Some(h)) => format!(
+                "answer frame {} was not expected: got {}",
+                i + 1,
+                show(h, args)
+            ),
+            (None, None) => continue,
+        };
+        differs = true;
+        out.push(Finding {
+            differs: true,
+            text,
+        });
+        // The first few differences tell the story; the rest is noise.
+        if out.len() >= 5 {
+            break;
+        }
+    }
+    if let Some(e) = &have.error {
+        differs = true;
+        out.push(Finding {
+            differs: true,
+            text: format!(
+                "the answers break the framing after frame {}: {e}",
+                have.frames.len()
+            ),
+        });
+    }
+    if !differs {
+        out.push(Finding {
+            differs: false,
+            text: format!("{} answer frame(s), all as recorded", have.frames.len()),
+        });
+    }
+    out
+}
+
+struct Split {
+    frames: Vec<Vec<u8>>,
+    error: Option<String>,
+}
+
+fn split_frames(bytes: &[u8], frame: FrameConfig) -> Split {
+    let mut dec = Decoder::new(frame);
+    match dec.decode_vec(bytes) {
+        Ok(frames) => Split {
+            frames,
+            error: dec.finish().err().map(|e| e.to_string()),
+        },
+        Err(e) => {
+            // Keep the frames before the bad header.
+            let mut frames = Vec::new();
+            let mut dec = Decoder::new(frame);
+            let _ = dec.decode(bytes, |f| frames.push(f.to_vec()));
+            Split {
+                frames,
+                error: Some(e.to_string()),
+            }
+        }
+    }
+}
+
+fn compare_bytes(expected: &[u8], got: &[u8]) -> Vec<Finding> {
+    let same = expected.iter().zip(got).take_while(|(a, b)| a == b).count();
+    if same == expected.len() && same == got.len() {
+        return vec![Finding {
+            differs: false,
+            text: format!("{} answer bytes, all as recorded", got.len()),
+        }];
+    }
+    let around = |b: &[u8]| {
+        let end = (same + 16).min(b.len());
+        trama_protocol::observe::hex_pairs(&b[same.min(end)..end])
+    };
+    vec![Finding {
+        differs: true,
+        text: format!(
+            "answers differ at byte {same} (expected {} bytes, got {}): expected [{}], got [{}]",
+            expected.len(),
+            got.len(),
+            around(expected),
+            around(got)
+        ),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&bytes)).unwrap(), bytes);
+        assert!(unhex("abc").is_err());
+        assert!(unhex("zz").is_err());
+    }
+
+    #[test]
+    fn byte_comparison_names_the_first_difference() {
+        let f = compare_bytes(b"hola mundo", b"hola MUNDO");
+        assert!(f[0].differs);
+        assert!(
+            f[0].text.starts_with("answers differ at byte 5"),
+            "{}",
+            f[0].text
+        );
+        assert!(!compare_bytes(b"same", b"same")[0].differs);
+    }
+
+    #[test]
+    fn frames_split_and_a_bad_header_is_named() {
+        let c = FrameConfig::default();
+        let s = split_frames(b"\x00\x00\x00\x01a\xff\xff\xff\xff", c);
+        assert_eq!(s.frames, [b"a".to_vec()]);
+        assert!(s.error.unwrap().contains("4294967295"));
+        let s = split_frames(b"\x00\x00\x00\x02a", c);
+        assert!(s.frames.is_empty());
+        assert!(s.error.unwrap().contains("1 of 2 payload bytes"));
+    }
+}
