@@ -1,0 +1,459 @@
+//! `trama-bench`: a load generator for any server that answers each
+//! length-prefixed frame with one frame: `trama-echo serve --framed`, a
+//! student's Python server, the reference servers the figures in
+//! docs/PERFORMANCE.md are compared with.
+//!
+//! - `pingpong`: sequential round trips on one connection (latency floor);
+//! - `load`: many connections at once, closed loop or at a fixed `--rate`;
+//! - `bulk`: one-way throughput on one connection;
+//! - `hold`: many idle connections, then one request on each.
+//!
+//! The result is a table, or with `--json` one JSON object on stdout (the
+//! progress line always goes to stderr). `--help` says what each figure is.
+
+mod fleet;
+mod procinfo;
+mod report;
+mod single;
+mod stats;
+mod wire;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use trama_cli::{parse_duration, parse_size};
+
+use fleet::{Fleet, FleetError, Job, Outcome, Plan};
+use report::{round, Report, Ticker};
+use single::{Bulk, PingPong, SingleError};
+use wire::{Wire, WireError};
+
+/// What each figure means; shown by `--help` and in docs/PERFORMANCE.md.
+const FIGURES: &str = "\
+Figures (table rows; JSON keys in brackets):
+  p50_us, p99_us, p999_us, max_us, mean_us
+      Latency in microseconds: from writing a request (open loop: from the time
+      it was due) to reading the end of its reply frame. p50 is the median, p99
+      the value 99% of requests beat, p999 the 99.9th percentile. Kept in a
+      histogram accurate to 0.8%; max and mean are exact.
+  msgs_per_s   Replies per second over the measured period.
+  mb_per_s     bulk: payload megabytes (10^6 bytes) per second, from the first
+               frame to the server closing its side after the last one.
+  clients      Connections asked for.   connected   Connections established.
+  sent         Requests sent in the measured period (after --warmup).
+  answered     Replies to those. A healthy run has answered == sent.
+  behind       --rate: requests that fell due but were never sent because
+               --pipeline requests were still unanswered on their connection.
+  dropped      Connections that ended early (closed or reset by the server, or
+               a reply header over --max-frame).
+  unexpected   Frames that answered no request.
+  answer_all_ms  hold: from the pings to the last answer.
+  server_rss_*, server_bytes_per_conn, server_threads
+               With --server-pid (Linux): the server's resident memory before
+               and with every connection open, the difference per connection,
+               and its thread count.
+
+Framing (--framing): be32 (the notes' 4-byte big-endian length; also
+tokio-util's LengthDelimitedCodec), le32, be16, le16, u8, be64, le64, and varint
+(message-io FramedTcp's unsigned LEB128 length).";
+
+#[derive(Parser)]
+#[command(
+    name = "trama-bench",
+    version,
+    about = "Load generator for servers that answer each length-prefixed frame with one frame",
+    after_help = FIGURES
+)]
+struct Cli {
+    /// Print one JSON object on stdout and nothing else (progress stays on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress line on stderr.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sequential round trips on one connection: the latency floor.
+    #[command(after_help = FIGURES)]
+    Pingpong(PingpongArgs),
+    /// Many connections at once, closed loop (--pipeline) or open loop (--rate).
+    #[command(after_help = FIGURES)]
+    Load(LoadArgs),
+    /// One-way throughput: frames back to back on one connection.
+    #[command(after_help = FIGURES)]
+    Bulk(BulkArgs),
+    /// Open many connections, hold them idle, then send one request on each.
+    #[command(after_help = FIGURES)]
+    Hold(HoldArgs),
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    addr: String,
+    /// Length header: be32, le32, be16, le16, u8, be64, le64, varint.
+    #[arg(long, default_value = "be32")]
+    framing: String,
+    /// Largest reply accepted; a larger header drops the connection.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    max_frame: u64,
+    /// Longest wait for a connection, a reply, or the last replies after a run.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+impl Target {
+    fn wire(&self) -> Result<Wire, WireError> {
+        let max = usize::try_from(self.max_frame).unwrap_or(usize::MAX);
+        Wire::parse(&self.framing, max)
+    }
+}
+
+#[derive(Args)]
+struct PingpongArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Request payload (e.g. 64, 4KiB).
+    #[arg(long, default_value = "64", value_parser = parse_size)]
+    size: u64,
+    /// Round trips measured.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Round trips before measuring (default: a tenth of --count).
+    #[arg(long)]
+    warmup: Option<u64>,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Request payload (e.g. 64, 4KiB).
+    #[arg(long, default_value = "64", value_parser = parse_size)]
+    size: u64,
+    /// Measured period.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured period before it, once every connection is open.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Requests in flight per connection (open loop: at most).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Open loop: requests per second over all connections, sent on schedule
+    /// whatever the server does; latency counts from when each was due.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Client threads, each with its own readiness loop (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Read this server process's memory and threads from /proc while loaded.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Args)]
+struct BulkArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Payload bytes to send in all (e.g. 4GiB).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    bytes: u64,
+    /// Payload bytes per frame.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    frame: u64,
+}
+
+#[derive(Args)]
+struct HoldArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// How long to hold them idle before the pings.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Payload of the one request per connection.
+    #[arg(long, default_value = "64", value_parser = parse_size)]
+    size: u64,
+    /// Client threads, each with its own readiness loop (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Read this server process's memory and threads from /proc, before the
+    /// connections and once they are all open.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// Why a run produced no figures.
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error(transparent)]
+    Single(#[from] SingleError),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("no connection to {addr} could be established ({clients} tried): {why}")]
+    NoConnection {
+        addr: String,
+        clients: usize,
+        why: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    trama_cli::init_logging("warn");
+    trama_cli::raise_open_file_limit();
+    let mut ticker = Ticker::new(cli.quiet);
+    let result = match cli.command {
+        Command::Pingpong(a) => pingpong(a, &mut ticker),
+        Command::Load(a) => load(a, &mut ticker),
+        Command::Bulk(a) => bulk(a, &mut ticker),
+        Command::Hold(a) => hold(a, &mut ticker),
+    };
+    ticker.finish();
+    match result {
+        Ok(report) => {
+            if cli.json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.table());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("trama-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn size(s: u64) -> Result<usize, BenchError> {
+    usize::try_from(s).map_err(|_| BenchError::Usage(format!("size {s} is too large")))
+}
+
+fn pingpong(a: PingpongArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
+    if a.count == 0 {
+        return Err(BenchError::Usage("--count must be at least 1".into()));
+    }
+    let p = PingPong {
+        addr: a.target.addr.clone(),
+        wire: a.target.wire()?,
+        size: size(a.size)?,
+        count: a.count,
+        warmup: a.warmup.unwrap_or(a.count / 10),
+        timeout: a.target.timeout,
+    };
+    Ok(single::pingpong(&p, ticker)?)
+}
+
+fn bulk(a: BulkArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
+    if a.frame == 0 {
+        return Err(BenchError::Usage("--frame must be at least 1 byte".into()));
+    }
+    let b = Bulk {
+        addr: a.target.addr.clone(),
+        wire: a.target.wire()?,
+        bytes: a.bytes,
+        frame: size(a.frame)?,
+        timeout: a.target.timeout,
+    };
+    Ok(single::bulk(&b, ticker)?)
+}
+
+fn default_threads(asked: Option<usize>) -> usize {
+    asked
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+fn load(a: LoadArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
+    if a.clients == 0 {
+        return Err(BenchError::Usage("--clients must be at least 1".into()));
+    }
+    if let Some(r) = a.rate {
+        if !(r >= 0.001 && r.is_finite()) {
+            return Err(BenchError::Usage(format!(
+                "--rate must be at least 0.001 requests per second (got {r})"
+            )));
+        }
+    }
+    let wire = a.target.wire()?;
+    let plan = Plan {
+        addr: single::resolve(&a.target.addr)?,
+        clients: a.clients,
+        threads: default_threads(a.threads),
+        wire,
+        request: wire.request(size(a.size)?)?,
+        connect_timeout: a.target.timeout,
+        job: Job::Load {
+            warmup: a.warmup,
+            duration: a.duration,
+            pipeline: a.pipeline.max(1),
+            rate: a.rate,
+            drain: a.target.timeout,
+        },
+    };
+    let watched = watch(
+        plan,
+        a.server_pid,
+        Duration::from_millis(500),
+        ticker,
+        "load",
+    )?;
+    let o = &watched.outcome;
+    let mut r = base_report("load", &a.target, wire, a.clients, &watched);
+    r.size = Some(a.size);
+    r.pipeline = Some(a.pipeline.max(1) as u64);
+    r.rate = a.rate;
+    r.duration_s = Some(round(a.duration.as_secs_f64(), 3));
+    r.behind = a.rate.map(|_| o.behind);
+    r.msgs_per_s = Some(round(
+        o.replies_in_window as f64 / a.duration.as_secs_f64().max(1e-9),
+        0,
+    ));
+    Ok(r)
+}
+
+fn hold(a: HoldArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
+    if a.clients == 0 {
+        return Err(BenchError::Usage("--clients must be at least 1".into()));
+    }
+    let wire = a.target.wire()?;
+    let plan = Plan {
+        addr: single::resolve(&a.target.addr)?,
+        clients: a.clients,
+        threads: default_threads(a.threads),
+        wire,
+        request: wire.request(size(a.size)?)?,
+        connect_timeout: a.target.timeout,
+        job: Job::Hold {
+            idle: a.duration,
+            timeout: a.target.timeout,
+        },
+    };
+    // Memory is read once the connections had a moment to settle, while
+    // they are still idle.
+    let settle = (a.duration / 2).min(Duration::from_secs(1));
+    let watched = watch(plan, a.server_pid, settle, ticker, "hold")?;
+    let o = &watched.outcome;
+    let mut r = base_report("hold", &a.target, wire, a.clients, &watched);
+    r.size = Some(a.size);
+    r.duration_s = Some(round(a.duration.as_secs_f64(), 3));
+    r.connect_ms = Some(round(o.connect_time.as_secs_f64() * 1000.0, 1));
+    r.answer_all_ms = o.answer_all.map(|d| round(d.as_secs_f64() * 1000.0, 1));
+    Ok(r)
+}
+
+/// A finished fleet run and what `/proc` said about the server meanwhile.
+struct Watched {
+    outcome: Outcome,
+    threads: usize,
+    rss_before: Option<u64>,
+    rss_held: Option<u64>,
+    server_threads: Option<u64>,
+}
+
+/// Run the fleet, printing progress; with `server_pid`, read the server's
+/// memory before and `settle` after every connection is open.
+fn watch(
+    plan: Plan,
+    server_pid: Option<u32>,
+    settle: Duration,
+    ticker: &mut Ticker,
+    mode: &str,
+) -> Result<Watched, BenchError> {
+    let (addr, clients) = (plan.addr, plan.clients);
+    let rss_before = server_pid.and_then(procinfo::rss_kib);
+    let fleet = Fleet::start(plan)?;
+    let mut connected_at: Option<Instant> = None;
+    let (mut rss_held, mut server_threads) = (None, None);
+    let mut last = (Instant::now(), 0u64);
+    while !fleet.finished() {
+        std::thread::sleep(Duration::from_millis(20));
+        if connected_at.is_none() && fleet.all_connected() {
+            connected_at = Some(Instant::now());
+        }
+        if let (Some(pid), Some(t), None) = (server_pid, connected_at, rss_held) {
+            if t.elapsed() >= settle {
+                rss_held = procinfo::rss_kib(pid);
+                server_threads = procinfo::threads(pid);
+            }
+        }
+        let p = fleet.progress();
+        ticker.maybe(|| {
+            let replies = p.replies.load(Ordering::Relaxed);
+            let (t, before) = last;
+            let rate = (replies - before.min(replies)) as f64 / t.elapsed().as_secs_f64().max(1e-9);
+            last = (Instant::now(), replies);
+            format!(
+                "{mode}: {} of {clients} connected, {} replies ({rate:.0}/s), {} dropped",
+                p.connected.load(Ordering::Relaxed),
+                replies,
+                p.dropped.load(Ordering::Relaxed)
+            )
+        });
+    }
+    let threads = fleet.threads();
+    let outcome = fleet.join()?;
+    if outcome.connected == 0 {
+        return Err(BenchError::NoConnection {
+            addr: addr.to_string(),
+            clients,
+            why: outcome
+                .first_error
+                .unwrap_or_else(|| "no reason given".into()),
+        });
+    }
+    Ok(Watched {
+        outcome,
+        threads,
+        rss_before,
+        rss_held,
+        server_threads,
+    })
+}
+
+/// The figures `load` and `hold` share.
+fn base_report(mode: &str, t: &Target, wire: Wire, clients: usize, w: &Watched) -> Report {
+    let o = &w.outcome;
+    let mut r = Report {
+        mode: mode.into(),
+        addr: t.addr.clone(),
+        framing: wire.name().into(),
+        clients: Some(clients as u64),
+        connected: Some(o.connected),
+        connect_failed: Some(o.connect_failed),
+        threads: Some(w.threads as u64),
+        sent: Some(o.sent),
+        answered: Some(o.answered),
+        dropped: Some(o.dropped),
+        unexpected: Some(o.unexpected),
+        first_error: o.first_error.clone(),
+        server_rss_before_kib: w.rss_before,
+        server_rss_held_kib: w.rss_held,
+        server_threads: w.server_threads,
+        ..Report::default()
+    };
+    if let (Some(before), Some(held)) = (w.rss_before, w.rss_held) {
+        let per = (held as f64 - before as f64) * 1024.0 / o.connected.max(1) as f64;
+        r.server_bytes_per_conn = Some(round(per, 0));
+    }
+    r.latencies(&o.hist);
+    r
+}
