@@ -64,9 +64,20 @@ pub fn pool_config(args: &ReceiveArgs) -> PoolConfig {
     }
 }
 
+/// The frames of control messages, limited to [`files::MAX_CONTROL_FRAME`]:
+/// a peer that announces more is not speaking the protocol, and is refused
+/// at the header instead of making this side wait for (and hold) up to the
+/// default 16 MiB frame limit.
+pub fn control_frames() -> FrameConfig {
+    FrameConfig::builder()
+        .max_frame_len(files::MAX_CONTROL_FRAME)
+        .build()
+        .unwrap_or_default()
+}
+
 /// One sender's connection: offers, one after the other.
 fn serve(ctx: &Ctx, stream: &TcpStream, peer: SocketAddr) -> AppResult {
-    let mut reader = FrameReader::new(stream, FrameConfig::default());
+    let mut reader = FrameReader::new(stream, control_frames());
     let mut writer = FrameWriter::new(stream, FrameConfig::default());
     loop {
         let offer: Offer = match reader.recv(Codec::MsgPack) {

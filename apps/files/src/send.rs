@@ -119,7 +119,7 @@ fn try_send(
     };
     let lost = |e: &dyn std::fmt::Display| Failure::Retry(format!("connection lost: {e}"));
     let mut writer = FrameWriter::new(stream, FrameConfig::default());
-    let mut reader = FrameReader::new(stream, FrameConfig::default());
+    let mut reader = FrameReader::new(stream, crate::receive::control_frames());
     writer.send(Codec::MsgPack, offer).map_err(|e| lost(&e))?;
     let answer: Answer = match reader.recv(Codec::MsgPack) {
         Ok(Some(a)) => a,
