@@ -1,0 +1,815 @@
+//! The probes: one function per check, each a short conversation with the
+//! server over blocking sockets where every wait has a deadline.
+//!
+//! Framing goes through trama-protocol (`FrameWriter`, `FrameReader`, the
+//! configured header width and byte order); the hostile patterns (a split
+//! header, a header of all 0xFF bytes, a message cut short, garbage) are
+//! written byte by byte. Probes gather what they saw and leave the judgement
+//! to `verdict.rs`; a probe that cannot even talk to the server returns a
+//! failure whose reason says where the conversation broke.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
+
+use crate::plan::{Check, Dialect, Expect};
+use crate::sample::{self, GroupSample};
+use crate::spawn::Server;
+use crate::verdict::{self, mib, Verdict};
+
+/// The size of the large message.
+pub const LARGE: usize = 1 << 20;
+/// Threads a server may keep beyond its count before the battery.
+pub const THREAD_SLACK: u64 = 4;
+/// How long a hostile connection is left to be read before others are tried.
+const HOSTILE_PAUSE: Duration = Duration::from_millis(100);
+/// Largest flood sent by the client that never reads.
+const FLOOD_CAP: usize = 64 << 20;
+/// How long one write of that flood may block before the flood stops.
+const FLOOD_STALL: Duration = Duration::from_millis(250);
+/// The receive buffer of the client that never reads, so the server's
+/// writes back up quickly.
+const TINY_RCVBUF: usize = 4096;
+/// How often memory and threads are polled while waiting.
+const POLL: Duration = Duration::from_millis(25);
+
+/// The knobs of a run; every wait is one of these.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Framed or raw.
+    pub dialect: Dialect,
+    /// Echo or reply.
+    pub expect: Expect,
+    /// The wire format (unframed for the raw dialect).
+    pub frame: FrameConfig,
+    /// How long any one answer (or connection) may take.
+    pub timeout: Duration,
+    /// Clients connected at once by `concurrent-clients`.
+    pub clients: usize,
+    /// Pause between the single-byte writes of `byte-at-a-time`.
+    pub byte_gap: Duration,
+    /// Wait after clients leave before the process is measured.
+    pub settle: Duration,
+    /// How long idle CPU is measured.
+    pub idle_window: Duration,
+    /// Most idle CPU allowed, in percent of one core.
+    pub idle_cpu_limit: f64,
+    /// Most growth of peak memory allowed after a hostile header, in bytes.
+    pub memory_limit: u64,
+}
+
+/// Why a probe stopped, as shown in its reason.
+#[derive(Debug)]
+pub struct Fail(pub String);
+
+type Step<T> = Result<T, Fail>;
+
+/// What an answer must be.
+#[derive(Debug, Clone)]
+enum Want {
+    /// Exactly these bytes (the message itself, or the reference answer).
+    Exact(Vec<u8>),
+    /// Anything (raw dialect, `--expect reply`).
+    Any,
+}
+
+/// The state a run's probes share.
+pub struct Probe<'a> {
+    addr: SocketAddr,
+    opts: &'a Options,
+    server: Option<&'a mut Server>,
+    baseline_threads: Option<u64>,
+    references: HashMap<Vec<u8>, Vec<u8>>,
+    clients_used: usize,
+}
+
+impl<'a> Probe<'a> {
+    /// Probes against `addr`; `server` if this tool started it.
+    pub fn new(addr: SocketAddr, opts: &'a Options, server: Option<&'a mut Server>) -> Probe<'a> {
+        let mut p = Probe {
+            addr,
+            opts,
+            server,
+            baseline_threads: None,
+            references: HashMap::new(),
+            clients_used: 0,
+        };
+        if sample::available() {
+            p.baseline_threads = p.sample().ok().map(|s| s.threads);
+        }
+        p
+    }
+
+    /// The server this tool started, if any.
+    pub fn server(&mut self) -> Option<&mut Server> {
+        self.server.as_deref_mut()
+    }
+
+    /// Run one check.
+    pub fn run(&mut self, check: Check) -> Verdict {
+        let result = match check {
+            Check::OneMessage => self.one_message(),
+            Check::ByteAtATime => self.byte_at_a_time(),
+            Check::TenInOneWrite => self.ten_in_one_write(),
+            Check::EmptyMessage => self.empty_message(),
+            Check::LargeMessage => self.large_message(),
+            Check::ConcurrentClients => return self.concurrent_clients(),
+            Check::SlowReader => self.slow_reader(),
+            Check::MidMessageDisconnect => self.mid_message_disconnect(),
+            Check::HugeHeader => self.huge_header(),
+            Check::Garbage => self.garbage(),
+            Check::MemoryBounded => return self.memory_bounded(),
+            Check::IdleCpu => return self.idle_cpu(),
+            Check::ThreadsReleased => return self.threads_released(),
+        };
+        match result {
+            Ok(reason) => Verdict::pass(reason),
+            Err(Fail(reason)) => Verdict::fail(reason),
+        }
+    }
+
+    fn framed(&self) -> bool {
+        self.opts.dialect == Dialect::Framed
+    }
+
+    fn open(&mut self, who: &str) -> Step<Conn> {
+        self.clients_used += 1;
+        Conn::open(self.addr, self.opts, who)
+    }
+
+    /// The bytes of `payloads` as they go on the wire, back to back.
+    fn wire(&self, payloads: &[&[u8]]) -> Step<Vec<u8>> {
+        let mut w = FrameWriter::new(Vec::new(), self.opts.frame);
+        for p in payloads {
+            w.write_frame(p)
+                .map_err(|e| Fail(format!("cannot frame a {}-byte message: {e}", p.len())))?;
+        }
+        Ok(w.into_inner())
+    }
+
+    /// What the answers to `payloads` must be. With `--expect reply` in the
+    /// framed dialect, each is first sent alone, whole, on a connection of
+    /// its own, and its answer is the reference.
+    fn wants(&mut self, payloads: &[Vec<u8>]) -> Step<Vec<Want>> {
+        match (self.opts.expect, self.opts.dialect) {
+            (Expect::Echo, _) => Ok(payloads.iter().map(|p| Want::Exact(p.clone())).collect()),
+            (Expect::Reply, Dialect::Raw) => Ok(payloads.iter().map(|_| Want::Any).collect()),
+            (Expect::Reply, Dialect::Framed) => {
+                let missing: Vec<&Vec<u8>> = payloads
+                    .iter()
+                    .filter(|p| !self.references.contains_key(*p))
+                    .collect();
+                if !missing.is_empty() {
+                    let mut c = self.open("the reference client")?;
+                    for p in missing {
+                        c.send(p)?;
+                        let deadline = Instant::now() + self.opts.timeout;
+                        let answer = c.recv(deadline).map_err(|Fail(e)| {
+                            Fail(format!(
+                                "the reference answer to a {}-byte message sent whole: {e}",
+                                p.len()
+                            ))
+                        })?;
+                        self.references.insert(p.clone(), answer);
+                    }
+                }
+                Ok(payloads
+                    .iter()
+                    .map(|p| Want::Exact(self.references.get(p).cloned().unwrap_or_default()))
+                    .collect())
+            }
+        }
+    }
+
+    fn want(&mut self, payload: &[u8]) -> Step<Want> {
+        let mut w = self.wants(&[payload.to_vec()])?;
+        Ok(w.pop().unwrap_or(Want::Any))
+    }
+
+    /// A fresh client sends one message and must get its answer.
+    fn fresh_client_answered(&mut self, who: &str) -> Step<()> {
+        let msg = b"are you still there?".to_vec();
+        let want = self.want(&msg)?;
+        let mut c = self.open(who)?;
+        c.send(&msg)?;
+        c.expect(&want, Instant::now() + self.opts.timeout, "its answer")
+    }
+
+    fn sample(&mut self) -> Step<GroupSample> {
+        let Some(server) = self.server.as_deref() else {
+            return Err(Fail(
+                "the server was not started by this tool (--spawn)".into(),
+            ));
+        };
+        sample::sample_group(server.pgid())
+            .map_err(|e| Fail(format!("cannot read the server's process from /proc: {e}")))
+    }
+
+    // ---- the checks ----
+
+    fn one_message(&mut self) -> Step<String> {
+        let msg = b"hola, trama-check".to_vec();
+        let want = self.want(&msg)?;
+        let mut c = self.open("the client")?;
+        let t0 = Instant::now();
+        c.send(&msg)?;
+        c.expect(&want, t0 + self.opts.timeout, "the answer")?;
+        let took = t0.elapsed().as_secs_f64() * 1000.0;
+        drop(c);
+        // The notes' first server ends with its first client.
+        let mut second = self.open("a second client, after the first left")?;
+        second.send(&msg)?;
+        second.expect(
+            &want,
+            Instant::now() + self.opts.timeout,
+            "a second client, after the first left",
+        )?;
+        Ok(format!(
+            "a {}-byte message was answered in {took:.1} ms, and again for a second client after the first left",
+            msg.len()
+        ))
+    }
+
+    fn byte_at_a_time(&mut self) -> Step<String> {
+        let msg = b"one byte per segment".to_vec();
+        let want = self.want(&msg)?;
+        let wire = self.wire(&[&msg])?;
+        let mut c = self.open("the client")?;
+        for b in &wire {
+            c.write_raw(&[*b])?;
+            thread::sleep(self.opts.byte_gap);
+        }
+        c.expect(&want, Instant::now() + self.opts.timeout, "the answer")?;
+        Ok(format!(
+            "{} bytes sent one per segment, {} ms apart, were answered as one message",
+            wire.len(),
+            self.opts.byte_gap.as_millis()
+        ))
+    }
+
+    fn ten_in_one_write(&mut self) -> Step<String> {
+        let msgs: Vec<Vec<u8>> = (1..=10)
+            .map(|i| format!("message {i} of 10").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+        let wire = self.wire(&refs)?;
+        let wants = if self.framed() {
+            self.wants(&msgs)?
+        } else {
+            // No boundaries: the echo is the ten messages back to back.
+            vec![Want::Exact(msgs.concat())]
+        };
+        let mut c = self.open("the client")?;
+        c.write_raw(&wire)?;
+        let deadline = Instant::now() + self.opts.timeout;
+        for (i, want) in wants.iter().enumerate() {
+            c.expect(
+                want,
+                deadline,
+                &format!("answer {} of {}", i + 1, wants.len()),
+            )?;
+        }
+        Ok(format!(
+            "10 messages ({} bytes) in one write were answered in order",
+            wire.len()
+        ))
+    }
+
+    fn empty_message(&mut self) -> Step<String> {
+        let next = b"the one after the empty one".to_vec();
+        let wire = self.wire(&[b"", &next])?;
+        let mut c = self.open("the client")?;
+        let deadline = Instant::now() + self.opts.timeout;
+        match self.opts.expect {
+            Expect::Echo => {
+                c.write_raw(&wire)?;
+                c.expect(
+                    &Want::Exact(Vec::new()),
+                    deadline,
+                    "the echo of the empty message",
+                )?;
+                c.expect(
+                    &Want::Exact(next),
+                    deadline,
+                    "the echo of the message after it",
+                )?;
+                Ok("an empty message came back empty, and the next message was echoed".into())
+            }
+            Expect::Reply => {
+                let Want::Exact(reference) = self.want(&next)? else {
+                    return Err(Fail("no reference answer".into()));
+                };
+                c.write_raw(&wire)?;
+                let first = c
+                    .recv(deadline)
+                    .map_err(|Fail(e)| Fail(format!("after an empty message: {e}")))?;
+                if first == reference {
+                    return Ok(
+                        "the empty message got no answer, and the next one was answered".into(),
+                    );
+                }
+                let second = c.recv(deadline).map_err(|Fail(e)| {
+                    Fail(format!(
+                        "the answer to the message after the empty one: {e}"
+                    ))
+                })?;
+                match verdict::mismatch(&reference, &second) {
+                    None => Ok(format!(
+                        "the empty message got a {}-byte answer, and the next one was answered",
+                        first.len()
+                    )),
+                    Some(m) => Err(Fail(format!(
+                        "the answer to the message after the empty one: {m}"
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn large_message(&mut self) -> Step<String> {
+        let msg = pattern(LARGE);
+        let wire = self.wire(&[&msg])?;
+        let c = self.open("the client")?;
+        let t0 = Instant::now();
+        let deadline = t0 + self.opts.timeout;
+        let writer = c
+            .stream
+            .try_clone()
+            .map_err(|e| Fail(format!("cannot clone the socket: {e}")))?;
+        let mut c = c;
+        let want = match self.opts.expect {
+            Expect::Echo => Want::Exact(msg.clone()),
+            Expect::Reply => Want::Any,
+        };
+        // Write on another thread: a raw echo server answers while the
+        // message is still arriving, and nobody would read that answer.
+        let read = thread::scope(|s| {
+            let w = s.spawn(move || {
+                let mut writer = writer;
+                writer.write_all(&wire)
+            });
+            let read = c.expect(&want, deadline, "the answer to the 1 MiB message");
+            if read.is_err() {
+                // Unblock the writer at once.
+                let _ = c.stream.shutdown(Shutdown::Both);
+            }
+            let wrote = w.join();
+            (read, wrote)
+        });
+        let (read, wrote) = read;
+        read?;
+        match wrote {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Fail(format!("sending the 1 MiB message failed: {e}"))),
+            Err(_) => return Err(Fail("the thread sending the 1 MiB message panicked".into())),
+        }
+        let took = t0.elapsed().as_secs_f64() * 1000.0;
+        if self.opts.expect == Expect::Reply {
+            let ping = b"ping".to_vec();
+            let want = self.want(&ping)?;
+            c.send(&ping)?;
+            c.expect(
+                &want,
+                Instant::now() + self.opts.timeout,
+                "the answer to a message after it",
+            )?;
+            return Ok(format!(
+                "a {LARGE}-byte message was answered in {took:.1} ms, and the next message too"
+            ));
+        }
+        Ok(format!(
+            "a {LARGE}-byte message came back intact in {took:.1} ms"
+        ))
+    }
+
+    fn concurrent_clients(&mut self) -> Verdict {
+        match self.concurrent_inner() {
+            Ok(v) => v,
+            Err(Fail(reason)) => Verdict::fail(reason),
+        }
+    }
+
+    fn concurrent_inner(&mut self) -> Step<Verdict> {
+        let n = self.opts.clients;
+        let msgs: Vec<Vec<u8>> = (1..=n)
+            .map(|i| format!("client {i} of {n}").into_bytes())
+            .collect();
+        let wants = self.wants(&msgs)?;
+        let mut conns = Vec::with_capacity(n);
+        for i in 1..=n {
+            conns.push(self.open(&format!("client {i} of {n}"))?);
+        }
+        for (c, m) in conns.iter_mut().zip(&msgs) {
+            c.send(m)?;
+        }
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut answered = 0;
+        let mut first_missing = None;
+        for (i, (c, want)) in conns.iter_mut().zip(&wants).enumerate() {
+            match c.expect(want, deadline, "its answer") {
+                Ok(()) => answered += 1,
+                Err(Fail(e)) => {
+                    if first_missing.is_none() {
+                        first_missing = Some(format!("client {}: {e}", i + 1));
+                    }
+                }
+            }
+        }
+        Ok(verdict::concurrency(answered, n, first_missing))
+    }
+
+    fn slow_reader(&mut self) -> Step<String> {
+        // The reference (reply mode) is taken before anything misbehaves.
+        let msg = b"are you still there?".to_vec();
+        let _ = self.want(&msg)?;
+        self.clients_used += 1;
+        let sleeper = connect_tiny(self.addr, self.opts.timeout)
+            .map_err(|e| Fail(format!("the client that never reads cannot connect: {e}")))?;
+        let chunk = self.wire(&[&pattern(64 * 1024)])?;
+        let (sent, ended) = flood(&sleeper, &chunk);
+        let served = self.fresh_client_answered("another client");
+        drop(sleeper);
+        match served {
+            Ok(()) => Ok(format!(
+                "another client was answered while one that never reads had sent {} ({ended})",
+                mib(sent)
+            )),
+            Err(Fail(e)) => Err(Fail(format!(
+                "while a client that never reads had sent {} ({ended}), another client: {e}",
+                mib(sent)
+            ))),
+        }
+    }
+
+    fn mid_message_disconnect(&mut self) -> Step<String> {
+        let mut quitter = self.open("the client that leaves")?;
+        let mut header = FrameWriter::new(Vec::new(), self.opts.frame);
+        header
+            .write_body_header(1000)
+            .map_err(|e| Fail(format!("cannot frame a 1000-byte header: {e}")))?;
+        quitter.write_raw(&header.into_inner())?;
+        quitter.write_raw(&pattern(10))?;
+        thread::sleep(HOSTILE_PAUSE);
+        drop(quitter);
+        self.fresh_client_answered("the next client")?;
+        Ok("a client left 10 bytes into a 1000-byte message; the next client was answered".into())
+    }
+
+    fn huge_header(&mut self) -> Step<String> {
+        let announced = self.opts.frame.width().max_len();
+        let msg = b"are you still there?".to_vec();
+        let _ = self.want(&msg)?;
+        let mut hostile = self.open("the hostile client")?;
+        hostile.write_raw(&vec![0xFF; self.opts.frame.header_len()])?;
+        thread::sleep(HOSTILE_PAUSE);
+        self.fresh_client_answered("another client")
+            .map_err(|Fail(e)| {
+                Fail(format!(
+                "after a header announcing {announced} bytes on one connection, another client: {e}"
+            ))
+            })?;
+        let fate = hostile.fate();
+        Ok(format!(
+            "after a header announcing {announced} bytes, another client was answered; the hostile connection was {fate}"
+        ))
+    }
+
+    fn garbage(&mut self) -> Step<String> {
+        // Not UTF-8 (so `decode()` raises), then bytes from a fixed-seed generator.
+        let bad = [0xFFu8, 0xFE, 0xC3, 0x28, 0x80, 0x00, 0xA0, 0xA1];
+        let mut bytes = if self.framed() {
+            self.wire(&[&bad])?
+        } else {
+            bad.to_vec()
+        };
+        bytes.extend(noise(64));
+        let mut g = self.open("the client sending garbage")?;
+        g.write_raw(&bytes)?;
+        thread::sleep(HOSTILE_PAUSE);
+        drop(g);
+        self.fresh_client_answered("the next client")
+            .map_err(|Fail(e)| {
+                Fail(format!(
+                    "after {} bytes of garbage, the next client: {e}",
+                    bytes.len()
+                ))
+            })?;
+        Ok(format!(
+            "after {} bytes that are not a valid message (the first an invalid UTF-8 payload), the next client was answered",
+            bytes.len()
+        ))
+    }
+
+    fn memory_bounded(&mut self) -> Verdict {
+        let announced = self.opts.frame.width().max_len();
+        // Both the resident size (an allocation held while the body is
+        // awaited) and its high-water mark (one already freed, or one above
+        // every earlier peak) are watched.
+        let before = match self.sample() {
+            Ok(s) => s,
+            Err(Fail(e)) => return Verdict::fail(e),
+        };
+        let mut hostile = match self.open("the hostile client") {
+            Ok(c) => c,
+            Err(Fail(e)) => return Verdict::fail(e),
+        };
+        if let Err(Fail(e)) = hostile.write_raw(&vec![0xFF; self.opts.frame.header_len()]) {
+            return Verdict::fail(e);
+        }
+        let deadline = Instant::now() + self.opts.settle;
+        let mut growth = 0;
+        loop {
+            if let Ok(s) = self.sample() {
+                growth = growth
+                    .max(s.peak_rss.saturating_sub(before.peak_rss))
+                    .max(s.rss.saturating_sub(before.rss));
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            thread::sleep(POLL);
+        }
+        drop(hostile);
+        verdict::memory(growth, self.opts.memory_limit, announced)
+    }
+
+    fn idle_cpu(&mut self) -> Verdict {
+        // A few more clients come and go, so there are departures to spin on.
+        for i in 1..=3 {
+            if let Err(Fail(e)) = self.fresh_client_answered(&format!("departing client {i}")) {
+                return Verdict::fail(format!("before measuring: {e}"));
+            }
+        }
+        thread::sleep(self.opts.settle);
+        let first = match self.sample() {
+            Ok(s) => s,
+            Err(Fail(e)) => return Verdict::fail(e),
+        };
+        let t0 = Instant::now();
+        thread::sleep(self.opts.idle_window);
+        let second = match self.sample() {
+            Ok(s) => s,
+            Err(Fail(e)) => return Verdict::fail(e),
+        };
+        let window_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ticks = second.ticks_since(&first);
+        let percent = verdict::cpu_percent(ticks, sample::ticks_per_second(), window_ms);
+        verdict::idle_cpu(
+            percent,
+            self.opts.idle_cpu_limit,
+            window_ms,
+            self.clients_used,
+        )
+    }
+
+    fn threads_released(&mut self) -> Verdict {
+        let Some(before) = self.baseline_threads else {
+            return Verdict::fail("the thread count before the battery could not be read");
+        };
+        let deadline = Instant::now() + self.opts.settle;
+        let mut after;
+        loop {
+            after = match self.sample() {
+                Ok(s) => s.threads,
+                Err(Fail(e)) => return Verdict::fail(e),
+            };
+            if after <= before + THREAD_SLACK || Instant::now() >= deadline {
+                break;
+            }
+            thread::sleep(POLL);
+        }
+        verdict::threads(before, after, THREAD_SLACK, self.clients_used)
+    }
+}
+
+/// A deterministic byte pattern of `len` bytes (not all alike, so a shifted
+/// or truncated echo shows).
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 31 + 7) % 251) as u8).collect()
+}
+
+/// `len` bytes from a fixed-seed xorshift generator.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9E37_79B9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Connect with a tiny receive buffer, set before the handshake so the
+/// advertised window stays small.
+fn connect_tiny(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.set_recv_buffer_size(TINY_RCVBUF)?;
+    s.connect_timeout(&addr.into(), timeout)?;
+    let s: TcpStream = s.into();
+    s.set_write_timeout(Some(FLOOD_STALL))?;
+    Ok(s)
+}
+
+/// Write `chunk` again and again until a write stalls, the server drops the
+/// connection, or [`FLOOD_CAP`] bytes went out. Returns the bytes sent and how it ended.
+fn flood(mut s: &TcpStream, chunk: &[u8]) -> (u64, String) {
+    let mut sent: u64 = 0;
+    let mut at = 0;
+    loop {
+        if sent >= FLOOD_CAP as u64 {
+            return (sent, "the server kept reading".into());
+        }
+        match s.write(&chunk[at..]) {
+            Ok(0) => return (sent, "the server closed it".into()),
+            Ok(n) => {
+                sent += n as u64;
+                at = (at + n) % chunk.len();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (sent, "then its writes blocked".into())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (sent, format!("then the server dropped it: {e}")),
+        }
+    }
+}
+
+/// A `Read` over a socket that gives up at a deadline: every read gets the
+/// time that is left (at least a millisecond, so data already there is read).
+struct DeadlineRead<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
+/// One client connection.
+struct Conn {
+    stream: TcpStream,
+    frame: FrameConfig,
+    timeout: Duration,
+    who: String,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr, opts: &Options, who: &str) -> Step<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, opts.timeout)
+            .map_err(|e| Fail(format!("{who} cannot connect to {addr}: {e}")))?;
+        let setup = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_write_timeout(Some(opts.timeout)));
+        setup.map_err(|e| Fail(format!("{who}: cannot set up the socket: {e}")))?;
+        Ok(Conn {
+            stream,
+            frame: opts.frame,
+            timeout: opts.timeout,
+            who: who.to_string(),
+        })
+    }
+
+    /// Send one message in the run's format.
+    fn send(&mut self, payload: &[u8]) -> Step<()> {
+        let mut w = FrameWriter::new(&self.stream, self.frame);
+        w.write_frame(payload).map_err(|e| {
+            Fail(format!(
+                "{}: sending a {}-byte message failed: {e}",
+                self.who,
+                payload.len()
+            ))
+        })
+    }
+
+    /// Write bytes exactly as given.
+    fn write_raw(&mut self, bytes: &[u8]) -> Step<()> {
+        (&self.stream).write_all(bytes).map_err(|e| {
+            Fail(format!(
+                "{}: writing {} bytes failed: {e}",
+                self.who,
+                bytes.len()
+            ))
+        })
+    }
+
+    /// One answer: a frame, or in the raw dialect what one read returns.
+    fn recv(&mut self, deadline: Instant) -> Step<Vec<u8>> {
+        let source = DeadlineRead {
+            stream: &self.stream,
+            deadline,
+        };
+        let mut r = FrameReader::new(source, self.frame);
+        match r.read_frame() {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(Fail(
+                "the server closed the connection without answering".into(),
+            )),
+            Err(e) => Err(Fail(self.describe(e))),
+        }
+    }
+
+    fn describe(&self, e: trama_protocol::Error) -> String {
+        if let trama_protocol::Error::Io(io) = &e {
+            if matches!(
+                io.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                return format!("no answer within {} ms", self.timeout.as_millis());
+            }
+            return format!("the connection failed: {io}");
+        }
+        format!("the answer is not a valid frame: {e}")
+    }
+
+    /// Receive what `want` says, labelling failures with `what`.
+    fn expect(&mut self, want: &Want, deadline: Instant, what: &str) -> Step<()> {
+        let fail = |e: String| Fail(format!("{what}: {e}"));
+        match want {
+            Want::Any => self.recv(deadline).map(|_| ()).map_err(|Fail(e)| fail(e)),
+            Want::Exact(expected) if !self.frame.is_unframed() => {
+                let got = self.recv(deadline).map_err(|Fail(e)| fail(e))?;
+                match verdict::mismatch(expected, &got) {
+                    None => Ok(()),
+                    Some(m) => Err(fail(m)),
+                }
+            }
+            Want::Exact(expected) => {
+                // No boundaries: gather bytes until there are as many as expected.
+                let mut got = Vec::with_capacity(expected.len());
+                while got.len() < expected.len() {
+                    let part = self.recv(deadline).map_err(|Fail(e)| {
+                        fail(format!(
+                            "after {} of {} bytes, {e}",
+                            got.len(),
+                            expected.len()
+                        ))
+                    })?;
+                    got.extend_from_slice(&part);
+                    if !expected.starts_with(&got[..got.len().min(expected.len())]) {
+                        break;
+                    }
+                }
+                match verdict::mismatch(expected, &got) {
+                    None => Ok(()),
+                    Some(m) => Err(fail(m)),
+                }
+            }
+        }
+    }
+
+    /// What the server did with this connection: closed, reset, answered, or kept it open.
+    fn fate(&mut self) -> String {
+        let mut buf = [0u8; 256];
+        let _ = self.stream.set_read_timeout(Some(HOSTILE_PAUSE));
+        match (&self.stream).read(&mut buf) {
+            Ok(0) => "closed by the server".into(),
+            Ok(n) => format!("answered with {n} bytes"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                "kept open".into()
+            }
+            Err(e) => format!("ended by the server ({e})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_and_noise_are_fixed() {
+        let p = pattern(300);
+        assert_eq!(&p[..3], &[7, 38, 69]);
+        assert_eq!(p[251], p[0]);
+        assert_eq!(noise(8), noise(8));
+        assert_ne!(noise(8), vec![0; 8]);
+    }
+}

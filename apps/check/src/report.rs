@@ -1,0 +1,256 @@
+//! What a run prints: one line per check and a summary for people, one JSON
+//! object for scripts, and for batches a CSV with one row per submission and
+//! one column per check.
+
+use serde_json::{json, Value};
+
+use crate::plan::{Check, Outcome, Status};
+
+/// The verdicts of one run against one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// What was checked (an address, or the command that started it).
+    pub target: String,
+    /// One per check, in the battery's order.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Report {
+    /// A report for `target`.
+    pub fn new(target: impl Into<String>, outcomes: Vec<Outcome>) -> Report {
+        Report {
+            target: target.into(),
+            outcomes,
+        }
+    }
+
+    /// How many checks ended with `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.outcomes.iter().filter(|o| o.status == status).count()
+    }
+
+    /// The outcome of `check`, if it was part of the run.
+    pub fn outcome(&self, check: Check) -> Option<&Outcome> {
+        self.outcomes.iter().find(|o| o.check == check)
+    }
+
+    /// Names of the failed checks.
+    pub fn failed(&self) -> Vec<&'static str> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.status == Status::Fail)
+            .map(|o| o.check.name())
+            .collect()
+    }
+
+    /// The human report: a line per check, then the summary.
+    pub fn text(&self) -> String {
+        let width = self
+            .outcomes
+            .iter()
+            .map(|o| o.check.name().len())
+            .max()
+            .unwrap_or(0);
+        let mut s = format!("trama-check {}\n", self.target);
+        for o in &self.outcomes {
+            s.push_str(&format!(
+                "  {:<4}  {:<width$}  {}\n",
+                o.status.as_str(),
+                o.check.name(),
+                o.reason
+            ));
+        }
+        s.push_str(&self.summary());
+        s.push('\n');
+        s
+    }
+
+    /// `N passed, N failed, N skipped` (and which failed).
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} passed, {} failed, {} skipped",
+            self.count(Status::Pass),
+            self.count(Status::Fail),
+            self.count(Status::Skip)
+        );
+        let failed = self.failed();
+        if !failed.is_empty() {
+            s.push_str(&format!(" (failed: {})", failed.join(", ")));
+        }
+        s
+    }
+
+    /// The JSON object: target, checks (name, status, reason), and the counts.
+    pub fn json(&self) -> Value {
+        let checks: Vec<Value> = self
+            .outcomes
+            .iter()
+            .map(|o| json!({"name": o.check.name(), "status": o.status.as_str(), "reason": o.reason}))
+            .collect();
+        json!({
+            "target": self.target,
+            "checks": checks,
+            "passed": self.count(Status::Pass),
+            "failed": self.count(Status::Fail),
+            "skipped": self.count(Status::Skip),
+        })
+    }
+}
+
+/// One submission of a batch.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The submission's folder name.
+    pub submission: String,
+    /// Why the battery could not run at all (the server did not start), if so.
+    pub error: Option<String>,
+    /// The run.
+    pub report: Report,
+}
+
+/// Quote a CSV field when it needs it (RFC 4180).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The batch table: `submission,passed,failed,skipped,error,<one column per check>`.
+pub fn csv(rows: &[Row], checks: &[Check]) -> String {
+    let mut out = String::from("submission,passed,failed,skipped,error");
+    for c in checks {
+        out.push(',');
+        out.push_str(c.name());
+    }
+    out.push('\n');
+    for r in rows {
+        let mut cells = vec![
+            csv_field(&r.submission),
+            r.report.count(Status::Pass).to_string(),
+            r.report.count(Status::Fail).to_string(),
+            r.report.count(Status::Skip).to_string(),
+            csv_field(r.error.as_deref().unwrap_or("")),
+        ];
+        for c in checks {
+            cells.push(
+                r.report
+                    .outcome(*c)
+                    .map_or("", |o| o.status.as_str())
+                    .to_string(),
+            );
+        }
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The batch summary as JSON: each submission's report plus its error.
+pub fn batch_json(dir: &str, command: &str, rows: &[Row]) -> Value {
+    let subs: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = r.report.json();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("submission".into(), json!(r.submission));
+                obj.insert("error".into(), json!(r.error));
+            }
+            v
+        })
+        .collect();
+    json!({"dir": dir, "command": command, "submissions": subs})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report::new(
+            "127.0.0.1:8080",
+            vec![
+                Outcome {
+                    check: Check::OneMessage,
+                    status: Status::Pass,
+                    reason: "ok".into(),
+                },
+                Outcome {
+                    check: Check::IdleCpu,
+                    status: Status::Fail,
+                    reason: "99.0% of one core".into(),
+                },
+                Outcome {
+                    check: Check::ThreadsReleased,
+                    status: Status::Skip,
+                    reason: "needs idle-cpu".into(),
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn json_has_exactly_the_documented_shape() {
+        let v = report().json();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 5);
+        assert_eq!(v["target"], "127.0.0.1:8080");
+        assert_eq!(v["passed"], 1);
+        assert_eq!(v["failed"], 1);
+        assert_eq!(v["skipped"], 1);
+        assert_eq!(
+            v["checks"][1],
+            json!({"name": "idle-cpu", "status": "fail", "reason": "99.0% of one core"})
+        );
+    }
+
+    #[test]
+    fn text_lists_every_check_and_the_summary() {
+        let t = report().text();
+        assert!(
+            t.contains("  fail  idle-cpu          99.0% of one core\n"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("1 passed, 1 failed, 1 skipped (failed: idle-cpu)\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn csv_has_a_column_per_check_and_quotes_when_needed() {
+        let rows = vec![
+            Row {
+                submission: "ana".into(),
+                error: None,
+                report: report(),
+            },
+            Row {
+                submission: "bea, \"b\"".into(),
+                error: Some("did not start".into()),
+                report: Report::new("x", vec![]),
+            },
+        ];
+        let c = csv(&rows, &[Check::OneMessage, Check::IdleCpu]);
+        assert_eq!(
+            c,
+            "submission,passed,failed,skipped,error,one-message,idle-cpu\n\
+             ana,1,1,1,,pass,fail\n\
+             \"bea, \"\"b\"\"\",0,0,0,did not start,,\n"
+        );
+    }
+
+    #[test]
+    fn batch_json_adds_submission_and_error() {
+        let rows = vec![Row {
+            submission: "ana".into(),
+            error: None,
+            report: report(),
+        }];
+        let v = batch_json("subs", "python3 {}/servidor.py", &rows);
+        assert_eq!(v["submissions"][0]["submission"], "ana");
+        assert_eq!(v["submissions"][0]["error"], Value::Null);
+        assert_eq!(v["submissions"][0]["failed"], 1);
+    }
+}

@@ -1,0 +1,220 @@
+//! The verdict rules, with no I/O: what the probes saw in, pass or fail
+//! (with the numbers) out. The probes in `probes.rs` only gather numbers and
+//! bytes; every threshold lives here, where it is unit-tested.
+
+use crate::plan::Status;
+
+/// A verdict: the status and the reason, in numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Pass or fail (probes never skip; the schedule does).
+    pub status: Status,
+    /// What was seen.
+    pub reason: String,
+}
+
+impl Verdict {
+    /// A pass, with what was seen.
+    pub fn pass(reason: impl Into<String>) -> Verdict {
+        Verdict {
+            status: Status::Pass,
+            reason: reason.into(),
+        }
+    }
+
+    /// A failure, with what was seen.
+    pub fn fail(reason: impl Into<String>) -> Verdict {
+        Verdict {
+            status: Status::Fail,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// How a received answer differs from the expected one, or `None` if it is
+/// the same. Large payloads are not printed: the first differing byte is.
+pub fn mismatch(expected: &[u8], got: &[u8]) -> Option<String> {
+    if expected == got {
+        return None;
+    }
+    let first = expected
+        .iter()
+        .zip(got)
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| expected.len().min(got.len()));
+    if got.len() != expected.len() {
+        return Some(format!(
+            "got {} bytes instead of {} (first difference at byte {first})",
+            got.len(),
+            expected.len()
+        ));
+    }
+    Some(format!(
+        "got {} bytes that differ from the {} expected, first at byte {first} ({:#04x} instead of {:#04x})",
+        got.len(),
+        expected.len(),
+        got.get(first).copied().unwrap_or(0),
+        expected.get(first).copied().unwrap_or(0)
+    ))
+}
+
+/// `answered` of `total` clients got their answer.
+pub fn concurrency(answered: usize, total: usize, first_missing: Option<String>) -> Verdict {
+    if answered == total {
+        return Verdict::pass(format!(
+            "all {total} clients connected at once were answered"
+        ));
+    }
+    let mut reason = format!("{answered} of {total} clients connected at once were answered");
+    if let Some(m) = first_missing {
+        reason.push_str(&format!("; the first one left waiting: {m}"));
+    }
+    if answered <= 1 {
+        reason.push_str(" (the server seems to serve one client at a time)");
+    }
+    Verdict::fail(reason)
+}
+
+/// Share of one core, in percent, from CPU ticks over a window.
+pub fn cpu_percent(ticks: u64, ticks_per_second: u64, window_ms: u64) -> f64 {
+    if ticks_per_second == 0 || window_ms == 0 {
+        return 0.0;
+    }
+    // Both are small integers (ticks over seconds); f64 holds them exactly.
+    ticks as f64 * 100_000.0 / (ticks_per_second as f64 * window_ms as f64)
+}
+
+/// Idle CPU: `percent` of one core over `window_ms` after `clients` left.
+pub fn idle_cpu(percent: f64, limit: f64, window_ms: u64, clients: usize) -> Verdict {
+    let what = format!(
+        "{percent:.1}% of one core over {window_ms} ms while idle after {clients} clients left (limit {limit}%)"
+    );
+    if percent <= limit {
+        Verdict::pass(what)
+    } else {
+        Verdict::fail(format!(
+            "{what}: something spins, most likely a loop that keeps calling recv() after it returned b''"
+        ))
+    }
+}
+
+/// Memory: the peak resident size grew by `growth` bytes after a header
+/// announcing `announced` bytes.
+pub fn memory(growth: u64, limit: u64, announced: u64) -> Verdict {
+    let what = format!(
+        "peak memory grew by {} after a header announcing {announced} bytes (limit {})",
+        mib(growth),
+        mib(limit)
+    );
+    if growth <= limit {
+        Verdict::pass(what)
+    } else {
+        Verdict::fail(format!(
+            "{what}: the server allocates what a header says before the bytes arrive"
+        ))
+    }
+}
+
+/// Threads: `before` the battery, `after` its clients left.
+pub fn threads(before: u64, after: u64, slack: u64, clients: usize) -> Verdict {
+    let what = format!(
+        "{before} threads before the battery, {after} after its {clients} clients left (allowed {})",
+        before + slack
+    );
+    if after <= before + slack {
+        Verdict::pass(what)
+    } else {
+        Verdict::fail(format!("{what}: threads of departed clients never end"))
+    }
+}
+
+/// Bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    // Display only; the precision of f64 is plenty.
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mismatch_names_the_first_difference() {
+        assert_eq!(mismatch(b"hola", b"hola"), None);
+        assert_eq!(
+            mismatch(b"hola", b"ho").as_deref(),
+            Some("got 2 bytes instead of 4 (first difference at byte 2)")
+        );
+        assert_eq!(
+            mismatch(b"hola", b"hoLa").as_deref(),
+            Some("got 4 bytes that differ from the 4 expected, first at byte 2 (0x4c instead of 0x6c)")
+        );
+        assert_eq!(
+            mismatch(b"", b"x").as_deref(),
+            Some("got 1 bytes instead of 0 (first difference at byte 0)")
+        );
+    }
+
+    #[test]
+    fn concurrency_needs_every_client() {
+        assert_eq!(concurrency(50, 50, None).status, Status::Pass);
+        let v = concurrency(1, 50, Some("client 2: no answer within 2s".into()));
+        assert_eq!(v.status, Status::Fail);
+        assert!(v.reason.starts_with("1 of 50 clients"), "{}", v.reason);
+        assert!(v.reason.contains("one client at a time"), "{}", v.reason);
+        let v = concurrency(49, 50, None);
+        assert_eq!(v.status, Status::Fail);
+        assert!(!v.reason.contains("one client at a time"));
+    }
+
+    #[test]
+    fn cpu_percent_from_ticks() {
+        assert_eq!(cpu_percent(100, 100, 1000), 100.0);
+        assert_eq!(cpu_percent(50, 100, 2000), 25.0);
+        assert_eq!(cpu_percent(0, 100, 2000), 0.0);
+        assert_eq!(cpu_percent(10, 0, 2000), 0.0);
+        assert_eq!(cpu_percent(10, 100, 0), 0.0);
+    }
+
+    #[test]
+    fn idle_cpu_limit_is_inclusive() {
+        assert_eq!(idle_cpu(0.0, 10.0, 1000, 3).status, Status::Pass);
+        assert_eq!(idle_cpu(10.0, 10.0, 1000, 3).status, Status::Pass);
+        let v = idle_cpu(97.0, 10.0, 1000, 3);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.reason.starts_with("97.0% of one core over 1000 ms"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn memory_growth_against_the_limit() {
+        let limit = 64 << 20;
+        assert_eq!(memory(0, limit, u32::MAX.into()).status, Status::Pass);
+        assert_eq!(memory(limit, limit, u32::MAX.into()).status, Status::Pass);
+        let v = memory(128 << 20, limit, u32::MAX.into());
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.reason
+                .starts_with("peak memory grew by 128.0 MiB after a header announcing 4294967295 bytes (limit 64.0 MiB)"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn threads_with_slack() {
+        assert_eq!(threads(2, 2, 4, 70).status, Status::Pass);
+        assert_eq!(threads(2, 6, 4, 70).status, Status::Pass);
+        assert_eq!(threads(2, 1, 4, 70).status, Status::Pass);
+        let v = threads(2, 72, 4, 70);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.reason.contains("2 threads before the battery, 72 after"),
+            "{}",
+            v.reason
+        );
+    }
+}
