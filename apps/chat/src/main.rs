@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use trama_backend::Chat;
-use trama_cli::{parse_duration, FrameArgs, QuietExit, ServerArgs};
+use trama_cli::{parse_duration, AuthArgs, FrameArgs, QuietExit, ServerArgs};
 use trama_transport::{Client, ClientConfig, Error};
 
 #[derive(Parser)]
@@ -47,6 +47,8 @@ struct Serve {
     frame: FrameArgs,
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 #[derive(Args)]
@@ -66,6 +68,8 @@ struct Join {
     connect_timeout: Duration,
     #[command(flatten)]
     frame: FrameArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 fn main() -> ExitCode {
@@ -92,9 +96,10 @@ fn main() -> ExitCode {
 type AppResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 fn serve(args: Serve) -> AppResult {
-    let config = args
+    let mut config = args
         .server
         .config(&args.addr, args.frame.frame_config(true)?);
+    config.auth = args.auth.config()?;
     trama_cli::serve(
         config,
         Chat::new().with_notice_limit(args.notice_limit),
@@ -115,6 +120,7 @@ fn join(args: Join) -> AppResult {
     let config = ClientConfig {
         frame: args.frame.frame_config(true)?,
         connect_timeout: args.connect_timeout,
+        auth: args.auth.config()?,
         ..ClientConfig::default()
     };
     let client = Arc::new(Client::connect(&args.addr, config)?);

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use trama_protocol::auth::{AuthKey, AuthPolicy};
 use trama_protocol::{ByteOrder, FrameConfig, HeaderWidth, Service};
-use trama_transport::{Server, ServerConfig, ServerHandle};
+use trama_transport::{AuthConfig, Server, ServerConfig, ServerHandle};
 
 /// Parse `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -176,6 +177,100 @@ impl ServerArgs {
     }
 }
 
+/// The environment variable that names a key file when `--key-file` is absent.
+pub const KEY_FILE_ENV: &str = "TRAMA_KEY_FILE";
+
+/// Largest key file read: a key is a secret of some bytes, not a document,
+/// and a wrong path (a log, a disk image) should fail fast.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// The shared-key flags every app takes (servers, clients and peers alike).
+#[derive(Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// Require the shared-key handshake of Python's multiprocessing.connection
+    /// (authkey): the key is this file's bytes, less one trailing newline.
+    /// The file must not be readable by every user. Also from $TRAMA_KEY_FILE.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Accept the legacy HMAC-MD5 handshake of Python 3.11 and older (off:
+    /// only HMAC-SHA256, as Python 3.12+ speaks).
+    #[arg(long)]
+    pub allow_legacy_md5: bool,
+    /// The whole key handshake must finish within this time.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for AuthArgs {
+    fn default() -> Self {
+        AuthArgs {
+            key_file: None,
+            allow_legacy_md5: false,
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl AuthArgs {
+    /// The handshake settings, or `None` when no key file is named (by flag
+    /// or by $TRAMA_KEY_FILE). Fails with a message for the user if the
+    /// file cannot be read, is empty, or is readable by everyone.
+    pub fn config(&self) -> Result<Option<AuthConfig>, String> {
+        let path = match (&self.key_file, std::env::var_os(KEY_FILE_ENV)) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) if !p.is_empty() => std::path::PathBuf::from(p),
+            (None, _) => return Ok(None),
+        };
+        let key = read_key_file(&path)?;
+        let mut config = AuthConfig::new(key);
+        config.policy = AuthPolicy {
+            allow_legacy_md5: self.allow_legacy_md5,
+        };
+        config.timeout = self.handshake_timeout;
+        if self.allow_legacy_md5 {
+            log::warn!("legacy HMAC-MD5 handshakes are allowed (--allow-legacy-md5)");
+        }
+        Ok(Some(config))
+    }
+}
+
+/// Read a key file: its bytes less one trailing newline. On Unix a file
+/// that every user may read is refused (the key would not be a secret).
+/// Errors name the path, never the contents.
+pub fn read_key_file(path: &std::path::Path) -> Result<AuthKey, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("key file {shown}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("key file {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("key file {shown} is not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            return Err(format!(
+                "key file {shown} is readable by every user (mode {mode:03o}); \
+                 make it private with: chmod 600 {shown}"
+            ));
+        }
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Err(format!(
+            "key file {shown} has {} bytes; a key file holds at most {MAX_KEY_FILE}",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("key file {shown}: {e}"))?;
+    AuthKey::from_file_contents(bytes).map_err(|e| format!("key file {shown}: {e}"))
+}
+
 /// Log to stderr; `RUST_LOG` overrides `default` (e.g. `"info"`).
 pub fn init_logging(default: &str) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
@@ -272,6 +367,38 @@ mod tests {
         assert!(parse_duration("5y").is_err());
         assert_eq!(parse_optional_duration("off").unwrap(), None);
         assert_eq!(parse_optional_duration("0").unwrap(), None);
+    }
+
+    #[test]
+    fn key_files() {
+        let dir = std::env::temp_dir().join(format!("trama-key-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key");
+        std::fs::write(&path, b"secret\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = read_key_file(&path).unwrap_err();
+            assert!(
+                e.contains("readable by every user") && e.contains("chmod 600"),
+                "{e}"
+            );
+            assert!(!e.contains("secret\n") && !e.contains("secret "), "{e}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let key = read_key_file(&path).unwrap();
+        assert_eq!(key, AuthKey::new(b"secret".to_vec()).unwrap());
+        std::fs::write(&path, b"\n").unwrap();
+        assert!(read_key_file(&path).unwrap_err().contains("empty"));
+        assert!(read_key_file(&dir.join("missing")).is_err());
+        assert!(read_key_file(&dir).is_err());
+        let args = AuthArgs {
+            key_file: Some(dir.join("missing")),
+            ..AuthArgs::default()
+        };
+        assert!(args.config().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

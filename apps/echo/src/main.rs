@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use trama_backend::Echo;
-use trama_cli::{parse_duration, FrameArgs, ServerArgs};
+use trama_cli::{parse_duration, AuthArgs, FrameArgs, ServerArgs};
 use trama_protocol::Codec;
 use trama_transport::{Client, ClientConfig};
 
@@ -46,6 +46,8 @@ struct Serve {
     frame: FrameArgs,
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 #[derive(Args)]
@@ -70,6 +72,8 @@ struct Send {
     timeout: Duration,
     #[command(flatten)]
     frame: FrameArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// The notes' `Persona`, sent as a MessagePack map so any language reads it.
@@ -111,7 +115,8 @@ type AppResult = Result<(), Box<dyn std::error::Error>>;
 
 fn serve(args: Serve) -> AppResult {
     let frame = args.frame.frame_config(args.framed)?;
-    let config = args.server.config(&args.addr, frame);
+    let mut config = args.server.config(&args.addr, frame);
+    config.auth = args.auth.config()?;
     trama_cli::serve(config, Echo, |_| {})?;
     Ok(())
 }
@@ -139,12 +144,19 @@ fn send(args: Send) -> AppResult {
         Message::Text(t) => t.as_bytes().to_vec(),
         Message::Persona(p) => Codec::MsgPack.to_vec(p)?,
     };
+    let auth = args.auth.config()?;
     let reply = if args.raw {
+        if auth.is_some() {
+            return Err(
+                "--raw speaks the notes' unframed dialect, which has no key handshake".into(),
+            );
+        }
         send_raw(&args.addr, &bytes, args.timeout)?
     } else {
         let config = ClientConfig {
             frame: args.frame.frame_config(true)?,
             connect_timeout: args.timeout,
+            auth,
             ..ClientConfig::default()
         };
         let client = Client::connect(&args.addr, config)?;

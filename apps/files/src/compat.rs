@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use trama_backend::files::{self, format_summary, human_bytes};
+use trama_protocol::auth::Role;
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 use trama_transport::PoolServer;
 
@@ -32,7 +33,7 @@ pub fn receive(args: &ReceiveArgs) -> AppResult {
     files::check_name(&wanted).map_err(|e| format!("--output: {e}"))?;
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| format!("cannot use {} as the directory: {e}", args.dir.display()))?;
-    let server = PoolServer::bind(receive::pool_config(args))?;
+    let server = PoolServer::bind(receive::pool_config(args)?)?;
     let handle = server.handle();
     let stopper = handle.clone();
     if let Err(e) = ctrlc::set_handler(move || stopper.shutdown()) {
@@ -124,6 +125,9 @@ pub fn send(args: &SendArgs) -> AppResult {
         .into());
     }
     let stream = trama_transport::connect(&args.addr, args.timeout)?;
+    if let Some(auth) = args.auth.config()? {
+        trama_transport::authenticate(&stream, Role::Dialer, &auth)?;
+    }
     stream.set_read_timeout(Some(args.timeout))?;
     stream.set_write_timeout(Some(args.timeout))?;
     let start = Instant::now();

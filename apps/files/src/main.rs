@@ -71,6 +71,9 @@ pub struct ReceiveArgs {
     /// Log only errors.
     #[arg(long)]
     pub quiet: bool,
+    /// The shared-key handshake (`--key-file`).
+    #[command(flatten)]
+    pub auth: trama_cli::AuthArgs,
 }
 
 /// Flags of `trama-files send`.
@@ -97,6 +100,9 @@ pub struct SendArgs {
     /// No progress bar, only the summary lines.
     #[arg(long)]
     pub quiet: bool,
+    /// The shared-key handshake (`--key-file`).
+    #[command(flatten)]
+    pub auth: trama_cli::AuthArgs,
 }
 
 fn main() -> ExitCode {

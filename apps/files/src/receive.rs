@@ -32,7 +32,7 @@ struct Ctx {
 pub fn run(args: &ReceiveArgs) -> AppResult {
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| format!("cannot use {} as the directory: {e}", args.dir.display()))?;
-    let server = PoolServer::bind(pool_config(args))?;
+    let server = PoolServer::bind(pool_config(args)?)?;
     let handle = server.handle();
     let stopper = handle.clone();
     if let Err(e) = ctrlc::set_handler(move || stopper.shutdown()) {
@@ -52,16 +52,17 @@ pub fn run(args: &ReceiveArgs) -> AppResult {
     Ok(())
 }
 
-/// The pool settings both receivers use.
-pub fn pool_config(args: &ReceiveArgs) -> PoolConfig {
-    PoolConfig {
+/// The pool settings both receivers use (fails on an unusable key file).
+pub fn pool_config(args: &ReceiveArgs) -> Result<PoolConfig, String> {
+    Ok(PoolConfig {
         addr: args.addr.clone(),
         threads: args.max_senders.max(1),
         queue: args.max_senders.max(1) * 4,
         read_timeout: Some(args.stall_timeout),
         write_timeout: Some(args.stall_timeout),
+        auth: args.auth.config()?,
         ..PoolConfig::default()
-    }
+    })
 }
 
 /// The frames of control messages, limited to [`files::MAX_CONTROL_FRAME`]:

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use trama_backend::files::{
     self, format_summary, Answer, Backoff, Done, Offer, Verdict, PROTOCOL_VERSION,
 };
+use trama_protocol::auth::Role;
 use trama_protocol::{Codec, FrameConfig, FrameReader, FrameWriter};
 
 use crate::progress::Progress;
@@ -97,6 +98,14 @@ fn send_with_retries(
 fn connect(args: &SendArgs) -> Result<TcpStream, Failure> {
     let stream = trama_transport::connect(&args.addr, args.timeout)
         .map_err(|e| Failure::Retry(e.to_string()))?;
+    if let Some(auth) = args.auth.config().map_err(Failure::Fatal)? {
+        match trama_transport::authenticate(&stream, Role::Dialer, &auth) {
+            Ok(()) => {}
+            // A wrong key stays wrong: no point retrying.
+            Err(e @ trama_transport::Error::Auth(_)) => return Err(Failure::Fatal(e.to_string())),
+            Err(e) => return Err(Failure::Retry(e.to_string())),
+        }
+    }
     let setup = stream
         .set_nodelay(true)
         .and_then(|()| stream.set_read_timeout(Some(args.timeout)))

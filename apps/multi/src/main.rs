@@ -42,6 +42,9 @@ struct Cli {
     /// Lines held for a server that is down.
     #[arg(long, default_value_t = 64)]
     queue: usize,
+    /// The key handshake, with every framed server (not the `raw:` ones).
+    #[command(flatten)]
+    auth: trama_cli::AuthArgs,
 }
 
 /// Parse `[NAME=][raw:]HOST:PORT`; the default label is the 1-based position.
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         connect_timeout: cli.connect_timeout,
         backoff_max: cli.max_backoff,
         queue: cli.queue,
+        auth: cli.auth.config()?,
         ..MultiConfig::default()
     };
     let multi = Arc::new(MultiClient::start(servers, config)?);

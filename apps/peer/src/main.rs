@@ -45,6 +45,9 @@ struct Cli {
     /// Longest wait between dial attempts.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     max_backoff: Duration,
+    /// The key handshake on every link, before the greeting.
+    #[command(flatten)]
+    auth: trama_cli::AuthArgs,
 }
 
 /// Lines held while no link can take them.
@@ -76,6 +79,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         listen: Some(cli.listen.clone()),
         frame,
         backoff_max: cli.max_backoff,
+        auth: cli.auth.config()?,
         ..PeerConfig::default()
     })?);
     let local = node

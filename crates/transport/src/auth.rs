@@ -36,10 +36,16 @@ impl AuthConfig {
     }
 }
 
-/// Run the handshake on a blocking stream, within `auth.timeout` in all.
-/// Reads exactly the handshake's bytes, so whatever follows stays in the
-/// socket for the application's reader. The stream's own timeouts are put
-/// back afterwards.
+/// Run the key handshake on a blocking stream, for programs that use their
+/// own sockets (a file sender on a raw `TcpStream`). `role` is
+/// [`Role::Dialer`] for the end that connected. Within `auth.timeout` in
+/// all; reads exactly the handshake's bytes, so whatever follows stays in
+/// the socket for the application's reader; the stream's own timeouts are
+/// put back afterwards.
+pub fn authenticate(stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result<()> {
+    handshake(stream, role, auth)
+}
+
 pub(crate) fn handshake(stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result<()> {
     let saved = (stream.read_timeout()?, stream.write_timeout()?);
     let result = run(stream, role, auth);

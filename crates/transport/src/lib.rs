@@ -63,7 +63,7 @@ mod server;
 mod stats;
 mod worker;
 
-pub use auth::AuthConfig;
+pub use auth::{authenticate, AuthConfig};
 pub use client::{Client, ClientConfig, ClientEvent};
 pub use config::ServerConfig;
 pub use error::{Error, Result};
