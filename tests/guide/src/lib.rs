@@ -1,0 +1,492 @@
+//! # trama-guide-tests
+//!
+//! The guide (`docs/guide`, in English) and the guía (`docs/guia`, in
+//! Spanish) are full of console sessions a student will type. This crate
+//! reads them so a test can run them: a command that stops working, or whose
+//! output changes, fails CI instead of confusing a student.
+//!
+//! ## How a console block is written
+//!
+//! Every fenced block whose language is a shell (`console`, `sh`, `shell`,
+//! `bash`) must say after the language whether the test runs it:
+//! ```` ```console run ```` or ```` ```console norun ```` (for what needs two
+//! machines, a terminal of its own, or a long time). An unmarked block is an
+//! error, so nobody can add a command that silently escapes the test.
+//!
+//! Inside a block:
+//!
+//! - a line starting with `$ ` is a command, run with `sh -c` from the
+//!   workspace root with the workspace's binaries first on `PATH`; a line
+//!   ending in `\` continues on the next one;
+//! - the lines after a command, up to the next `$ `, are output the command
+//!   must print (stdout or stderr), in that order; other lines may come in
+//!   between, and `...` inside a line stands for any text (a port, a time);
+//! - a command ending in `&` runs in the background until the block ends.
+//!   It must print `listening on ADDR`; the first background server's
+//!   address is then `$ADDR` (and its port `$PORT`) for the commands after
+//!   it, the second's `$ADDR2` / `$PORT2`, and so on. The lines shown after
+//!   a background command are waited for (up to a timeout) before the block
+//!   ends and the program is stopped;
+//! - a command must exit with status 0, unless its trailing comment says
+//!   otherwise: `$ trama-check $ADDR   # exit 1: one check fails`.
+//!
+//! Parsing and matching are plain functions here, tested without running
+//! anything; `tests/guide.rs` runs the blocks.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+pub mod exercises;
+
+/// The languages whose fenced blocks are console sessions and must be marked.
+pub const SHELL_LANGUAGES: [&str; 5] = ["console", "sh", "shell", "bash", "shell-session"];
+
+/// Whether the test runs a console block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// ```` ```console run ````: the test runs every command and checks its output.
+    Run,
+    /// ```` ```console norun ````: shown only (two machines, an interactive terminal...).
+    NoRun,
+}
+
+/// One command of a console block and what it must print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Line of the `$ ` (1-based), for error messages.
+    pub line: usize,
+    /// The shell command, without the `$ `, the trailing `&` and the comment.
+    pub command: String,
+    /// Ends in `&`: started in the background and stopped when the block ends.
+    pub background: bool,
+    /// The exit status it must end with (0 unless its comment says `exit N`).
+    pub exit: i32,
+    /// Lines the command must print, in order (`...` matches any text).
+    pub expect: Vec<String>,
+}
+
+/// A fenced console block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// Line of the opening fence (1-based).
+    pub line: usize,
+    /// The language word of the fence (`console`, `sh`, ...).
+    pub language: String,
+    /// `run` / `norun`, or `None` when the fence says neither.
+    pub marker: Option<Marker>,
+    /// The commands, in order.
+    pub steps: Vec<Step>,
+    /// What is wrong with the block's text (output before any command,
+    /// a fence left open), if anything.
+    pub problem: Option<String>,
+}
+
+/// A problem with a block, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Line of the block's opening fence.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Every console block of a Markdown text (blocks in other languages are skipped).
+pub fn console_blocks(markdown: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut lines = markdown.lines().enumerate();
+    while let Some((index, line)) = lines.next() {
+        let Some((fence, info)) = opening_fence(line) else {
+            continue;
+        };
+        let mut words = info.split_whitespace();
+        let language = words.next().unwrap_or("").to_string();
+        let marker = match words.next() {
+            Some("run") => Some(Marker::Run),
+            Some("norun") => Some(Marker::NoRun),
+            _ => None,
+        };
+        let mut body = Vec::new();
+        let mut closed = false;
+        for (body_index, body_line) in lines.by_ref() {
+            if body_line.trim_start().starts_with(&fence) && body_line.trim() == fence {
+                closed = true;
+                break;
+            }
+            body.push((body_index + 1, body_line));
+        }
+        if !SHELL_LANGUAGES.contains(&language.as_str()) {
+            continue;
+        }
+        let (steps, mut problem) = parse_steps(&body);
+        if !closed {
+            problem = Some("the block's fence is never closed".to_string());
+        }
+        blocks.push(Block {
+            line: index + 1,
+            language,
+            marker,
+            steps,
+            problem,
+        });
+    }
+    blocks
+}
+
+/// The problems that make a file's blocks unusable: unmarked blocks,
+/// malformed ones, and runnable blocks with no command.
+pub fn problems(blocks: &[Block]) -> Vec<Problem> {
+    let mut found = Vec::new();
+    for block in blocks {
+        if block.marker.is_none() {
+            found.push(Problem {
+                line: block.line,
+                message: format!(
+                    "console block not marked: write ```{} run or ```{} norun",
+                    block.language, block.language
+                ),
+            });
+        }
+        if let Some(message) = &block.problem {
+            found.push(Problem {
+                line: block.line,
+                message: message.clone(),
+            });
+        }
+        if block.marker == Some(Marker::Run) && block.steps.is_empty() {
+            found.push(Problem {
+                line: block.line,
+                message: "a runnable block with no `$ ` command".to_string(),
+            });
+        }
+    }
+    found
+}
+
+/// A fence opening: its backticks and its info string.
+fn opening_fence(line: &str) -> Option<(String, &str)> {
+    let trimmed = line.trim_start();
+    let ticks = trimmed.bytes().take_while(|&b| b == b'`').count();
+    if ticks < 3 {
+        return None;
+    }
+    Some((trimmed[..ticks].to_string(), trimmed[ticks..].trim()))
+}
+
+fn parse_steps(body: &[(usize, &str)]) -> (Vec<Step>, Option<String>) {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut problem = None;
+    let mut pending: Option<(usize, String)> = None;
+    for &(line_no, line) in body {
+        if let Some((start, mut text)) = pending.take() {
+            // A continuation of the previous command line.
+            let (piece, more) = continued(line);
+            text.push(' ');
+            text.push_str(piece.trim());
+            if more {
+                pending = Some((start, text));
+            } else {
+                steps.push(step(start, &text));
+            }
+            continue;
+        }
+        if let Some(command) = line.strip_prefix("$ ") {
+            let (piece, more) = continued(command);
+            if more {
+                pending = Some((line_no, piece.trim().to_string()));
+            } else {
+                steps.push(step(line_no, piece));
+            }
+        } else if line.trim().is_empty() {
+            continue;
+        } else if let Some(last) = steps.last_mut() {
+            last.expect.push(line.trim_end().to_string());
+        } else if problem.is_none() {
+            problem = Some(format!(
+                "line {line_no}: output before any `$ ` command: {line:?}"
+            ));
+        }
+    }
+    if let Some((start, text)) = pending {
+        steps.push(step(start, &text));
+    }
+    (steps, problem)
+}
+
+/// Strips a trailing `\`; says whether the command continues.
+fn continued(line: &str) -> (&str, bool) {
+    let trimmed = line.trim_end();
+    match trimmed.strip_suffix('\\') {
+        Some(rest) => (rest, true),
+        None => (trimmed, false),
+    }
+}
+
+fn step(line: usize, text: &str) -> Step {
+    let (code, comment) = split_comment(text);
+    let mut command = code.trim().to_string();
+    let mut background = false;
+    if command.ends_with('&') && !command.ends_with("&&") {
+        command.pop();
+        command = command.trim_end().to_string();
+        background = true;
+    }
+    let exit = comment
+        .and_then(|c| c.trim().strip_prefix("exit "))
+        .and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or(0);
+    Step {
+        line,
+        command,
+        background,
+        exit,
+        expect: Vec::new(),
+    }
+}
+
+/// Splits a shell line at its comment: a `#` outside quotes, at the start or
+/// after whitespace.
+fn split_comment(text: &str) -> (&str, Option<&str>) {
+    let mut quote: Option<char> = None;
+    let mut previous = ' ';
+    for (i, c) in text.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '#' && previous.is_whitespace() => {
+                return (&text[..i], Some(&text[i + 1..]));
+            }
+            None => {}
+        }
+        previous = c;
+    }
+    (text, None)
+}
+
+/// Whether an output line matches a line shown in the guide, where `...`
+/// stands for any text and trailing spaces do not count.
+pub fn line_matches(pattern: &str, line: &str) -> bool {
+    let pattern = pattern.trim_end();
+    let line = line.trim_end();
+    let parts: Vec<&str> = pattern.split("...").collect();
+    if parts.len() == 1 {
+        return pattern == line;
+    }
+    let (first, rest) = (parts[0], &parts[1..]);
+    let Some(mut remaining) = line.strip_prefix(first) else {
+        return false;
+    };
+    let last = rest.len() - 1;
+    for (i, part) in rest.iter().enumerate() {
+        if i == last {
+            return remaining.len() >= part.len() && remaining.ends_with(part);
+        }
+        match remaining.find(part) {
+            Some(at) => remaining = &remaining[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// How many of `expected` are found, in order, among `lines` (other lines
+/// may come in between). All of them means the output is as shown.
+pub fn matched_in_order<S: AsRef<str>>(expected: &[String], lines: &[S]) -> usize {
+    let mut found = 0;
+    for line in lines {
+        if found == expected.len() {
+            break;
+        }
+        if line_matches(&expected[found], line.as_ref()) {
+            found += 1;
+        }
+    }
+    found
+}
+
+/// The programs a command starts: the first word of each piece of the
+/// command split at `|`, `;`, `&`, `(` and quotes (so a program inside
+/// `--spawn "..."` counts too), keeping those named `trama-...`.
+pub fn trama_programs(command: &str) -> BTreeSet<String> {
+    command
+        .split(['|', ';', '&', '(', '"', '\''])
+        .filter_map(|piece| piece.split_whitespace().next())
+        .filter(|word| {
+            word.strip_prefix("trama-").is_some_and(|rest| {
+                !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            })
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// A Rust block that shows an exercise's test: ```` ```rust exercise=PATH ````,
+/// where PATH (from the workspace root) is the solution file holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExerciseBlock {
+    /// Line of the opening fence (1-based).
+    pub line: usize,
+    /// The solution file, relative to the workspace root.
+    pub path: String,
+    /// The code shown.
+    pub code: String,
+}
+
+/// Every exercise block of a Markdown text.
+pub fn exercise_blocks(markdown: &str) -> Vec<ExerciseBlock> {
+    let mut found = Vec::new();
+    let mut lines = markdown.lines().enumerate();
+    while let Some((index, line)) = lines.next() {
+        let Some((fence, info)) = opening_fence(line) else {
+            continue;
+        };
+        let path = info
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("exercise="))
+            .map(str::to_string);
+        let mut code = String::new();
+        for (_, body_line) in lines.by_ref() {
+            if body_line.trim() == fence {
+                break;
+            }
+            code.push_str(body_line);
+            code.push('\n');
+        }
+        if let Some(path) = path {
+            found.push(ExerciseBlock {
+                line: index + 1,
+                path,
+                code,
+            });
+        }
+    }
+    found
+}
+
+/// Whether `shown` appears in `source`, ignoring whitespace and line
+/// breaks (rustfmt may wrap a line the guide keeps whole): the guide shows
+/// the test exactly as the solution file has it.
+pub fn shows_verbatim(source: &str, shown: &str) -> bool {
+    let squeeze = |text: &str| -> String { text.chars().filter(|c| !c.is_whitespace()).collect() };
+    let shown = squeeze(shown);
+    !shown.is_empty() && squeeze(source).contains(&shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marked_blocks_and_their_steps() {
+        let text = "intro\n\n```console run\n$ trama-echo serve --addr 127.0.0.1:0 &\nlistening on 127.0.0.1:...\n$ trama-echo send --addr $ADDR --text hola\nhola\n```\n\n```rust\nfn main() {}\n```\n\n```console norun\n$ ssh otra\n```\n";
+        let blocks = console_blocks(text);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0].line, 3);
+        assert_eq!(blocks[0].marker, Some(Marker::Run));
+        assert_eq!(blocks[0].steps.len(), 2);
+        let serve = &blocks[0].steps[0];
+        assert!(serve.background);
+        assert_eq!(serve.command, "trama-echo serve --addr 127.0.0.1:0");
+        assert_eq!(serve.expect, ["listening on 127.0.0.1:..."]);
+        assert_eq!(serve.line, 4);
+        let send = &blocks[0].steps[1];
+        assert!(!send.background);
+        assert_eq!(send.expect, ["hola"]);
+        assert_eq!(blocks[1].marker, Some(Marker::NoRun));
+        assert!(problems(&blocks).is_empty());
+    }
+
+    #[test]
+    fn unmarked_and_malformed_blocks_are_problems() {
+        let text = "```console\n$ ls\n```\n```sh run\noutput first\n$ ls\n```\n```bash run\n```\n";
+        let blocks = console_blocks(text);
+        let found = problems(&blocks);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].line, 1);
+        assert!(found[0].message.contains("not marked"));
+        assert_eq!(found[1].line, 4);
+        assert!(found[1].message.contains("output before"));
+        assert_eq!(found[2].line, 8);
+        assert!(found[2].message.contains("no `$ ` command"));
+    }
+
+    #[test]
+    fn an_unclosed_fence_is_a_problem() {
+        let blocks = console_blocks("```console run\n$ ls\n");
+        assert_eq!(problems(&blocks).len(), 1);
+        assert!(problems(&blocks)[0].message.contains("never closed"));
+    }
+
+    #[test]
+    fn continuations_comments_and_exit_codes() {
+        let text = "```console run\n$ trama-check $ADDR \\\n    --json   # exit 1: the one-recv check fails\n$ echo 'a # b' && echo x # a note\n```\n";
+        let blocks = console_blocks(text);
+        let steps = &blocks[0].steps;
+        assert_eq!(steps[0].command, "trama-check $ADDR --json");
+        assert_eq!(steps[0].exit, 1);
+        assert_eq!(steps[1].command, "echo 'a # b' && echo x");
+        assert_eq!(steps[1].exit, 0);
+        assert!(!steps[1].background);
+    }
+
+    #[test]
+    fn exercise_blocks_name_their_solution() {
+        let text =
+            "```rust exercise=tests/x.rs\n#[test]\nfn t() {}\n```\n```rust\nfn f() {}\n```\n";
+        let found = exercise_blocks(text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "tests/x.rs");
+        assert_eq!(found[0].line, 1);
+        assert!(shows_verbatim(
+            "mod t {\n    #[test]\n\n    fn t() {}\n}\n",
+            &found[0].code
+        ));
+        assert!(!shows_verbatim("#[test]\nfn other() {}\n", &found[0].code));
+        assert!(!shows_verbatim("anything", ""));
+    }
+
+    #[test]
+    fn dots_stand_for_any_text() {
+        assert!(line_matches(
+            "listening on 127.0.0.1:...",
+            "listening on 127.0.0.1:4242"
+        ));
+        assert!(line_matches("a ... b ... c", "a 1 b 2 c"));
+        assert!(line_matches("...", "anything"));
+        assert!(line_matches("exact", "exact  "));
+        assert!(!line_matches("exact", "not exact"));
+        assert!(!line_matches("a...b", "ab-"));
+        assert!(!line_matches("ab...ba", "aba"));
+        assert!(!line_matches("x ... y", "x y"));
+    }
+
+    #[test]
+    fn expected_lines_must_come_in_order() {
+        let expect = vec!["one".to_string(), "t...".to_string()];
+        assert_eq!(matched_in_order(&expect, &["zero", "one", "x", "two"]), 2);
+        assert_eq!(matched_in_order(&expect, &["two", "one"]), 1);
+        assert_eq!(matched_in_order(&expect, &["zero"]), 0);
+    }
+
+    #[test]
+    fn programs_are_found_at_command_positions() {
+        let found = trama_programs(
+            "printf 'x\\n' | trama-chat join --addr $ADDR && trama-check --spawn \"trama-echo serve\" -p trama-protocol",
+        );
+        let expected: BTreeSet<String> = ["trama-chat", "trama-check", "trama-echo"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(found, expected);
+        assert!(trama_programs("cargo run -p trama-protocol --example x").is_empty());
+    }
+}
