@@ -117,6 +117,15 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+/// `s` with its lines joined by ` | `, blank ones dropped.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 /// The batch table: `submission,passed,failed,skipped,error,<one column per check>`.
 pub fn csv(rows: &[Row], checks: &[Check]) -> String {
     let mut out = String::from("submission,passed,failed,skipped,error");
@@ -131,7 +140,8 @@ pub fn csv(rows: &[Row], checks: &[Check]) -> String {
             r.report.count(Status::Pass).to_string(),
             r.report.count(Status::Fail).to_string(),
             r.report.count(Status::Skip).to_string(),
-            csv_field(r.error.as_deref().unwrap_or("")),
+            // One line per row: the error's lines joined.
+            csv_field(&one_line(r.error.as_deref().unwrap_or(""))),
         ];
         for c in checks {
             cells.push(
@@ -228,7 +238,7 @@ mod tests {
             },
             Row {
                 submission: "bea, \"b\"".into(),
-                error: Some("did not start".into()),
+                error: Some("did not start;\nits output:\n\nboom".into()),
                 report: Report::new("x", vec![]),
             },
         ];
@@ -237,7 +247,7 @@ mod tests {
             c,
             "submission,passed,failed,skipped,error,one-message,idle-cpu\n\
              ana,1,1,1,,pass,fail\n\
-             \"bea, \"\"b\"\"\",0,0,0,did not start,,\n"
+             \"bea, \"\"b\"\"\",0,0,0,did not start; | its output: | boom,,\n"
         );
     }
 

@@ -1,0 +1,364 @@
+//! End-to-end tests of `trama-check`: the real binary against trama's own
+//! echo server and against Python servers that each reproduce one classic
+//! defect (`tests/python/defects`). Every run uses short windows (flags), and
+//! the runs take turns: a spinning server would otherwise eat the CPU
+//! another run is measuring.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use serde_json::Value;
+use trama_test_support::{python3, python_script, run_command, ServerProcess};
+
+const CHECK: &str = env!("CARGO_BIN_EXE_trama-check");
+
+/// Building the sibling binary may take a while on a busy machine.
+const BUILD_DEADLINE: Duration = Duration::from_secs(900);
+/// One battery with the short windows below stays well under this.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Short windows so a battery takes seconds.
+const FAST: [&str; 8] = [
+    "--timeout",
+    "2s",
+    "--idle-window",
+    "1s",
+    "--settle",
+    "1s",
+    "--byte-gap",
+    "20ms",
+];
+
+/// One battery at a time.
+fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn ok<T>(r: trama_test_support::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `s` as one word for `sh`.
+fn quote(s: &Path) -> String {
+    format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"))
+}
+
+/// `trama-echo`, from the directory `trama-check` was built in (built once
+/// if it is not there: `CARGO_BIN_EXE_*` only names this package's binaries).
+fn trama_echo() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let path =
+        Path::new(CHECK).with_file_name(format!("trama-echo{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        BUILD.call_once(|| {
+            let out_dir = Path::new(CHECK).parent().unwrap();
+            let target_dir = out_dir.parent().unwrap();
+            let profile = out_dir.file_name().unwrap().to_string_lossy().into_owned();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["build", "-p", "trama-echo", "--target-dir"])
+                .arg(target_dir);
+            match profile.as_str() {
+                "debug" => {}
+                "release" => {
+                    cmd.arg("--release");
+                }
+                other => {
+                    cmd.args(["--profile", other]);
+                }
+            }
+            let (status, _, stderr) = ok(run_command(cmd, BUILD_DEADLINE));
+            assert!(
+                status.success(),
+                "building trama-echo failed ({status}):\n{stderr}"
+            );
+        });
+    }
+    assert!(
+        path.is_file(),
+        "{} is missing, even after building it",
+        path.display()
+    );
+    path
+}
+
+/// The shell command that starts the Python server `name` on a free port.
+fn defect(name: &str) -> String {
+    let python = ok(python3());
+    let script = ok(python_script(&format!("defects/{name}.py")));
+    format!(
+        "{} -u {} --port 0",
+        quote(Path::new(&python)),
+        quote(&script)
+    )
+}
+
+/// Run `trama-check ARGS --json` and return its exit code and report.
+fn check_json(args: &[&str]) -> (i32, Value) {
+    let mut cmd = Command::new(CHECK);
+    cmd.args(args).args(FAST).arg("--json");
+    let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    (status.code().unwrap(), report)
+}
+
+/// The names of the checks with `status`.
+fn with(report: &Value, status: &str) -> BTreeSet<String> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn reason<'a>(report: &'a Value, name: &str) -> &'a str {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["reason"].as_str())
+        .unwrap()
+}
+
+/// Spawn `command`, run the whole battery, and check the failed and skipped sets.
+fn expect_spawned(command: &str, failed: &[&str], skipped: &[&str]) -> Value {
+    let _turn = turn();
+    let (code, report) = check_json(&["--spawn", command]);
+    let shown = serde_json::to_string_pretty(&report).unwrap();
+    assert_eq!(with(&report, "fail"), set(failed), "{shown}");
+    assert_eq!(with(&report, "skip"), set(skipped), "{shown}");
+    assert_eq!(report["checks"].as_array().unwrap().len(), 13, "{shown}");
+    assert_eq!(report["failed"], failed.len(), "{shown}");
+    assert_eq!(report["skipped"], skipped.len(), "{shown}");
+    assert_eq!(
+        report["passed"],
+        13 - failed.len() - skipped.len(),
+        "{shown}"
+    );
+    assert_eq!(code, if failed.is_empty() { 0 } else { 1 }, "{shown}");
+    report
+}
+
+#[test]
+fn trama_echo_framed_passes_everything() {
+    let command = format!("{} serve --framed --addr 127.0.0.1:0", quote(&trama_echo()));
+    let report = expect_spawned(&command, &[], &[]);
+    assert!(
+        reason(&report, "idle-cpu").contains("% of one core"),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_correct_python_server_passes_everything() {
+    expect_spawned(&defect("correct"), &[], &[]);
+}
+
+#[test]
+fn a_single_recv_fails_the_split_and_the_large_message() {
+    let report = expect_spawned(
+        &defect("single_recv"),
+        &["byte-at-a-time", "large-message"],
+        &[],
+    );
+    assert!(
+        reason(&report, "large-message").contains("instead of 1048576"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_spin_on_disconnect_fails_idle_cpu() {
+    let report = expect_spawned(&defect("spin"), &["idle-cpu"], &["threads-released"]);
+    assert!(reason(&report, "idle-cpu").contains("spins"), "{report}");
+}
+
+#[test]
+fn one_client_at_a_time_fails_concurrency() {
+    let report = expect_spawned(
+        &defect("serial"),
+        &["concurrent-clients"],
+        &["slow-reader", "huge-header"],
+    );
+    assert!(
+        reason(&report, "concurrent-clients").starts_with("1 of 50 clients"),
+        "{report}"
+    );
+}
+
+#[test]
+fn trusting_the_header_fails_memory() {
+    let report = expect_spawned(&defect("trusting"), &["memory-bounded"], &[]);
+    assert!(
+        reason(&report, "memory-bounded").contains("4294967295"),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_notes_echo_server_ends_with_its_first_client() {
+    let _turn = turn();
+    let python = ok(python3());
+    let script = ok(python_script("notes_echo_server.py"));
+    let command = format!("{} -u {} 0", quote(Path::new(&python)), quote(&script));
+    let (code, report) = check_json(&["--spawn", &command, "--dialect", "raw"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(with(&report, "fail"), set(&["one-message"]), "{report}");
+    assert!(
+        reason(&report, "one-message").contains("the server exited"),
+        "{report}"
+    );
+    assert_eq!(report["skipped"], 12, "{report}");
+}
+
+#[test]
+fn without_spawn_the_process_checks_are_skipped() {
+    let _turn = turn();
+    let mut cmd = Command::new(trama_echo());
+    cmd.args(["serve", "--framed", "--addr", "127.0.0.1:0"])
+        .env_remove("RUST_LOG");
+    let server = ok(ServerProcess::from_command(cmd));
+    let addr = server.addr().to_string();
+    let (code, report) = check_json(&[&addr]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["target"], addr.as_str());
+    assert_eq!(
+        with(&report, "skip"),
+        set(&["memory-bounded", "idle-cpu", "threads-released"]),
+        "{report}"
+    );
+    assert!(reason(&report, "idle-cpu").contains("--spawn"), "{report}");
+    // The human form: a line per check and the summary.
+    let mut cmd = Command::new(CHECK);
+    cmd.arg(&addr)
+        .args(FAST)
+        .args(["--check", "one-message", "--check", "garbage"]);
+    let (status, stdout, _) = ok(run_command(cmd, RUN_DEADLINE));
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains("  pass  one-message  "), "{stdout}");
+    assert!(
+        stdout.ends_with("2 passed, 0 failed, 0 skipped\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_server_that_never_listens_is_an_error() {
+    let mut cmd = Command::new(CHECK);
+    cmd.args([
+        "--spawn",
+        "echo 'Traceback: SyntaxError' >&2; exit 1",
+        "--start-timeout",
+        "5s",
+    ]);
+    let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
+    assert_eq!(status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("SyntaxError"), "{stderr}");
+}
+
+#[test]
+fn batch_gives_the_expected_table() {
+    let _turn = turn();
+    let dir = std::env::temp_dir().join(format!("trama-check-batch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let subs = dir.join("subs");
+    let defects = ok(python_script("defects/common.py"));
+    let defects = defects.parent().unwrap();
+    for (student, server) in [
+        ("ana", Some("correct")),
+        ("bea", Some("single_recv")),
+        ("cris", Some("serial")),
+        ("dani", None),
+    ] {
+        let folder = subs.join(student);
+        std::fs::create_dir_all(&folder).unwrap();
+        if let Some(server) = server {
+            std::fs::copy(defects.join("common.py"), folder.join("common.py")).unwrap();
+            std::fs::copy(
+                defects.join(format!("{server}.py")),
+                folder.join("servidor.py"),
+            )
+            .unwrap();
+        }
+    }
+    let python = ok(python3());
+    let template = format!("{} -u {{}}/servidor.py --port 0", quote(Path::new(&python)));
+    let csv = dir.join("out.csv");
+    let json = dir.join("out.json");
+    let mut cmd = Command::new(CHECK);
+    cmd.arg("batch")
+        .arg(&subs)
+        .args([
+            "--spawn",
+            &template,
+            "--time-limit",
+            "60s",
+            "--start-timeout",
+            "5s",
+        ])
+        .args(FAST)
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--json")
+        .arg(&json);
+    let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE * 4));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("dani: not checked: "), "{stdout}");
+
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows[0].join(","),
+        "submission,passed,failed,skipped,error,one-message,byte-at-a-time,ten-in-one-write,\
+         empty-message,large-message,concurrent-clients,slow-reader,mid-message-disconnect,\
+         huge-header,garbage,memory-bounded,idle-cpu,threads-released"
+    );
+    assert_eq!(rows.len(), 5, "{table}");
+    let p = "pass";
+    assert_eq!(
+        rows[1],
+        ["ana", "13", "0", "0", "", p, p, p, p, p, p, p, p, p, p, p, p, p],
+        "{table}"
+    );
+    assert_eq!(
+        rows[2],
+        ["bea", "11", "2", "0", "", p, "fail", p, p, "fail", p, p, p, p, p, p, p, p],
+        "{table}"
+    );
+    assert_eq!(
+        rows[3],
+        ["cris", "10", "1", "2", "", p, p, p, p, p, "fail", "skip", p, "skip", p, p, p, p],
+        "{table}"
+    );
+    // dani has no servidor.py: an error, and every check skipped.
+    assert!(rows[4].join(",").starts_with("dani,0,0,13,"), "{table}");
+    assert!(rows[4].join(",").ends_with(&",skip".repeat(13)), "{table}");
+    assert!(rows[4][4].contains("servidor.py"), "{table}");
+
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let subs_json = summary["submissions"].as_array().unwrap();
+    assert_eq!(subs_json.len(), 4);
+    assert_eq!(subs_json[1]["submission"], "bea");
+    assert_eq!(subs_json[1]["failed"], 2);
+    assert!(
+        subs_json[3]["error"].as_str().unwrap().contains("exited"),
+        "{summary}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
