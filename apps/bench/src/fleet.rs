@@ -260,6 +260,10 @@ fn run_thread(
     progress.ready.fetch_add(1, Ordering::Relaxed);
     barrier.wait();
     let mut engine = prepared?;
+    if engine.open_conns().is_empty() {
+        // Nothing to measure on this thread.
+        return Ok(engine.out);
+    }
     match plan.job {
         Job::Load {
             warmup,
@@ -342,6 +346,10 @@ struct Engine {
     refill: Refill,
     inflight_total: usize,
     last_reply: Option<Instant>,
+    /// Events of the current turn (reused).
+    ready: Vec<(usize, bool, bool)>,
+    /// Replies not yet added to the shared progress counter.
+    unpublished: u64,
 }
 
 impl Engine {
@@ -371,6 +379,8 @@ impl Engine {
             refill: Refill::None,
             inflight_total: 0,
             last_reply: None,
+            ready: Vec::with_capacity(1024),
+            unpublished: 0,
         })
     }
 
@@ -544,19 +554,27 @@ impl Engine {
             }
             return;
         }
-        let ready: Vec<(usize, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.token().0,
-                    e.is_readable() || e.is_read_closed() || e.is_error(),
-                    e.is_writable(),
-                )
-            })
-            .collect();
-        for (i, readable, writable) in ready {
+        // The events borrow the poll's buffer; copy them out (into a reused
+        // vector) so the handlers may use the engine.
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().map(|e| {
+            (
+                e.token().0,
+                e.is_readable() || e.is_read_closed() || e.is_error(),
+                e.is_writable(),
+            )
+        }));
+        for &(i, readable, writable) in &ready {
             self.on_event(i, readable, writable);
+        }
+        self.ready = ready;
+        // One shared update per turn, not one per read.
+        if self.unpublished > 0 {
+            self.progress
+                .replies
+                .fetch_add(self.unpublished, Ordering::Relaxed);
+            self.unpublished = 0;
         }
     }
 
@@ -618,7 +636,7 @@ impl Engine {
         if frames == 0 {
             return;
         }
-        self.progress.replies.fetch_add(frames, Ordering::Relaxed);
+        self.unpublished += frames;
         let in_window = now >= self.from && now < self.until;
         for _ in 0..frames {
             let Some(t) = self.conns[i].inflight.pop_front() else {
