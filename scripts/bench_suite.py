@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""The benchmark suite of docs/PERFORMANCE.md: trama-bench against trama and the
+reference servers of ../shared/bench, interleaved round by round, medians of
+the rounds, and the check that trama-bench agrees with the references'
+`loadgen` on the same server with the same parameters.
+
+Each round runs every server once in a rotated order; each measurement gets a
+freshly started server. What is measured:
+
+  pingpong  trama-bench pingpong --size 64, server pinned with taskset to CPU 0,
+            the client to CPU 0 ("same") and to CPU 1 ("cross").
+  load      trama-bench load --size 64 at each --clients value (unpinned).
+  bulk      trama-bench bulk --frame 64KiB to each echo server (replies read
+            back and counted) and to the references' sinks.
+  hold      trama-bench hold at each --hold-clients value with --server-pid: the
+            server's RSS per idle connection and its threads, from /proc.
+
+With loadgen on the servers in --agree-servers: pingpong (both placements),
+load at --agree-clients, bulk to the sink, hold (answered only).
+
+Builds nothing. Build first (release):
+    cargo build --release -p trama-bench -p trama-echo
+    CARGO_TARGET_DIR=target/refbench cargo build --release --manifest-path ../shared/bench/Cargo.toml
+
+Then, on a quiet machine:
+    python3 scripts/bench_suite.py --rounds 5 --out target/bench_suite.json
+    python3 scripts/plot.py target/bench_suite.json --out docs/img
+
+Every raw result (each tool's own JSON or RESULT line, with the command) goes
+to --out; the Markdown tables go to stdout; progress goes to stderr.
+Linux only (taskset, /proc). `--quick` runs tiny parameters to check that
+everything starts (its figures mean nothing).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Paths:
+    def __init__(self, trama_dir, ref_dir):
+        self.bench = os.path.join(trama_dir, "trama-bench")
+        self.echo = os.path.join(trama_dir, "trama-echo")
+        self.loadgen = os.path.join(ref_dir, "loadgen")
+        self.refsrv = os.path.join(ref_dir, "refsrv")
+        self.tokiosrv = os.path.join(ref_dir, "tokiosrv")
+        self.miosrv = os.path.join(ref_dir, "miosrv")
+
+
+def server_table(p, trama_bulk_args):
+    """name -> how to start it (echo, sink), its framing, and what it can do."""
+    return {
+        "trama": {
+            "echo": lambda a: [p.echo, "serve", "--framed", "--addr", a],
+            # trama drops a peer whose replies pile up past --max-outbound
+            # (4 MiB by default); a bulk echo client may lag that much.
+            "bulk": lambda a: [p.echo, "serve", "--framed", "--addr", a] + trama_bulk_args,
+            "sink": None,
+            "framing": "be32",
+            "hold": True,
+        },
+        "refsrv": {
+            "echo": lambda a: [p.refsrv, "echo", "--addr", a],
+            "bulk": lambda a: [p.refsrv, "echo", "--addr", a],
+            "sink": lambda a: [p.refsrv, "sink", "--addr", a],
+            "framing": "be32",
+            # A reader and a writer handle per socket: 10,000 connections
+            # need 20,000 descriptors, the whole limit.
+            "hold": False,
+        },
+        "tokiosrv": {
+            "echo": lambda a: [p.tokiosrv, "echo", "--addr", a],
+            "bulk": lambda a: [p.tokiosrv, "echo", "--addr", a],
+            "sink": lambda a: [p.tokiosrv, "sink", "--addr", a],
+            "framing": "be32",
+            "hold": True,
+        },
+        "miosrv": {
+            "echo": lambda a: [p.miosrv, "--addr", a],
+            # Nagle and a delayed ACK per reply: bulk echo is not its use.
+            "bulk": None,
+            "sink": None,
+            "framing": "varint",
+            "hold": True,
+        },
+    }
+
+
+class Server:
+    """A server process on a free port, stopped by its own pid."""
+
+    def __init__(self, cmd, cpus=None):
+        self.addr = f"127.0.0.1:{free_port()}"
+        full = cmd(self.addr)
+        if cpus is not None:
+            full = ["taskset", "-c", cpus] + full
+        env = dict(os.environ, RUST_LOG="warn")
+        self.proc = subprocess.Popen(full, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env=env)
+        port = int(self.addr.rsplit(":", 1)[1])
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{full} exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                time.sleep(0.1)  # let it settle after our probe
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{full} did not start on {self.addr}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def pinned(cmd, cpus):
+    return (["taskset", "-c", cpus] if cpus is not None else []) + cmd
+
+
+def run_bench(paths, args, cpus=None, timeout=600):
+    """trama-bench --json ARGS: (its JSON object or None, the command)."""
+    cmd = pinned([paths.bench, "--json", "--quiet"] + args, cpus)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"  timed out: {' '.join(cmd)}")
+        return None, cmd
+    if out.returncode != 0:
+        log(f"  failed ({out.returncode}): {' '.join(cmd)}\n  {out.stderr.strip()[-500:]}")
+        return None, cmd
+    return json.loads(out.stdout), cmd
+
+
+def run_loadgen(paths, args, cpus=None, timeout=600):
+    """loadgen ARGS: (its RESULT line as a dict of numbers, the command)."""
+    cmd = pinned([paths.loadgen] + args, cpus)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"  timed out: {' '.join(cmd)}")
+        return None, cmd
+    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
+    if line is None:
+        log(f"  no RESULT: {' '.join(cmd)}\n  {out.stderr.strip()[-500:]}")
+        return None, cmd
+    r = {}
+    for kv in line.split()[1:]:
+        k, v = kv.split("=", 1)
+        try:
+            r[k] = float(v)
+        except ValueError:
+            r[k] = v
+    return r, cmd
+
+
+class Suite:
+    def __init__(self, a, paths):
+        self.a = a
+        self.p = paths
+        self.servers = server_table(paths, a.trama_bulk_args.split())
+        self.runs = []
+
+    def record(self, rnd, server, test, tool, result, cmd, **extra):
+        self.runs.append(dict(round=rnd, server=server, test=test, tool=tool,
+                              result=result, command=cmd, **extra))
+        self.flush()
+
+    def flush(self):
+        with open(self.a.out_path, "w") as f:
+            json.dump(self.document(), f, indent=1)
+
+    def document(self):
+        return {
+            "machine": machine(),
+            "started": self.started,
+            "params": vars(self.a),
+            "runs": self.runs,
+        }
+
+    def both(self, rnd, bench, loadgen):
+        """Run trama-bench and loadgen in alternating order by round."""
+        if rnd % 2:
+            return bench(), loadgen()
+        lg = loadgen()
+        return bench(), lg
+
+    # --- the tests -------------------------------------------------------
+
+    def pingpong(self, rnd, name, agree):
+        s = self.servers[name]
+        slow = name == "miosrv"  # a delayed ACK (~44 ms) per reply
+        count = self.a.pingpong_count if not slow else max(50, self.a.pingpong_count // 500)
+        for placement, client_cpu in (("same", "0"), ("cross", "1")):
+            if placement == "cross" and os.cpu_count() < 2:
+                continue
+            srv = Server(s["echo"], "0")
+            try:
+                args = ["pingpong", "--addr", srv.addr, "--framing", s["framing"],
+                        "--size", "64", "--count", str(count)]
+                lg_args = ["pingpong", "--addr", srv.addr, "--framing", s["framing"],
+                           "--size", "64", "--count", str(count)]
+                bench = lambda: run_bench(self.p, args, client_cpu)
+                if agree:
+                    (b, bc), (l, lc) = self.both(rnd, bench, lambda: run_loadgen(self.p, lg_args, client_cpu))
+                    self.record(rnd, name, "pingpong", "loadgen", l, lc, placement=placement)
+                else:
+                    b, bc = bench()
+                self.record(rnd, name, "pingpong", "trama-bench", b, bc, placement=placement)
+            finally:
+                srv.stop()
+
+    def load(self, rnd, name, agree):
+        s = self.servers[name]
+        secs = self.a.duration
+        for c in self.a.clients:
+            srv = Server(s["echo"])
+            try:
+                args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
+                        "--clients", str(c), "--duration", f"{secs}s",
+                        "--warmup", f"{self.a.warmup}s", "--pipeline", "1"]
+                bench = lambda: run_bench(self.p, args)
+                if agree and c in self.a.agree_clients:
+                    lg_args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
+                               "--clients", str(c), "--secs", str(secs)]
+                    (b, bc), (l, lc) = self.both(rnd, bench, lambda: run_loadgen(self.p, lg_args))
+                    self.record(rnd, name, "load", "loadgen", l, lc, clients=c)
+                else:
+                    b, bc = bench()
+                self.record(rnd, name, "load", "trama-bench", b, bc, clients=c)
+            finally:
+                srv.stop()
+
+    def bulk(self, rnd, name, agree):
+        s = self.servers[name]
+        mib = self.a.bulk_mib
+        args = lambda addr: ["bulk", "--addr", addr, "--bytes", f"{mib}MiB", "--frame", "64KiB",
+                             "--timeout", "30s"]
+        if s["bulk"]:
+            srv = Server(s["bulk"])
+            try:
+                b, bc = run_bench(self.p, args(srv.addr))
+                self.record(rnd, name, "bulk", "trama-bench", b, bc, target="echo")
+            finally:
+                srv.stop()
+        if s["sink"]:
+            srv = Server(s["sink"])
+            try:
+                bench = lambda: run_bench(self.p, args(srv.addr))
+                if agree:
+                    lg = lambda: run_loadgen(self.p, ["bulk", "--addr", srv.addr, "--mib", str(mib),
+                                                      "--frame", "65536"])
+                    (b, bc), (l, lc) = self.both(rnd, bench, lg)
+                    self.record(rnd, name, "bulk", "loadgen", l, lc, target="sink")
+                else:
+                    b, bc = bench()
+                self.record(rnd, name, "bulk", "trama-bench", b, bc, target="sink")
+            finally:
+                srv.stop()
+
+    def hold(self, rnd, name, agree):
+        s = self.servers[name]
+        if not s["hold"]:
+            return
+        for n in self.a.hold_clients:
+            srv = Server(s["echo"])
+            try:
+                time.sleep(0.3)
+                b, bc = run_bench(self.p, ["hold", "--addr", srv.addr, "--framing", s["framing"],
+                                           "--clients", str(n), "--duration", f"{self.a.hold_secs}s",
+                                           "--server-pid", str(srv.pid)])
+                self.record(rnd, name, "hold", "trama-bench", b, bc, clients=n)
+            finally:
+                srv.stop()
+            if agree and n == max(self.a.hold_clients):
+                srv = Server(s["echo"])
+                try:
+                    l, lc = run_loadgen(self.p, ["hold", "--addr", srv.addr, "--framing", s["framing"],
+                                                 "--clients", str(n), "--secs", str(self.a.hold_secs)])
+                    self.record(rnd, name, "hold", "loadgen", l, lc, clients=n)
+                finally:
+                    srv.stop()
+
+    def run(self):
+        self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        names = self.a.servers
+        for rnd in range(1, self.a.rounds + 1):
+            k = (rnd - 1) % len(names)
+            order = names[k:] + names[:k]
+            for name in order:
+                agree = name in self.a.agree_servers
+                for test in self.a.tests:
+                    log(f"round {rnd}/{self.a.rounds}: {name} {test}")
+                    try:
+                        getattr(self, test)(rnd, name, agree)
+                    except RuntimeError as e:
+                        log(f"  skipped: {e}")
+        self.flush()
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+# --- summary ------------------------------------------------------------
+
+def figures(runs):
+    """(server, figure, tool) -> list of values over the rounds."""
+    out = {}
+
+    def add(server, fig, tool, v):
+        if v is not None:
+            out.setdefault((server, fig, tool), []).append(float(v))
+
+    for r in runs:
+        res, tool, srv, test = r["result"], r["tool"], r["server"], r["test"]
+        if res is None:
+            continue
+        if test == "pingpong":
+            for k in ("p50_us", "p99_us"):
+                add(srv, f"pingpong {r['placement']} CPU, {k}", tool, res.get(k))
+        elif test == "load":
+            c = r["clients"]
+            add(srv, f"load {c} clients, msgs_per_s", tool, res.get("msgs_per_s"))
+            add(srv, f"load {c} clients, p99_us", tool, res.get("p99_us"))
+        elif test == "bulk":
+            add(srv, f"bulk to {r['target']}, mb_per_s", tool, res.get("mb_per_s"))
+        elif test == "hold":
+            n = r["clients"]
+            add(srv, f"hold {n}, answered", tool, res.get("answered"))
+            add(srv, f"hold {n}, server_bytes_per_conn", tool, res.get("server_bytes_per_conn"))
+            add(srv, f"hold {n}, server_threads", tool, res.get("server_threads"))
+            add(srv, f"hold {n}, answer_all_ms", tool, res.get("answer_all_ms"))
+    return out
+
+
+def med(v):
+    return statistics.median(v) if v else None
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.1f}"
+
+
+def target(fig, t, ref, tok, hold_n):
+    """The issue's target for a figure, and whether the medians meet it."""
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+    if t is None:
+        return ""
+    if fig.startswith("pingpong") and fig.endswith("p50_us") and ref:
+        return f"≤ 1.10x refsrv: {verdict(t <= 1.10 * ref)}"
+    if fig.startswith("load") and fig.endswith("msgs_per_s"):
+        parts = []
+        if tok:
+            parts.append(f"≥ tokiosrv: {verdict(t >= tok)}")
+        if ref:
+            parts.append(f"≥ 0.85x refsrv: {verdict(t >= 0.85 * ref)}")
+        return "; ".join(parts)
+    if fig == "load 1000 clients, p99_us":
+        return f"< 20 ms: {verdict(t < 20000)}"
+    if fig == "bulk to echo, mb_per_s" and ref:
+        return f"≥ 0.9x refsrv: {verdict(t >= 0.9 * ref)}"
+    if fig.startswith("hold") and fig.endswith("answered"):
+        return f"all: {verdict(t >= hold_n(fig))}"
+    if fig.startswith("hold") and fig.endswith("bytes_per_conn"):
+        return f"≤ 1 KiB: {verdict(t <= 1024)}"
+    return ""
+
+
+def markdown(doc):
+    runs = doc["runs"]
+    f = figures(runs)
+    servers = doc["params"]["servers"]
+    m = doc["machine"]
+    lines = [f"Machine: {m['cores']} cores, {m['cpu']}, Linux {m['kernel']}; "
+             f"{doc['params']['rounds']} rounds, medians.", ""]
+    figs = list(dict.fromkeys(k[1] for k in f if k[2] == "trama-bench"))
+    lines.append("| figure | " + " | ".join(servers) + " | trama / refsrv | trama / tokiosrv | target |")
+    lines.append("|---" * (len(servers) + 4) + "|")
+    for fig in figs:
+        vals = {s: med(f.get((s, fig, "trama-bench"), [])) for s in servers}
+        t, ref, tok = vals.get("trama"), vals.get("refsrv"), vals.get("tokiosrv")
+        ratio = lambda o: f"{t / o:.2f}x" if t is not None and o else "–"
+        hold_n = lambda fig: float(fig.split()[1].rstrip(","))
+        lines.append(f"| {fig} | " + " | ".join(fmt(vals[s]) for s in servers)
+                     + f" | {ratio(ref)} | {ratio(tok)} | {target(fig, t, ref, tok, hold_n)} |")
+    # Agreement with loadgen: same server, same parameters, same rounds.
+    pairs = [(k[0], k[1]) for k in f if k[2] == "loadgen" and (k[0], k[1], "trama-bench") in f]
+    pairs = [p for p in dict.fromkeys(pairs)
+             if p[1].endswith(("msgs_per_s", "p50_us", "mb_per_s", "answered"))]
+    if pairs:
+        lines += ["", "| server | figure | trama-bench | loadgen | trama-bench / loadgen | within 10 % |",
+                  "|---|---|---|---|---|---|"]
+        for srv, fig in pairs:
+            b, l = med(f[(srv, fig, "trama-bench")]), med(f[(srv, fig, "loadgen")])
+            r = b / l if l else None
+            ok = "yes" if r is not None and abs(r - 1) <= 0.10 else "**no**"
+            lines.append(f"| {srv} | {fig} | {fmt(b)} | {fmt(l)} | "
+                         f"{f'{r:.2f}' if r is not None else '–'} | {ok} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--servers", default="trama,refsrv,tokiosrv,miosrv")
+    ap.add_argument("--tests", default="pingpong,load,bulk,hold")
+    ap.add_argument("--clients", default="1,16,256,1000", help="load: connection counts")
+    ap.add_argument("--duration", type=float, default=5.0, help="load: measured seconds")
+    ap.add_argument("--warmup", type=float, default=1.0, help="load: unmeasured seconds first")
+    ap.add_argument("--pingpong-count", type=int, default=100000)
+    ap.add_argument("--bulk-mib", type=int, default=4096)
+    ap.add_argument("--hold-clients", default="1000,5000,10000")
+    ap.add_argument("--hold-secs", type=float, default=5.0)
+    ap.add_argument("--agree-servers", default="trama,refsrv,tokiosrv",
+                    help="servers also measured with loadgen")
+    ap.add_argument("--agree-clients", default="1,16,256",
+                    help="load: connection counts also measured with loadgen (it runs a thread per client)")
+    ap.add_argument("--trama-bulk-args", default="--max-outbound 256MiB",
+                    help="extra flags for trama-echo in the bulk test")
+    ap.add_argument("--trama-dir", default=os.path.join(ROOT, "target", "release"))
+    ap.add_argument("--ref-dir", default=os.path.join(ROOT, "target", "refbench", "release"))
+    ap.add_argument("--out", default="target/bench_suite.json", help="all raw results (JSON)")
+    ap.add_argument("--quick", action="store_true", help="tiny parameters: checks the suite runs")
+    ap.add_argument("--summarize", metavar="FILE", help="only print the tables of an earlier --out")
+    a = ap.parse_args()
+    if a.summarize:
+        with open(a.summarize) as fh:
+            print(markdown(json.load(fh)))
+        return
+    if a.quick:
+        a.rounds, a.duration, a.warmup = 1, 0.5, 0.2
+        a.pingpong_count, a.bulk_mib, a.hold_secs = 2000, 64, 0.5
+        a.clients, a.hold_clients, a.agree_clients = "1,16", "200", "16"
+    a.servers = a.servers.split(",")
+    a.tests = a.tests.split(",")
+    a.agree_servers = a.agree_servers.split(",")
+    a.clients = [int(c) for c in a.clients.split(",")]
+    a.agree_clients = [int(c) for c in a.agree_clients.split(",")]
+    a.hold_clients = [int(c) for c in a.hold_clients.split(",")]
+    a.out_path = os.path.join(ROOT, a.out)
+    paths = Paths(a.trama_dir, a.ref_dir)
+    needed = [paths.bench] + ([paths.echo] if "trama" in a.servers else [])
+    needed += [getattr(paths, s) for s in a.servers if s != "trama"]
+    if a.agree_servers:
+        needed.append(paths.loadgen)
+    missing = [x for x in needed if not os.path.exists(x)]
+    if missing:
+        raise SystemExit("missing " + ", ".join(missing) + ": build first (see --help)")
+    for t in a.tests:
+        if t not in ("pingpong", "load", "bulk", "hold"):
+            raise SystemExit(f"unknown test {t}")
+    os.makedirs(os.path.dirname(a.out_path), exist_ok=True)
+    suite = Suite(a, paths)
+    t0 = time.time()
+    suite.run()
+    log(f"done in {time.time() - t0:.0f} s; raw results in {a.out}")
+    print(markdown(suite.document()))
+
+
+if __name__ == "__main__":
+    main()
