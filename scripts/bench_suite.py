@@ -209,6 +209,13 @@ class Suite:
             "runs": self.runs,
         }
 
+    def threads(self, clients):
+        """trama-bench --threads for `clients` connections, if --bench-threads says."""
+        t = self.a.bench_threads
+        if t is None:
+            return []
+        return ["--threads", str(clients if t == "clients" else int(t))]
+
     def both(self, rnd, bench, loadgen):
         """Run trama-bench and loadgen in alternating order by round."""
         if rnd % 2:
@@ -249,7 +256,7 @@ class Suite:
             try:
                 args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
                         "--clients", str(c), "--duration", f"{secs}s",
-                        "--warmup", f"{self.a.warmup}s", "--pipeline", "1"]
+                        "--warmup", f"{self.a.warmup}s", "--pipeline", "1"] + self.threads(c)
                 bench = lambda: run_bench(self.p, args)
                 if agree and c in self.a.agree_clients:
                     lg_args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
@@ -299,7 +306,7 @@ class Suite:
                 time.sleep(0.3)
                 b, bc = run_bench(self.p, ["hold", "--addr", srv.addr, "--framing", s["framing"],
                                            "--clients", str(n), "--duration", f"{self.a.hold_secs}s",
-                                           "--server-pid", str(srv.pid)])
+                                           "--server-pid", str(srv.pid)] + self.threads(n))
                 self.record(rnd, name, "hold", "trama-bench", b, bc, clients=n)
             finally:
                 srv.stop()
@@ -459,6 +466,9 @@ def main():
                     help="servers also measured with loadgen")
     ap.add_argument("--agree-clients", default="1,16,256",
                     help="load: connection counts also measured with loadgen (it runs a thread per client)")
+    ap.add_argument("--bench-threads", default=None,
+                    help="trama-bench --threads for load and hold: a number, or 'clients' for "
+                         "one thread per connection (default: trama-bench's, one per core)")
     ap.add_argument("--trama-bulk-args", default="--max-outbound 256MiB",
                     help="extra flags for trama-echo in the bulk test")
     ap.add_argument("--trama-dir", default=os.path.join(ROOT, "target", "release"))
