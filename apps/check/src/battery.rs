@@ -53,10 +53,20 @@ pub fn run(
         } else {
             Duration::ZERO
         };
-        let exited = probe
-            .server()
-            .and_then(|s| s.exited_within(wait).map(|st| (st, s.last_output())));
-        if let Some((status, output)) = exited {
+        let exited = probe.server().and_then(|s| {
+            s.exited_within(wait)
+                .map(|st| (st, s.last_output(), s.killed()))
+        });
+        if let Some((_, _, true)) = exited {
+            let why = format!(
+                "time limit of {} s reached during this check; the server was stopped",
+                time_limit.unwrap_or_default().as_secs_f64()
+            );
+            schedule.record(check, Status::Skip, why);
+            schedule.abandon("the server was stopped at the time limit");
+            break;
+        }
+        if let Some((status, output, false)) = exited {
             let last = last_line(&output);
             schedule.record(
                 check,

@@ -499,7 +499,7 @@ impl<'a> Probe<'a> {
                 ))
             })?;
         Ok(format!(
-            "after {} bytes that are not a valid message (the first an invalid UTF-8 payload), the next client was answered",
+            "after {} bytes that are not a valid message (starting with invalid UTF-8), the next client was answered",
             bytes.len()
         ))
     }

@@ -15,6 +15,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -218,6 +219,8 @@ pub struct Server {
     output: Arc<Mutex<Tail>>,
     status: Option<ExitStatus>,
     stopped: bool,
+    /// Set when a [`Killer`] fired (the batch time limit).
+    killed: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -267,6 +270,7 @@ impl Server {
             output,
             status: None,
             stopped: false,
+            killed: Arc::new(AtomicBool::new(false)),
         };
         let deadline = Instant::now() + launch.start_timeout;
         loop {
@@ -355,7 +359,15 @@ impl Server {
     /// Something that can kill the whole group from another thread (the
     /// batch time limit). Use it only while this `Server` is alive.
     pub fn killer(&self) -> Killer {
-        Killer { pgid: self.pgid() }
+        Killer {
+            pgid: self.pgid(),
+            fired: Arc::clone(&self.killed),
+        }
+    }
+
+    /// Whether a [`Killer`] killed the group (so an exit is not the server's doing).
+    pub fn killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
     }
 
     /// Stop the group: SIGTERM, up to `grace` for it to go, then SIGKILL.
@@ -400,9 +412,10 @@ impl Drop for Server {
 }
 
 /// Kills a server's process group (see [`Server::killer`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Killer {
     pgid: i64,
+    fired: Arc<AtomicBool>,
 }
 
 impl Killer {
@@ -418,6 +431,7 @@ impl Killer {
 
     /// SIGKILL the whole group.
     pub fn kill(&self) {
+        self.fired.store(true, Ordering::SeqCst);
         #[cfg(unix)]
         self.signal(Some(nix::sys::signal::Signal::SIGKILL));
     }

@@ -362,3 +362,76 @@ fn batch_gives_the_expected_table() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn batch_stops_a_submission_at_its_time_limit() {
+    let _turn = turn();
+    let dir = std::env::temp_dir().join(format!("trama-check-limit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let folder = dir.join("subs").join("slow");
+    std::fs::create_dir_all(&folder).unwrap();
+    let defects = ok(python_script("defects/common.py"));
+    let defects = defects.parent().unwrap();
+    std::fs::copy(defects.join("common.py"), folder.join("common.py")).unwrap();
+    std::fs::copy(defects.join("serial.py"), folder.join("servidor.py")).unwrap();
+    let python = ok(python3());
+    let template = format!("{} -u {{}}/servidor.py --port 0", quote(Path::new(&python)));
+    let json = dir.join("out.json");
+    let mut cmd = Command::new(CHECK);
+    cmd.arg("batch")
+        .arg(dir.join("subs"))
+        .args(["--spawn", &template, "--time-limit", "1s"])
+        .args(FAST)
+        .arg("--csv")
+        .arg(dir.join("out.csv"))
+        .arg("--json")
+        .arg(&json);
+    let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = &summary["submissions"][0];
+    // The serial server makes concurrent-clients wait out its 2 s timeout,
+    // which is past the 1 s limit: the checks after it do not run.
+    assert_eq!(report["checks"][0]["status"], "pass", "{report}");
+    assert!(
+        reason(report, "threads-released").contains("time limit"),
+        "{report}"
+    );
+    assert!(reason(report, "garbage").contains("time limit"), "{report}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reply_mode_compares_with_the_answer_to_the_whole_message() {
+    let _turn = turn();
+    // The notes' chat server answers "Acción asociada a ..." to every non-empty message.
+    let python = ok(python3());
+    let script = ok(python_script("notes_chat_server.py"));
+    let command = format!("{} -u {} 0", quote(Path::new(&python)), quote(&script));
+    let (code, report) = check_json(&[
+        "--spawn",
+        &command,
+        "--expect",
+        "reply",
+        "--check",
+        "one-message",
+        "--check",
+        "byte-at-a-time",
+        "--check",
+        "ten-in-one-write",
+        "--check",
+        "empty-message",
+        "--check",
+        "large-message",
+    ]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["passed"], 5, "{report}");
+    assert_eq!(
+        reason(&report, "empty-message"),
+        "the empty message got no answer, and the next one was answered"
+    );
+    // The same server judged as an echo server fails at once, with the bytes it sent.
+    let (code, report) = check_json(&["--spawn", &command, "--check", "one-message"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(reason(&report, "one-message").contains("bytes"), "{report}");
+}
