@@ -1,0 +1,179 @@
+//! How much the tap costs: throughput and round-trip latency through
+//! `trama_transport::Proxy` (the proxy `trama-tap` runs) against the same
+//! traffic sent directly, on loopback.
+//!
+//! ```text
+//! cargo run --release -p trama-tap --example tap_bench -- [GIB] [ROUNDS]
+//! ```
+//!
+//! - Throughput: one client writes `GIB` GiB (default 2) in 256 KiB writes to
+//!   a server that reads and discards them, then answers with the count;
+//!   best of 3 runs, direct, through the proxy with the observer off (what
+//!   `--quiet` runs), and with the observer on (frames decoded, not printed).
+//! - Latency: `ROUNDS` (default 20000) round trips of a 64-byte frame to an
+//!   echo server, one at a time; p50 and p99, direct and through the proxy.
+
+// A benchmark driver: failing loudly is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use trama_transport::{Proxy, ProxyConfig, ProxyHandle};
+
+/// A server that reads and discards until the end, then writes the count.
+fn sink() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let mut s = s.unwrap();
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut n = 0u64;
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k as u64,
+                    }
+                }
+                let _ = s.write_all(&n.to_be_bytes());
+            });
+        }
+    });
+    addr
+}
+
+/// A server that echoes each 68-byte frame (4-byte header + 64 bytes).
+fn pong() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let mut s = s.unwrap();
+            s.set_nodelay(true).unwrap();
+            thread::spawn(move || {
+                let mut f = [0u8; 68];
+                while s.read_exact(&mut f).is_ok() {
+                    if s.write_all(&f).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn proxy(to: SocketAddr, observe: bool) -> (SocketAddr, ProxyHandle) {
+    let mut config = ProxyConfig::new("127.0.0.1:0", to.to_string());
+    config.observe = observe;
+    let p = Proxy::bind(config).unwrap();
+    let (addr, handle) = (p.local_addr(), p.handle());
+    thread::spawn(move || p.run(|_| {}).unwrap());
+    (addr, handle)
+}
+
+/// GiB/s for sending `total` bytes to `addr` (a sink, or a proxy to one).
+fn throughput(addr: SocketAddr, total: u64) -> f64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    // Frames of 256 KiB - 4: the observer has headers to follow.
+    let mut chunk = vec![7u8; 256 * 1024];
+    chunk[..4].copy_from_slice(&((256 * 1024 - 4) as u32).to_be_bytes());
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        s.write_all(&chunk).unwrap();
+        sent += chunk.len() as u64;
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut n = [0u8; 8];
+    s.read_exact(&mut n).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(u64::from_be_bytes(n), sent);
+    sent as f64 / secs / (1u64 << 30) as f64
+}
+
+fn best_of_3(addr: SocketAddr, total: u64) -> f64 {
+    (0..3).map(|_| throughput(addr, total)).fold(0.0, f64::max)
+}
+
+/// Sorted round-trip times of `rounds` 64-byte frames to `addr`.
+fn round_trips(addr: SocketAddr, rounds: usize) -> Vec<Duration> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut f = [1u8; 68];
+    f[..4].copy_from_slice(&64u32.to_be_bytes());
+    let mut back = [0u8; 68];
+    // Warm up the path first.
+    for _ in 0..1000 {
+        s.write_all(&f).unwrap();
+        s.read_exact(&mut back).unwrap();
+    }
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        s.write_all(&f).unwrap();
+        s.read_exact(&mut back).unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times
+}
+
+fn pct(times: &[Duration], p: f64) -> Duration {
+    times[((times.len() as f64 * p) as usize).min(times.len() - 1)]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let gib: f64 = args
+        .next()
+        .map_or(2.0, |a| a.parse().expect("GIB is a number"));
+    let rounds: usize = args
+        .next()
+        .map_or(20_000, |a| a.parse().expect("ROUNDS is a number"));
+    let total = (gib * (1u64 << 30) as f64) as u64;
+
+    let s = sink();
+    let (quiet, h1) = proxy(s, false);
+    let (watching, h2) = proxy(s, true);
+    let direct = best_of_3(s, total);
+    let via_quiet = best_of_3(quiet, total);
+    let via_watching = best_of_3(watching, total);
+    println!("throughput, {gib} GiB one way, best of 3:");
+    println!("  direct                     {direct:6.2} GiB/s");
+    println!(
+        "  through the proxy (quiet)  {via_quiet:6.2} GiB/s  ({:.2}x direct)",
+        via_quiet / direct
+    );
+    println!(
+        "  through the proxy (frames) {via_watching:6.2} GiB/s  ({:.2}x direct)",
+        via_watching / direct
+    );
+
+    let p = pong();
+    let (via, h3) = proxy(p, false);
+    let d = round_trips(p, rounds);
+    let v = round_trips(via, rounds);
+    println!("round trips of a 64-byte frame, {rounds} one at a time:");
+    println!(
+        "  direct             p50 {:>7.1?}  p99 {:>7.1?}",
+        pct(&d, 0.5),
+        pct(&d, 0.99)
+    );
+    println!(
+        "  through the proxy  p50 {:>7.1?}  p99 {:>7.1?}",
+        pct(&v, 0.5),
+        pct(&v, 0.99)
+    );
+    println!(
+        "  added per round trip (p50): {:.1?}",
+        pct(&v, 0.5).saturating_sub(pct(&d, 0.5))
+    );
+    for h in [h1, h2, h3] {
+        h.shutdown();
+    }
+}
