@@ -856,3 +856,48 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_times() {
+        let start = Instant::now();
+        let step = Duration::from_millis(5);
+        assert_eq!(due_at(start, step, 0), Some(start));
+        assert_eq!(
+            due_at(start, step, 3),
+            Some(start + Duration::from_millis(15))
+        );
+        // Past what a Duration holds: never due, instead of a panic.
+        assert_eq!(due_at(start, Duration::MAX, 2), None);
+    }
+
+    #[test]
+    fn outcomes_add_up() {
+        let mut a = Outcome {
+            connected: 2,
+            sent: 10,
+            answered: 9,
+            answer_all: Some(Duration::from_millis(5)),
+            ..Outcome::default()
+        };
+        a.hist.record(1000);
+        let mut b = Outcome {
+            connected: 3,
+            sent: 1,
+            answered: 1,
+            answer_all: Some(Duration::from_millis(7)),
+            first_error: Some("reset".into()),
+            ..Outcome::default()
+        };
+        b.hist.record(3000);
+        a.merge(b);
+        assert_eq!((a.connected, a.sent, a.answered), (5, 11, 10));
+        assert_eq!(a.answer_all, Some(Duration::from_millis(7)));
+        assert_eq!(a.first_error.as_deref(), Some("reset"));
+        assert_eq!(a.hist.count(), 2);
+        assert_eq!(a.hist.max(), 3000);
+    }
+}

@@ -32,8 +32,8 @@ use wire::{Wire, WireError};
 
 /// What each figure means; shown by `--help` and in docs/PERFORMANCE.md.
 const FIGURES: &str = "\
-Figures (table rows; JSON keys in brackets):
-  p50_us, p99_us, p999_us, max_us, mean_us
+Figures, by their JSON keys (the table names them in words):
+  p50_us, p99_us, p999_us, max_us, min_us, mean_us
       Latency in microseconds: from writing a request (open loop: from the time
       it was due) to reading the end of its reply frame. p50 is the median, p99
       the value 99% of requests beat, p999 the 99.9th percentile. Kept in a
@@ -42,6 +42,8 @@ Figures (table rows; JSON keys in brackets):
   mb_per_s     bulk: payload megabytes (10^6 bytes) per second, from the first
                frame to the server closing its side after the last one.
   clients      Connections asked for.   connected   Connections established.
+  connect_failed  Connections refused or not established within --timeout.
+  connect_ms   hold: time to open every connection.
   sent         Requests sent in the measured period (after --warmup).
   answered     Replies to those. A healthy run has answered == sent.
   behind       --rate: requests that fell due but were never sent because
@@ -285,6 +287,9 @@ fn default_threads(asked: Option<usize>) -> usize {
 fn load(a: LoadArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
     if a.clients == 0 {
         return Err(BenchError::Usage("--clients must be at least 1".into()));
+    }
+    if a.duration.is_zero() {
+        return Err(BenchError::Usage("--duration must be more than 0".into()));
     }
     if let Some(r) = a.rate {
         if !(r >= 0.001 && r.is_finite()) {
