@@ -25,7 +25,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use trama_test_support::{run_command, ServerProcess};
+use trama_test_support::{python3, python_script, run_command, ServerProcess};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_trama-bench");
 /// Generous: the machine may be busy; no test waits this long when all is well.
@@ -453,6 +453,37 @@ fn other_header_widths_and_orders() {
         "0s",
     ]);
     assert_eq!(u(&v, "answered"), 20);
+}
+
+/// What a student would point trama-bench at: a Python server in the
+/// notes' style (a thread per client, 4-byte big-endian frames), whose
+/// replies are longer than the requests.
+#[test]
+fn a_python_server_in_the_notes_style() {
+    let mut cmd = Command::new(ok(python3()));
+    cmd.arg("-u")
+        .arg(ok(python_script("notes_chat_server.py")))
+        .arg("0");
+    let server = ok(ServerProcess::from_command(cmd));
+    let addr = server.addr().to_string();
+    let v = bench_json(&["pingpong", "--addr", &addr, "--count", "100"]);
+    assert_eq!(u(&v, "answered"), 100);
+    assert_eq!(u(&v, "unexpected"), 0);
+    let v = bench_json(&[
+        "load",
+        "--addr",
+        &addr,
+        "--clients",
+        "8",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+    ]);
+    assert_eq!(u(&v, "connected"), 8);
+    assert!(u(&v, "sent") > 0);
+    assert_eq!(u(&v, "answered"), u(&v, "sent"), "{v}");
+    assert_eq!(u(&v, "dropped"), 0);
 }
 
 /// A server that accepts and hangs up at once.
