@@ -235,6 +235,18 @@ fn transparent_both_ways_with_decoding_on() {
 }
 
 #[test]
+fn quiet_mode_is_transparent_too() {
+    // --quiet watches nothing, so on Linux the kernel moves the bytes.
+    let server = echo(&["--framed", "--max-outbound", "64MiB"]);
+    let (mut tap, addr) = tap(server.addr(), &["--quiet"]);
+    let (sent, got, bytes) = pump_through(addr, 16, 1 << 20);
+    assert_eq!(bytes, 16 << 20);
+    assert_eq!(sent, got);
+    tap.close_input();
+    assert!(tap.kill().is_empty(), "--quiet printed on stdout");
+}
+
+#[test]
 #[ignore = "1 GiB each way: minutes in a debug build; run with --release -- --ignored"]
 fn transparent_for_a_gibibyte_both_ways() {
     transparency(1024, 1 << 20);
