@@ -2,9 +2,12 @@
 //! server over blocking sockets where every wait has a deadline.
 //!
 //! Framing goes through trama-protocol (`FrameWriter`, `FrameReader`, the
-//! configured header width and byte order); the hostile patterns (a split
-//! header, a header of all 0xFF bytes, a message cut short, garbage) are
-//! written byte by byte. Probes gather what they saw and leave the judgement
+//! configured header width and byte order). The hostile patterns are faults
+//! of trama-protocol's `fault` module (the library behind `trama-tap`)
+//! applied to well-formed messages: `split=1` with a pause for
+//! `byte-at-a-time`, `cut=1` for `mid-message-disconnect`,
+//! `corrupt-header=1:ffffffff` for `huge-header` and `memory-bounded`. Only
+//! the garbage is written as is. Probes gather what they saw and leave the judgement
 //! to `verdict.rs`; a probe that cannot even talk to the server returns a
 //! failure whose reason says where the conversation broke.
 
@@ -14,6 +17,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use trama_protocol::fault::{Fault, FaultSchedule, Step as FaultStep};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
 use crate::plan::{Check, Dialect, Expect};
@@ -34,6 +38,8 @@ const FLOOD_STALL: Duration = Duration::from_millis(250);
 /// The receive buffer of the client that never reads, so the server's
 /// writes back up quickly.
 const TINY_RCVBUF: usize = 4096;
+/// A resident size that moved less than this in [`POLL`] × 4 is at rest.
+const QUIET_RSS: u64 = 1 << 20;
 /// How often memory and threads are polled while waiting.
 const POLL: Duration = Duration::from_millis(25);
 
@@ -199,6 +205,32 @@ impl<'a> Probe<'a> {
         c.expect(&want, Instant::now() + self.opts.timeout, "its answer")
     }
 
+    /// The first frame's header replaced by all 0xFF bytes: the largest
+    /// length the header can announce (4 GiB - 1 for the notes' 4 bytes).
+    fn huge_header_fault(&self) -> Fault {
+        Fault::CorruptHeader {
+            frame: 1,
+            bytes: vec![0xFF; self.opts.frame.header_len()],
+        }
+    }
+
+    /// A sample once the resident size has stopped moving (what earlier
+    /// checks' connections held is being released), waiting at most `--settle`.
+    fn quiet_sample(&mut self) -> Step<GroupSample> {
+        let deadline = Instant::now() + self.opts.settle;
+        let mut last = self.sample()?;
+        while Instant::now() < deadline {
+            thread::sleep(POLL * 4);
+            let now = self.sample()?;
+            let moved = now.rss.abs_diff(last.rss);
+            last = now;
+            if moved < QUIET_RSS {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
     fn sample(&mut self) -> Step<GroupSample> {
         let Some(server) = self.server.as_deref() else {
             return Err(Fail(
@@ -239,10 +271,11 @@ impl<'a> Probe<'a> {
         let want = self.want(&msg)?;
         let wire = self.wire(&[&msg])?;
         let mut c = self.open("the client")?;
-        for b in &wire {
-            c.write_raw(&[*b])?;
-            thread::sleep(self.opts.byte_gap);
-        }
+        let split = Fault::Split {
+            size: 1,
+            pause: self.opts.byte_gap,
+        };
+        c.write_faulted(&wire, &[split])?;
         c.expect(&want, Instant::now() + self.opts.timeout, "the answer")?;
         Ok(format!(
             "{} bytes sent one per segment, {} ms apart, were answered as one message",
@@ -446,17 +479,17 @@ impl<'a> Probe<'a> {
     }
 
     fn mid_message_disconnect(&mut self) -> Step<String> {
+        let wire = self.wire(&[&pattern(1000)])?;
         let mut quitter = self.open("the client that leaves")?;
-        let mut header = FrameWriter::new(Vec::new(), self.opts.frame);
-        header
-            .write_body_header(1000)
-            .map_err(|e| Fail(format!("cannot frame a 1000-byte header: {e}")))?;
-        quitter.write_raw(&header.into_inner())?;
-        quitter.write_raw(&pattern(10))?;
+        let sent = quitter.write_faulted(&wire, &[Fault::CutFrame { frame: 1 }])?;
         thread::sleep(HOSTILE_PAUSE);
         drop(quitter);
         self.fresh_client_answered("the next client")?;
-        Ok("a client left 10 bytes into a 1000-byte message; the next client was answered".into())
+        let header = self.opts.frame.header_len() as u64;
+        Ok(format!(
+            "a client left {} bytes into a 1000-byte message; the next client was answered",
+            sent.saturating_sub(header)
+        ))
     }
 
     fn huge_header(&mut self) -> Step<String> {
@@ -464,7 +497,7 @@ impl<'a> Probe<'a> {
         let msg = b"are you still there?".to_vec();
         let _ = self.want(&msg)?;
         let mut hostile = self.open("the hostile client")?;
-        hostile.write_raw(&vec![0xFF; self.opts.frame.header_len()])?;
+        hostile.write_faulted(&self.wire(&[&msg])?, &[self.huge_header_fault()])?;
         thread::sleep(HOSTILE_PAUSE);
         self.fresh_client_answered("another client")
             .map_err(|Fail(e)| {
@@ -509,15 +542,19 @@ impl<'a> Probe<'a> {
         // Both the resident size (an allocation held while the body is
         // awaited) and its high-water mark (one already freed, or one above
         // every earlier peak) are watched.
-        let before = match self.sample() {
+        let before = match self.quiet_sample() {
             Ok(s) => s,
+            Err(Fail(e)) => return Verdict::fail(e),
+        };
+        let wire = match self.wire(&[b"are you still there?"]) {
+            Ok(w) => w,
             Err(Fail(e)) => return Verdict::fail(e),
         };
         let mut hostile = match self.open("the hostile client") {
             Ok(c) => c,
             Err(Fail(e)) => return Verdict::fail(e),
         };
-        if let Err(Fail(e)) = hostile.write_raw(&vec![0xFF; self.opts.frame.header_len()]) {
+        if let Err(Fail(e)) = hostile.write_faulted(&wire, &[self.huge_header_fault()]) {
             return Verdict::fail(e);
         }
         let deadline = Instant::now() + self.opts.settle;
@@ -713,6 +750,39 @@ impl Conn {
                 bytes.len()
             ))
         })
+    }
+
+    /// Write `wire` disturbed by `faults` (trama-protocol's fault schedule,
+    /// the one `trama-tap` applies), carrying out its steps on this socket.
+    /// Returns the bytes written; a `Close` step shuts the socket down.
+    fn write_faulted(&mut self, wire: &[u8], faults: &[Fault]) -> Step<u64> {
+        let mut schedule = FaultSchedule::new(faults, self.frame, 1)
+            .map_err(|e| Fail(format!("{}: cannot apply the fault: {e}", self.who)))?;
+        let mut steps = Vec::new();
+        schedule.push(wire, &mut steps);
+        let mut sent = 0u64;
+        for step in steps {
+            match step {
+                FaultStep::Write(range) => {
+                    let bytes = wire.get(range).unwrap_or_default();
+                    self.write_raw(bytes)?;
+                    sent += bytes.len() as u64;
+                }
+                FaultStep::Inject(bytes) => {
+                    self.write_raw(&bytes)?;
+                    sent += bytes.len() as u64;
+                }
+                FaultStep::Sleep(d) => thread::sleep(d),
+                FaultStep::Close | FaultStep::Reset => {
+                    // Already closed by the server is as good.
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    break;
+                }
+                FaultStep::Stall => break,
+                FaultStep::Fired(_) => {}
+            }
+        }
+        Ok(sent)
     }
 
     /// One answer: a frame, or in the raw dialect what one read returns.
