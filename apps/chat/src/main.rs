@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use trama_backend::Chat;
-use trama_cli::{parse_duration, AuthArgs, FrameArgs, QuietExit, ServerArgs};
+use trama_cli::{
+    parse_duration, AuthArgs, FrameArgs, QuietExit, ServerArgs, TlsClientArgs, TlsServerArgs,
+};
 use trama_transport::{Client, ClientConfig, Error};
 
 #[derive(Parser)]
@@ -49,6 +51,8 @@ struct Serve {
     server: ServerArgs,
     #[command(flatten)]
     auth: AuthArgs,
+    #[command(flatten)]
+    tls: TlsServerArgs,
 }
 
 #[derive(Args)]
@@ -70,6 +74,8 @@ struct Join {
     frame: FrameArgs,
     #[command(flatten)]
     auth: AuthArgs,
+    #[command(flatten)]
+    tls: TlsClientArgs,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +106,7 @@ fn serve(args: Serve) -> AppResult {
         .server
         .config(&args.addr, args.frame.frame_config(true)?);
     config.auth = args.auth.config()?;
+    config.tls = args.tls.config()?;
     trama_cli::serve(
         config,
         Chat::new().with_notice_limit(args.notice_limit),
@@ -121,6 +128,7 @@ fn join(args: Join) -> AppResult {
         frame: args.frame.frame_config(true)?,
         connect_timeout: args.connect_timeout,
         auth: args.auth.config()?,
+        tls: args.tls.config()?,
         ..ClientConfig::default()
     };
     let client = Arc::new(Client::connect(&args.addr, config)?);

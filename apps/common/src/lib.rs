@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use trama_protocol::auth::{AuthKey, AuthPolicy};
 use trama_protocol::{ByteOrder, FrameConfig, HeaderWidth, Service};
-use trama_transport::{AuthConfig, Server, ServerConfig, ServerHandle};
+use trama_transport::{AuthConfig, Server, ServerConfig, ServerHandle, TlsAcceptor, TlsConnector};
 
 /// Parse `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -232,6 +232,72 @@ impl AuthArgs {
         }
         Ok(Some(config))
     }
+}
+
+/// The TLS flags of a server (the readiness-loop servers: echo, chat).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsServerArgs {
+    /// Speak TLS with this certificate chain (PEM, the server's certificate first).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The TLS handshake must finish within this time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+}
+
+impl TlsServerArgs {
+    /// The TLS identity, or `None` without `--tls-cert`.
+    pub fn config(&self) -> Result<Option<TlsAcceptor>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        #[cfg(unix)]
+        refuse_world_readable(key, "TLS key")?;
+        let mut acceptor = TlsAcceptor::from_pem_files(cert, key).map_err(|e| e.to_string())?;
+        acceptor.handshake_timeout = self.tls_handshake_timeout;
+        Ok(Some(acceptor))
+    }
+}
+
+/// The TLS flags of a client.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsClientArgs {
+    /// Speak TLS, trusting only the certificate authorities in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: the host of --addr).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
+}
+
+impl TlsClientArgs {
+    /// What to trust, or `None` without `--tls-ca`.
+    pub fn config(&self) -> Result<Option<TlsConnector>, String> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let mut connector = TlsConnector::from_ca_file(ca).map_err(|e| e.to_string())?;
+        connector.server_name = self.tls_server_name.clone();
+        Ok(Some(connector))
+    }
+}
+
+#[cfg(unix)]
+fn refuse_world_readable(path: &std::path::Path, what: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {shown}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(format!(
+            "{what} {shown} is readable by every user (mode {mode:03o}); \
+             make it private with: chmod 600 {shown}"
+        ));
+    }
+    Ok(())
 }
 
 /// Read a key file: its bytes less one trailing newline. On Unix a file

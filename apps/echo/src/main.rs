@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use trama_backend::Echo;
-use trama_cli::{parse_duration, AuthArgs, FrameArgs, ServerArgs};
+use trama_cli::{parse_duration, AuthArgs, FrameArgs, ServerArgs, TlsClientArgs, TlsServerArgs};
 use trama_protocol::Codec;
 use trama_transport::{Client, ClientConfig};
 
@@ -48,6 +48,8 @@ struct Serve {
     server: ServerArgs,
     #[command(flatten)]
     auth: AuthArgs,
+    #[command(flatten)]
+    tls: TlsServerArgs,
 }
 
 #[derive(Args)]
@@ -74,6 +76,8 @@ struct Send {
     frame: FrameArgs,
     #[command(flatten)]
     auth: AuthArgs,
+    #[command(flatten)]
+    tls: TlsClientArgs,
 }
 
 /// The notes' `Persona`, sent as a MessagePack map so any language reads it.
@@ -117,6 +121,7 @@ fn serve(args: Serve) -> AppResult {
     let frame = args.frame.frame_config(args.framed)?;
     let mut config = args.server.config(&args.addr, frame);
     config.auth = args.auth.config()?;
+    config.tls = args.tls.config()?;
     trama_cli::serve(config, Echo, |_| {})?;
     Ok(())
 }
@@ -145,10 +150,11 @@ fn send(args: Send) -> AppResult {
         Message::Persona(p) => Codec::MsgPack.to_vec(p)?,
     };
     let auth = args.auth.config()?;
+    let tls = args.tls.config()?;
     let reply = if args.raw {
-        if auth.is_some() {
+        if auth.is_some() || tls.is_some() {
             return Err(
-                "--raw speaks the notes' unframed dialect, which has no key handshake".into(),
+                "--raw speaks the notes' plain unframed dialect: no key handshake, no TLS".into(),
             );
         }
         send_raw(&args.addr, &bytes, args.timeout)?
@@ -157,6 +163,7 @@ fn send(args: Send) -> AppResult {
             frame: args.frame.frame_config(true)?,
             connect_timeout: args.timeout,
             auth,
+            tls,
             ..ClientConfig::default()
         };
         let client = Client::connect(&args.addr, config)?;

@@ -271,3 +271,69 @@ fn a_world_readable_key_file_is_refused() {
     assert!(out.0.success(), "{out:?}");
     assert_eq!(out.1.trim(), "con clave");
 }
+
+/// A CA and a certificate it signed for 127.0.0.1, written as PEM files.
+fn make_pki(dir: &KeyDir, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let ca_path = dir.dir.join(format!("{tag}-ca.pem"));
+    let cert_path = dir.dir.join(format!("{tag}-cert.pem"));
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&cert_path, leaf.pem()).unwrap();
+    let key_path = dir.key(&format!("{tag}-key.pem"), &leaf_key.serialize_pem(), 0o600);
+    (ca_path, cert_path, key_path)
+}
+
+#[test]
+fn echo_over_tls_with_a_key_and_an_untrusted_certificate() {
+    let dir = KeyDir::new("tls");
+    let (ca, cert, tls_key) = make_pki(&dir, "good");
+    let (other_ca, _, _) = make_pki(&dir, "other");
+    let key = dir.key("key", KEY, 0o600);
+    let mut cmd = Command::new(ECHO);
+    cmd.args(["serve", "--framed", "--addr", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&tls_key)
+        .arg("--key-file")
+        .arg(&key)
+        .env("RUST_LOG", "info");
+    let server = ok(ServerProcess::from_command(cmd));
+    let addr = server.addr().to_string();
+    let send = |ca: &Path, text: &str| {
+        let mut cmd = Command::new(ECHO);
+        cmd.args(["send", "--addr", &addr, "--text", text, "--tls-ca"])
+            .arg(ca)
+            .arg("--key-file")
+            .arg(&key);
+        ok(run_command(cmd, RUN_TIMEOUT))
+    };
+    let out = send(&ca, "hola cifrado");
+    assert!(out.0.success(), "{out:?}");
+    assert_eq!(out.1.trim(), "hola cifrado");
+    let out = send(&other_ca, "x");
+    assert!(!out.0.success(), "{out:?}");
+    assert!(out.2.contains("certificate"), "{out:?}");
+    assert!(!server.stderr_text().contains(KEY));
+    // A TLS key every user may read is refused like a shared key.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tls_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut cmd = Command::new(ECHO);
+        cmd.args(["serve", "--framed", "--addr", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&tls_key);
+        let out = ok(run_command(cmd, RUN_TIMEOUT));
+        assert!(!out.0.success(), "{out:?}");
+        assert!(out.2.contains("readable by every user"), "{out:?}");
+    }
+}

@@ -47,14 +47,30 @@ pub fn authenticate(stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result
 }
 
 pub(crate) fn handshake(stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result<()> {
-    let saved = (stream.read_timeout()?, stream.write_timeout()?);
-    let result = run(stream, role, auth);
-    stream.set_read_timeout(saved.0)?;
-    stream.set_write_timeout(saved.1)?;
+    handshake_over(&mut &*stream, stream, role, auth)
+}
+
+/// The handshake over any stream (`io`, a TLS session say) whose socket is
+/// `sock` (for the timeouts).
+pub(crate) fn handshake_over(
+    io: &mut (impl Read + Write),
+    sock: &TcpStream,
+    role: Role,
+    auth: &AuthConfig,
+) -> Result<()> {
+    let saved = (sock.read_timeout()?, sock.write_timeout()?);
+    let result = run(io, sock, role, auth);
+    sock.set_read_timeout(saved.0)?;
+    sock.set_write_timeout(saved.1)?;
     result
 }
 
-fn run(mut stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result<()> {
+fn run(
+    stream: &mut (impl Read + Write),
+    sock: &TcpStream,
+    role: Role,
+    auth: &AuthConfig,
+) -> Result<()> {
     let deadline = Instant::now() + auth.timeout;
     let remaining = || {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -68,7 +84,7 @@ fn run(mut stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result<()> {
     loop {
         let out = h.take_output();
         if !out.is_empty() {
-            stream.set_write_timeout(Some(remaining()?))?;
+            sock.set_write_timeout(Some(remaining()?))?;
             stream
                 .write_all(&out)
                 .map_err(|e| timeout_or(e, auth.timeout))?;
@@ -77,7 +93,7 @@ fn run(mut stream: &TcpStream, role: Role, auth: &AuthConfig) -> Result<()> {
             return Ok(());
         }
         let want = h.needed().min(buf.len());
-        stream.set_read_timeout(Some(remaining()?))?;
+        sock.set_read_timeout(Some(remaining()?))?;
         let n = match stream.read(&mut buf[..want]) {
             Ok(0) => {
                 return Err(Error::Closed(

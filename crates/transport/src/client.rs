@@ -14,7 +14,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use trama_protocol::{Codec, DisconnectReason, FrameConfig, FrameReader, FrameWriter};
 
-use crate::{AuthConfig, Error, Result};
+use crate::tls::ClientIo;
+use crate::{AuthConfig, Error, Result, TlsConnector};
 
 /// How a [`Client`] connects and frames.
 #[derive(Debug, Clone)]
@@ -35,6 +36,9 @@ pub struct ClientConfig {
     /// Run the shared-key handshake (as the dialing side) before anything
     /// else; the connect fails if the keys differ. Default off.
     pub auth: Option<AuthConfig>,
+    /// Speak TLS, trusting what the connector trusts (after TLS comes the
+    /// key handshake, if any, inside it). Default off.
+    pub tls: Option<TlsConnector>,
 }
 
 impl Default for ClientConfig {
@@ -46,6 +50,7 @@ impl Default for ClientConfig {
             inbox: 1024,
             heartbeat: None,
             auth: None,
+            tls: None,
         }
     }
 }
@@ -79,7 +84,9 @@ pub enum ClientEvent {
 /// # Ok::<(), trama_transport::Error>(())
 /// ```
 pub struct Client {
-    writer: Arc<Mutex<FrameWriter<TcpStream>>>,
+    writer: Arc<Mutex<FrameWriter<ClientIo>>>,
+    /// The TLS session, to send close_notify on close.
+    tls: Option<crate::tls::TlsHalf>,
     /// A handle used only to shut the socket down, which wakes the listener.
     control: TcpStream,
     events: Receiver<ClientEvent>,
@@ -92,20 +99,43 @@ impl Client {
     /// Connect to `addr` (`host:port`), trying every address it resolves to.
     pub fn connect(addr: &str, config: ClientConfig) -> Result<Client> {
         let stream = crate::net::connect(addr, config.connect_timeout)?;
-        Client::from_stream(stream, config)
+        Client::start(stream, Some(addr), config)
     }
 
-    /// Wrap a connected stream (running the key handshake first, if configured).
+    /// Wrap a connected stream (running the TLS and key handshakes first,
+    /// if configured; TLS then checks the certificate against the peer's IP
+    /// address unless [`TlsConnector::server_name`] says otherwise).
     pub fn from_stream(stream: TcpStream, config: ClientConfig) -> Result<Client> {
+        Client::start(stream, None, config)
+    }
+
+    fn start(stream: TcpStream, addr: Option<&str>, config: ClientConfig) -> Result<Client> {
         if config.nodelay {
             stream.set_nodelay(true)?;
         }
-        if let Some(auth) = &config.auth {
-            crate::auth::handshake(&stream, trama_protocol::auth::Role::Dialer, auth)?;
-        }
         let peer = stream.peer_addr()?;
-        let reader = stream.try_clone()?;
         let control = stream.try_clone()?;
+        let (mut reader, writer, tls) = match &config.tls {
+            None => {
+                let reader = ClientIo::Plain(stream.try_clone()?);
+                (reader, ClientIo::Plain(stream), None)
+            }
+            Some(connector) => {
+                let half = crate::tls::connect(connector, stream, addr, config.connect_timeout)?;
+                (
+                    ClientIo::Tls(half.clone()),
+                    ClientIo::Tls(half.clone()),
+                    Some(half),
+                )
+            }
+        };
+        if let Some(auth) = &config.auth {
+            let role = trama_protocol::auth::Role::Dialer;
+            match &tls {
+                None => crate::auth::handshake(&control, role, auth)?,
+                Some(half) => crate::auth::handshake_over(&mut reader, half.socket(), role, auth)?,
+            }
+        }
         let (tx, events) = crossbeam_channel::bounded(config.inbox.max(1));
         let frame = config.frame;
         let skip_empty = config.heartbeat.is_some();
@@ -116,9 +146,10 @@ impl Client {
                 name: "trama-client".into(),
                 source,
             })?;
-        let writer = Arc::new(Mutex::new(FrameWriter::new(stream, frame)));
+        let writer = Arc::new(Mutex::new(FrameWriter::new(writer, frame)));
         let mut client = Client {
             writer,
+            tls,
             control,
             events,
             listener: Some(listener),
@@ -208,6 +239,9 @@ impl Client {
     }
 
     fn shutdown(&mut self) {
+        if let Some(tls) = self.tls.take() {
+            tls.close_notify();
+        }
         let _ = self.control.shutdown(Shutdown::Both);
         if let Some((stop, t)) = self.heartbeat.take() {
             drop(stop);
@@ -249,7 +283,7 @@ fn closed_if_broken(e: trama_protocol::Error) -> Error {
 
 /// The listener thread: frames in, events out, until the socket ends.
 fn listen(
-    mut reader: FrameReader<TcpStream>,
+    mut reader: FrameReader<ClientIo>,
     tx: crossbeam_channel::Sender<ClientEvent>,
     skip_empty: bool,
 ) {
@@ -275,7 +309,7 @@ fn listen(
 }
 
 fn start_heartbeat(
-    writer: Arc<Mutex<FrameWriter<TcpStream>>>,
+    writer: Arc<Mutex<FrameWriter<ClientIo>>>,
     every: Duration,
 ) -> Result<(crossbeam_channel::Sender<()>, JoinHandle<()>)> {
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);

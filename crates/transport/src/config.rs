@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use trama_protocol::FrameConfig;
 
-use crate::AuthConfig;
+use crate::{AuthConfig, TlsAcceptor};
 
 /// How a [`Server`](crate::Server) behaves. Every field has a sane default
 /// (see [`ServerConfig::default`]) and every app exposes them as flags.
@@ -50,6 +50,9 @@ pub struct ServerConfig {
     /// Require the shared-key handshake before a connection reaches the
     /// service (it sees `Connected` only after it). Default off.
     pub auth: Option<AuthConfig>,
+    /// Speak TLS on every connection (the key handshake, if any, runs
+    /// inside it). Default off.
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             linger: Duration::from_secs(2),
             heartbeat: None,
             auth: None,
+            tls: None,
         }
     }
 }
@@ -98,6 +102,7 @@ impl ServerConfig {
             self.idle_timeout,
             self.heartbeat,
             self.auth.as_ref().map(|a| a.timeout),
+            self.tls.as_ref().map(|t| t.handshake_timeout),
             Some(self.linger),
         ]
         .into_iter()

@@ -58,6 +58,10 @@ pub enum Error {
     #[error("the key handshake did not finish within {0:?}")]
     HandshakeTimeout(Duration),
 
+    /// TLS could not be set up (certificate, key, or the handshake itself).
+    #[error("tls: {0}")]
+    Tls(String),
+
     /// Framing or decoding failed.
     #[error(transparent)]
     Protocol(#[from] trama_protocol::Error),

@@ -61,6 +61,7 @@ mod proxy;
 mod reactor;
 mod server;
 mod stats;
+mod tls;
 mod worker;
 
 pub use auth::{authenticate, AuthConfig};
@@ -74,3 +75,4 @@ pub use pool::{PoolConfig, PoolHandle, PoolServer};
 pub use proxy::{End, Proxy, ProxyConfig, ProxyEvent, ProxyHandle};
 pub use server::{RunningServer, Server, ServerHandle};
 pub use stats::StatsSnapshot;
+pub use tls::{TlsAcceptor, TlsConnector};

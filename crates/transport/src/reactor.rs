@@ -57,15 +57,20 @@ struct Conn {
     /// The key handshake still under way (boxed, and gone once it is over,
     /// so an idle connection still holds no buffer).
     auth: Option<Box<PendingAuth>>,
-    /// The service was told `Connected` (only after the handshake), so it
+    /// The TLS session, on a server with TLS.
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// The TLS handshake has finished.
+    tls_up: bool,
+    /// The TLS and key handshakes must be over by then.
+    setup_until: Option<Instant>,
+    /// The service was told `Connected` (only after the handshakes), so it
     /// must be told `Disconnected`.
     announced: bool,
 }
 
-/// A connection's key handshake and its deadline.
+/// A connection's key handshake.
 struct PendingAuth {
     handshake: Handshake,
-    until: Instant,
 }
 
 impl Conn {
@@ -73,9 +78,9 @@ impl Conn {
         self.out.len() - self.sent
     }
 
-    /// Application messages may be sent to it (not while it authenticates).
+    /// Application messages may be sent to it (not during the handshakes).
     fn is_open(&self) -> bool {
-        self.auth.is_none()
+        self.announced
     }
 }
 
@@ -95,6 +100,8 @@ pub(crate) struct Reactor<S> {
     next_id: u64,
 
     read_buf: Vec<u8>,
+    /// Decrypted bytes of one TLS read (allocated on the first TLS read).
+    plain_buf: Vec<u8>,
     actions: Actions,
     spare: Vec<u8>,
     dirty: Vec<usize>,
@@ -137,6 +144,7 @@ impl<S: Service> Reactor<S> {
             by_id: HashMap::new(),
             next_id: 1,
             read_buf: vec![0; READ_BUF],
+            plain_buf: Vec::new(),
             actions: Actions::new(),
             spare: Vec::new(),
             dirty: Vec::new(),
@@ -277,12 +285,13 @@ impl<S: Service> Reactor<S> {
             log::warn!("{peer} refused: server full ({max} connections)");
             let reason = format!("server full: {max} connections in use");
             let mut frame = Vec::new();
-            if self
-                .core
-                .config
-                .frame
-                .encode(reason.as_bytes(), &mut frame)
-                .is_ok()
+            if self.core.config.tls.is_none()
+                && self
+                    .core
+                    .config
+                    .frame
+                    .encode(reason.as_bytes(), &mut frame)
+                    .is_ok()
             {
                 // Best effort: a fresh socket's send buffer is empty.
                 let _ = stream.write(&frame);
@@ -322,15 +331,34 @@ impl<S: Service> Reactor<S> {
             return;
         }
         let now = Instant::now();
+        let mut setup = Duration::ZERO;
         let auth = match &self.core.config.auth {
             None => None,
             Some(a) => match Handshake::listener(&a.key, a.policy) {
-                Ok(handshake) => Some(Box::new(PendingAuth {
-                    handshake,
-                    until: now + a.timeout,
-                })),
+                Ok(handshake) => {
+                    setup += a.timeout;
+                    Some(Box::new(PendingAuth { handshake }))
+                }
                 Err(e) => {
                     log::error!("{id} {peer}: cannot start the key handshake: {e}");
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    self.free.push(slot);
+                    self.core.stats.closed(&DisconnectReason::Io(e.to_string()));
+                    return;
+                }
+            },
+        };
+        let tls = match &self.core.config.tls {
+            None => None,
+            Some(acceptor) => match rustls::ServerConnection::new(acceptor.config.clone()) {
+                Ok(mut tls) => {
+                    // Our own limit (max_outbound) bounds what is queued.
+                    tls.set_buffer_limit(None);
+                    setup += acceptor.handshake_timeout;
+                    Some(Box::new(tls))
+                }
+                Err(e) => {
+                    log::error!("{id} {peer}: cannot start TLS: {e}");
                     let _ = self.poll.registry().deregister(&mut stream);
                     self.free.push(slot);
                     self.core.stats.closed(&DisconnectReason::Io(e.to_string()));
@@ -353,21 +381,158 @@ impl<S: Service> Reactor<S> {
             partial_since: None,
             closing: None,
             auth,
+            tls,
+            tls_up: false,
+            setup_until: (!setup.is_zero()).then(|| now + setup),
             announced: false,
         };
-        let authenticating = conn.auth.is_some();
+        let (authenticating, tls) = (conn.auth.is_some(), conn.tls.is_some());
         if slot == self.conns.len() {
             self.conns.push(Some(conn));
         } else {
             self.conns[slot] = Some(conn);
         }
         self.by_id.insert(id, slot);
-        if authenticating {
+        if tls {
+            // The client speaks first; the key handshake follows TLS.
+            log::info!("{id} {peer} connected; TLS handshake");
+            self.timers_needed = true;
+        } else if authenticating {
             log::info!("{id} {peer} connected; key handshake");
             self.timers_needed = true;
             self.send_handshake_output(slot);
         } else {
             self.announce(slot);
+        }
+    }
+
+    /// TLS is up: start the key handshake, or hand the connection over.
+    fn tls_established(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let (id, peer) = (conn.id, conn.peer);
+        let version = conn
+            .tls
+            .as_ref()
+            .and_then(|t| t.protocol_version())
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        log::debug!("{id} {peer}: TLS established ({version})");
+        if conn.auth.is_some() {
+            self.send_handshake_output(slot);
+        } else {
+            self.announce(slot);
+        }
+    }
+
+    /// Move what rustls has to send (handshake records, alerts) to the queue.
+    fn tls_pump(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(tls) = conn.tls.as_mut() else {
+            return;
+        };
+        if !tls.wants_write() {
+            return;
+        }
+        if conn.out.capacity() == 0 {
+            conn.out = std::mem::take(&mut self.spare);
+        }
+        while tls.wants_write() {
+            // Writing into a Vec cannot fail.
+            if tls.write_tls(&mut conn.out).is_err() {
+                break;
+            }
+        }
+        conn.last_out = Instant::now();
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Wire bytes arrived on a TLS connection: decrypt, pass the plaintext
+    /// on, queue rustls's answers.
+    fn tls_received(&mut self, slot: usize, wire: &[u8]) {
+        let mut plain = std::mem::take(&mut self.plain_buf);
+        if plain.is_empty() {
+            plain = vec![0; READ_BUF];
+        }
+        let mut rest = wire;
+        let mut failed = None;
+        let mut peer_closed = false;
+        while let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            if conn.dead || conn.closing.is_some() {
+                break;
+            }
+            let Some(tls) = conn.tls.as_mut() else {
+                break;
+            };
+            if !rest.is_empty() {
+                if let Err(e) = tls.read_tls(&mut rest) {
+                    failed = Some(format!("tls: {e}"));
+                    break;
+                }
+            }
+            match tls.process_new_packets() {
+                Ok(state) => peer_closed = state.peer_has_closed(),
+                Err(e) => {
+                    failed = Some(format!("tls: {e}"));
+                    break;
+                }
+            }
+            let chunk = match tls.reader().read(&mut plain) {
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    failed = Some(format!("tls: {e}"));
+                    break;
+                }
+            };
+            let established = !tls.is_handshaking() && !conn.tls_up;
+            if established {
+                conn.tls_up = true;
+            }
+            self.tls_pump(slot);
+            if established {
+                self.tls_established(slot);
+            }
+            if chunk > 0 {
+                self.deliver(slot, &plain[..chunk]);
+                continue;
+            }
+            if peer_closed || rest.is_empty() {
+                break;
+            }
+        }
+        self.plain_buf = plain;
+        if let Some(reason) = failed {
+            // The alert that tells the peer why, then close.
+            self.tls_pump(slot);
+            if let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) {
+                log::warn!("{} {} refused: {reason}", conn.id, conn.peer);
+            }
+            self.begin_close(slot, DisconnectReason::Protocol(reason));
+        } else if peer_closed {
+            self.begin_close(slot, DisconnectReason::PeerClosed);
+        }
+    }
+
+    /// Plaintext arrived: to the key handshake while it lasts, then to the decoder.
+    fn deliver(&mut self, slot: usize, data: &[u8]) {
+        let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        if conn.auth.is_some() {
+            if let Some(from) = self.authenticate(slot, data) {
+                if from < data.len() {
+                    self.received(slot, &data[from..]);
+                }
+            }
+        } else if conn.announced {
+            self.received(slot, data);
         }
     }
 
@@ -377,6 +542,7 @@ impl<S: Service> Reactor<S> {
             return;
         };
         conn.announced = true;
+        conn.setup_until = None;
         let (id, peer) = (conn.id, conn.peer);
         log::info!("{id} {peer} connected");
         self.dispatch(Job::Connected { id, peer });
@@ -398,14 +564,14 @@ impl<S: Service> Reactor<S> {
         }
     }
 
-    /// Feed `read_buf[..n]` to the connection's handshake. Returns where the
+    /// Feed `data` to the connection's key handshake. Returns where the
     /// application's bytes begin when the handshake finished in this read,
     /// `None` while it goes on or after it failed.
-    fn authenticate(&mut self, slot: usize, n: usize) -> Option<usize> {
+    fn authenticate(&mut self, slot: usize, data: &[u8]) -> Option<usize> {
         let conn = self.conns.get_mut(slot).and_then(Option::as_mut)?;
         let auth = conn.auth.as_mut()?;
         conn.last_in = Instant::now();
-        let result = auth.handshake.feed(&self.read_buf[..n]);
+        let result = auth.handshake.feed(data);
         let done = auth.handshake.is_done();
         let legacy = auth.handshake.used_legacy_md5();
         let (id, peer) = (conn.id, conn.peer);
@@ -462,14 +628,14 @@ impl<S: Service> Reactor<S> {
                 }
                 Ok(n) => {
                     let drained = n < self.read_buf.len();
-                    if conn.auth.is_some() {
-                        match self.authenticate(slot, n) {
-                            Some(from) if from < n => self.received(slot, from, n),
-                            _ => {}
-                        }
+                    let tls = conn.tls.is_some();
+                    let buf = std::mem::take(&mut self.read_buf);
+                    if tls {
+                        self.tls_received(slot, &buf[..n]);
                     } else {
-                        self.received(slot, 0, n);
+                        self.deliver(slot, &buf[..n]);
                     }
+                    self.read_buf = buf;
                     // A short read took everything the socket held. On epoll
                     // and kqueue any later byte raises a new event, so skip the
                     // read that would only say WouldBlock (one system call per
@@ -491,11 +657,10 @@ impl<S: Service> Reactor<S> {
         self.again.push(slot);
     }
 
-    /// `read_buf[from..n]` arrived for the connection in `slot`.
-    fn received(&mut self, slot: usize, from: usize, n: usize) {
+    /// Application bytes arrived for the connection in `slot`.
+    fn received(&mut self, slot: usize, data: &[u8]) {
         let Reactor {
             conns,
-            read_buf,
             actions,
             service,
             workers,
@@ -512,7 +677,7 @@ impl<S: Service> Reactor<S> {
         let mut frames = 0u64;
         let result = if workers.is_empty() {
             let mut service = service.lock().unwrap_or_else(|e| e.into_inner());
-            conn.decoder.decode(&read_buf[from..n], |payload| {
+            conn.decoder.decode(data, |payload| {
                 frames += 1;
                 if !(skip_empty && payload.is_empty()) {
                     service.on_event(Event::Message { id, payload }, actions);
@@ -520,7 +685,7 @@ impl<S: Service> Reactor<S> {
             })
         } else {
             let worker = &workers[(id.0 % workers.len() as u64) as usize];
-            conn.decoder.decode(&read_buf[from..n], |payload| {
+            conn.decoder.decode(data, |payload| {
                 frames += 1;
                 if !(skip_empty && payload.is_empty()) {
                     let _ = worker.send(Job::Message {
@@ -530,7 +695,7 @@ impl<S: Service> Reactor<S> {
                 }
             })
         };
-        core.stats.received(frames, (n - from) as u64);
+        core.stats.received(frames, data.len() as u64);
         conn.partial_since = match (conn.decoder.is_idle(), conn.partial_since) {
             (true, _) => None,
             // The frame that was pending is still pending.
@@ -699,8 +864,22 @@ impl<S: Service> Reactor<S> {
         if conn.out.capacity() == 0 {
             conn.out = std::mem::take(&mut self.spare);
         }
-        conn.out.extend_from_slice(a);
-        conn.out.extend_from_slice(b);
+        match conn.tls.as_mut() {
+            None => {
+                conn.out.extend_from_slice(a);
+                conn.out.extend_from_slice(b);
+            }
+            Some(tls) => {
+                // Unlimited buffers (set at adopt): these writes take everything.
+                let mut w = tls.writer();
+                let _ = w.write_all(a).and_then(|()| w.write_all(b));
+                while tls.wants_write() {
+                    if tls.write_tls(&mut conn.out).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
         conn.last_out = Instant::now();
         self.core.stats.queued(1);
         if !conn.dirty {
@@ -790,6 +969,14 @@ impl<S: Service> Reactor<S> {
         if conn.dead || conn.closing.is_some() {
             return;
         }
+        if let Some(tls) = conn.tls.as_mut() {
+            // A clean end for the peer (not a truncation).
+            tls.send_close_notify();
+            self.tls_pump(slot);
+        }
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
         if conn.queued() == 0 {
             let id = conn.id;
             self.doom(id, reason);
@@ -889,20 +1076,17 @@ impl<S: Service> Reactor<S> {
                 }
                 continue;
             }
-            if let Some(auth) = &conn.auth {
+            if let Some(until) = conn.setup_until {
                 still_needed = true;
-                if now >= auth.until {
-                    let limit = self
-                        .core
-                        .config
-                        .auth
-                        .as_ref()
-                        .map_or(0, |a| a.timeout.as_millis());
+                if now >= until {
+                    let what = if conn.tls.is_some() && !conn.tls_up {
+                        "TLS handshake"
+                    } else {
+                        "key handshake"
+                    };
                     expired.push((
                         conn.id,
-                        DisconnectReason::Protocol(format!(
-                            "key handshake not finished within {limit} ms"
-                        )),
+                        DisconnectReason::Protocol(format!("{what} not finished in time")),
                     ));
                 }
                 continue;

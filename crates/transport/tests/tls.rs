@@ -1,0 +1,323 @@
+//! TLS on the readiness-loop server and the client: echoes small and large,
+//! a certificate from an authority the client does not trust, a wrong
+//! name, a plain client at a TLS server, a stalled TLS handshake, TLS with
+//! the shared key, and hostile frames inside TLS. Certificates are made at
+//! test time (rcgen); nothing secret is committed.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{echo, expect_closed, frame, raw, Log, Seen, DEADLINE};
+use trama_protocol::auth::{AuthError, AuthKey};
+use trama_protocol::DisconnectReason;
+use trama_transport::{
+    AuthConfig, Client, ClientConfig, Error, RunningServer, Server, ServerConfig, TlsAcceptor,
+    TlsConnector,
+};
+
+/// A certificate authority and a server certificate it signed for 127.0.0.1.
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "trama test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    }
+}
+
+fn acceptor(p: &Pki) -> TlsAcceptor {
+    TlsAcceptor::from_pem(p.cert_pem.as_bytes(), p.key_pem.as_bytes()).unwrap()
+}
+
+fn connector(p: &Pki) -> TlsConnector {
+    TlsConnector::from_ca_pem(p.ca_pem.as_bytes()).unwrap()
+}
+
+fn server(config: ServerConfig, log: &Log) -> RunningServer {
+    Server::bind(config, log.service(echo))
+        .unwrap()
+        .spawn()
+        .unwrap()
+}
+
+fn tls_server(p: &Pki, log: &Log) -> RunningServer {
+    server(
+        ServerConfig {
+            tls: Some(acceptor(p)),
+            ..ServerConfig::default()
+        },
+        log,
+    )
+}
+
+fn tls_client(addr: SocketAddr, connector: TlsConnector) -> Result<Client, Error> {
+    let config = ClientConfig {
+        tls: Some(connector),
+        ..ClientConfig::default()
+    };
+    Client::connect(&addr.to_string(), config)
+}
+
+fn connects(log: &Log) -> usize {
+    log.events()
+        .iter()
+        .filter(|e| matches!(e, Seen::Connected(..)))
+        .count()
+}
+
+#[test]
+fn echo_over_tls_small_and_large() {
+    let p = pki();
+    let log = Log::new();
+    let s = tls_server(&p, &log);
+    let c = tls_client(s.local_addr(), connector(&p)).unwrap();
+    for i in 0..50 {
+        c.send(format!("mensaje {i}").as_bytes()).unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(
+            c.recv_timeout(DEADLINE).unwrap(),
+            format!("mensaje {i}").as_bytes()
+        );
+    }
+    // Larger than a TLS record (16 KiB) and than one read of the server.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    c.send(&big).unwrap();
+    assert_eq!(c.recv_timeout(DEADLINE).unwrap(), big);
+    c.close();
+    let id = log.events().iter().find_map(|e| match e {
+        Seen::Connected(id, _) => Some(*id),
+        _ => None,
+    });
+    // close_notify from the client reads as a clean close.
+    assert_eq!(log.wait_reason(id.unwrap()), DisconnectReason::PeerClosed);
+    s.stop();
+}
+
+#[test]
+fn a_certificate_from_an_untrusted_authority_is_refused() {
+    let p = pki();
+    let other = pki();
+    let log = Log::new();
+    let s = tls_server(&p, &log);
+    match tls_client(s.local_addr(), connector(&other)) {
+        Err(Error::Tls(e)) => assert!(e.contains("certificate"), "{e}"),
+        other => panic!("an untrusted certificate was accepted: {:?}", other.err()),
+    }
+    // The wrong name, from the right authority.
+    let mut named = connector(&p);
+    named.server_name = Some("elsewhere.example".into());
+    match tls_client(s.local_addr(), named) {
+        Err(Error::Tls(e)) => assert!(e.contains("certificate"), "{e}"),
+        other => panic!(
+            "a certificate for another name was accepted: {:?}",
+            other.err()
+        ),
+    }
+    assert_eq!(connects(&log), 0);
+    // The server goes on serving.
+    let c = tls_client(s.local_addr(), connector(&p)).unwrap();
+    assert_eq!(c.request(b"sigo", DEADLINE).unwrap(), b"sigo");
+    s.stop();
+}
+
+#[test]
+fn a_plain_client_at_a_tls_server_is_dropped_and_vice_versa() {
+    let p = pki();
+    let log = Log::new();
+    let s = tls_server(&p, &log);
+    let mut sock = raw(s.local_addr());
+    sock.write_all(&frame(b"hola en claro")).unwrap();
+    // Whatever comes back (an alert) is not an echo, and the server closes.
+    let mut back = Vec::new();
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = sock.read_to_end(&mut back);
+    assert!(!back.windows(13).any(|w| w == b"hola en claro"));
+    assert_eq!(connects(&log), 0);
+    s.stop();
+
+    // A TLS client at a plain server fails the handshake, within its timeout.
+    let plain = server(ServerConfig::default(), &log);
+    let config = ClientConfig {
+        tls: Some(connector(&p)),
+        connect_timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    };
+    match Client::connect(&plain.local_addr().to_string(), config) {
+        Err(Error::Tls(_)) => {}
+        other => panic!("expected a TLS error, got {:?}", other.err()),
+    }
+    plain.stop();
+}
+
+#[test]
+fn a_stalled_tls_handshake_is_dropped() {
+    let p = pki();
+    let log = Log::new();
+    let mut a = acceptor(&p);
+    a.handshake_timeout = Duration::from_millis(300);
+    let s = server(
+        ServerConfig {
+            tls: Some(a),
+            ..ServerConfig::default()
+        },
+        &log,
+    );
+    let mut silent = raw(s.local_addr());
+    expect_closed(&mut silent);
+    assert_eq!(connects(&log), 0);
+    s.stop();
+}
+
+#[test]
+fn tls_and_the_shared_key_combine() {
+    let p = pki();
+    let log = Log::new();
+    let key = |k: &[u8]| AuthConfig::new(AuthKey::new(k.to_vec()).unwrap());
+    let s = server(
+        ServerConfig {
+            tls: Some(acceptor(&p)),
+            auth: Some(key(b"secret")),
+            ..ServerConfig::default()
+        },
+        &log,
+    );
+    let dial = |k: &[u8]| {
+        let config = ClientConfig {
+            tls: Some(connector(&p)),
+            auth: Some(key(k)),
+            ..ClientConfig::default()
+        };
+        Client::connect(&s.local_addr().to_string(), config)
+    };
+    assert!(matches!(
+        dial(b"wrong"),
+        Err(Error::Auth(AuthError::Rejected))
+    ));
+    let c = dial(b"secret").unwrap();
+    c.send(b"uno").unwrap();
+    c.send(b"dos").unwrap();
+    assert_eq!(c.recv_timeout(DEADLINE).unwrap(), b"uno");
+    assert_eq!(c.recv_timeout(DEADLINE).unwrap(), b"dos");
+    assert_eq!(connects(&log), 1);
+    s.stop();
+}
+
+/// A TLS session on a raw socket, to send bytes no `Client` would.
+fn tls_raw(addr: SocketAddr, p: &Pki) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(p.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// Read until the end; true if the server ended the session (cleanly or not).
+fn ends(s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_frames_inside_tls_are_dropped_like_plain_ones() {
+    let p = pki();
+    let log = Log::new();
+    let s = server(
+        ServerConfig {
+            tls: Some(acceptor(&p)),
+            partial_frame_timeout: Some(Duration::from_millis(300)),
+            ..ServerConfig::default()
+        },
+        &log,
+    );
+    // A header announcing 4 GiB - 1.
+    let mut huge = tls_raw(s.local_addr(), &p);
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    huge.flush().unwrap();
+    assert!(ends(&mut huge));
+    // Half a frame, then silence.
+    let mut half = tls_raw(s.local_addr(), &p);
+    half.write_all(&[0, 0, 0, 10, b'a']).unwrap();
+    half.flush().unwrap();
+    assert!(ends(&mut half));
+    common::wait_until("two disconnects", || log.disconnects() == 2);
+    let reasons: Vec<DisconnectReason> = log
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Seen::Disconnected(_, r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| matches!(r, DisconnectReason::Protocol(_))),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| matches!(r, DisconnectReason::PartialFrameTimeout { .. })),
+        "{reasons:?}"
+    );
+    // Garbage where TLS records belong, after the handshake.
+    let mut garbage = tls_raw(s.local_addr(), &p);
+    garbage.write_all(&frame(b"ok")).unwrap();
+    garbage.flush().unwrap();
+    let mut got = [0u8; 6];
+    garbage.read_exact(&mut got).unwrap();
+    assert_eq!(&got, &frame(b"ok")[..]);
+    garbage
+        .sock
+        .write_all(&[0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5])
+        .unwrap();
+    assert!(ends(&mut garbage));
+    s.stop();
+}
