@@ -3,7 +3,7 @@
 //! traffic sent directly, on loopback.
 //!
 //! ```text
-//! cargo run --release -p trama-tap --example tap_bench -- [GIB] [ROUNDS]
+//! cargo run --release -p trama-tap --example tap_bench -- [GIB] [ROUNDS] [BUFFER_KIB]
 //! ```
 //!
 //! - Throughput: one client writes `GIB` GiB (default 2) in 256 KiB writes to
@@ -12,6 +12,7 @@
 //!   `--quiet` runs), and with the observer on (frames decoded, not printed).
 //! - Latency: `ROUNDS` (default 20000) round trips of a 64-byte frame to an
 //!   echo server, one at a time; p50 and p99, direct and through the proxy.
+//! - `BUFFER_KIB`: the proxy's read buffer per direction (default 64, as in `trama-tap`).
 
 // A benchmark driver: failing loudly is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -67,9 +68,10 @@ fn pong() -> SocketAddr {
     addr
 }
 
-fn proxy(to: SocketAddr, observe: bool) -> (SocketAddr, ProxyHandle) {
+fn proxy(to: SocketAddr, observe: bool, buffer: usize) -> (SocketAddr, ProxyHandle) {
     let mut config = ProxyConfig::new("127.0.0.1:0", to.to_string());
     config.observe = observe;
+    config.buffer = buffer;
     let p = Proxy::bind(config).unwrap();
     let (addr, handle) = (p.local_addr(), p.handle());
     thread::spawn(move || p.run(|_| {}).unwrap());
@@ -135,11 +137,15 @@ fn main() {
     let rounds: usize = args
         .next()
         .map_or(20_000, |a| a.parse().expect("ROUNDS is a number"));
+    let buffer: usize = args
+        .next()
+        .map_or(64, |a| a.parse().expect("BUFFER_KIB is a number"))
+        * 1024;
     let total = (gib * (1u64 << 30) as f64) as u64;
 
     let s = sink();
-    let (quiet, h1) = proxy(s, false);
-    let (watching, h2) = proxy(s, true);
+    let (quiet, h1) = proxy(s, false, buffer);
+    let (watching, h2) = proxy(s, true, buffer);
     let direct = best_of_3(s, total);
     let via_quiet = best_of_3(quiet, total);
     let via_watching = best_of_3(watching, total);
@@ -155,7 +161,7 @@ fn main() {
     );
 
     let p = pong();
-    let (via, h3) = proxy(p, false);
+    let (via, h3) = proxy(p, false, buffer);
     let d = round_trips(p, rounds);
     let v = round_trips(via, rounds);
     println!("round trips of a 64-byte frame, {rounds} one at a time:");
