@@ -304,6 +304,16 @@ struct Conn {
     owed_k: u64,
 }
 
+/// An event as (connection index, read it, write to it). An error is both:
+/// a read reports it, and a connect in progress learns of it on either.
+fn flags(e: &mio::event::Event) -> (usize, bool, bool) {
+    (
+        e.token().0,
+        e.is_readable() || e.is_read_closed() || e.is_error(),
+        e.is_writable() || e.is_error(),
+    )
+}
+
 /// When the `k`-th request of a schedule is due; `None` past the clock's range.
 fn due_at(start: Instant, interval: Duration, k: u64) -> Option<Instant> {
     let offset = Duration::try_from_secs_f64(interval.as_secs_f64() * k as f64).ok()?;
@@ -411,18 +421,10 @@ impl Engine {
                     return;
                 }
             }
-            let ready: Vec<(usize, bool, bool)> = self
-                .events
-                .iter()
-                .map(|e| {
-                    (
-                        e.token().0,
-                        e.is_readable() || e.is_read_closed(),
-                        e.is_writable() || e.is_error(),
-                    )
-                })
-                .collect();
-            for (i, readable, writable) in ready {
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.clear();
+            ready.extend(self.events.iter().map(flags));
+            for &(i, readable, writable) in &ready {
                 match self.conns.get(i).map(|c| c.state) {
                     Some(State::Connecting) if readable || writable => {
                         match self.check_connected(i, addr) {
@@ -438,6 +440,7 @@ impl Engine {
                     _ => {}
                 }
             }
+            self.ready = ready;
             if last_scan.elapsed() >= TICK {
                 last_scan = Instant::now();
                 for i in 0..self.conns.len() {
@@ -558,13 +561,7 @@ impl Engine {
         // vector) so the handlers may use the engine.
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
-        ready.extend(self.events.iter().map(|e| {
-            (
-                e.token().0,
-                e.is_readable() || e.is_read_closed() || e.is_error(),
-                e.is_writable(),
-            )
-        }));
+        ready.extend(self.events.iter().map(flags));
         for &(i, readable, writable) in &ready {
             self.on_event(i, readable, writable);
         }
