@@ -36,6 +36,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -504,6 +505,11 @@ def main():
         if t not in ("pingpong", "load", "bulk", "hold"):
             raise SystemExit(f"unknown test {t}")
     os.makedirs(os.path.dirname(a.out_path), exist_ok=True)
+    # The servers and loadgen inherit this: 10,000 connections need more
+    # descriptors than the usual soft limit of 1,024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     suite = Suite(a, paths)
     t0 = time.time()
     suite.run()
