@@ -269,10 +269,10 @@ pub fn replay(args: &ReplayArgs) -> AppResult<bool> {
             differing += 1;
         }
         for l in lines {
-            println!("connection {conn}: {}", l.text);
+            say(&format!("connection {conn}: {}", l.text));
         }
     }
-    println!(
+    say(&format!(
         "replayed {} connection(s) against {}: {}",
         chosen.len(),
         args.to,
@@ -281,8 +281,14 @@ pub fn replay(args: &ReplayArgs) -> AppResult<bool> {
         } else {
             format!("{differing} with differences")
         }
-    );
+    ));
     Ok(differing == 0)
+}
+
+/// Print one line of the report; a closed stdout (`| head`) is not an error.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// One line of the report.
