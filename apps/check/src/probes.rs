@@ -870,6 +870,23 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    /// If the server has already closed its side, end with a reset: a server
+    /// that closes first would otherwise keep its port in TIME_WAIT, and in a
+    /// batch the next submission (on the same fixed port, without
+    /// SO_REUSEADDR) could not bind it for a minute. A connection the server
+    /// still holds open is closed normally, so it sees the end it must handle.
+    fn drop(&mut self) {
+        if self.stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let mut byte = [0u8; 1];
+        if let Ok(0) = (&self.stream).read(&mut byte) {
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
