@@ -8,8 +8,8 @@
 //!
 //! `trama-echo` and `trama-chat` are looked for next to the `trama-tap`
 //! binary and built once if they are not there, so `cargo test -p trama-tap`
-//! works on its own. The 1 GiB transparency run is `#[ignore]`d (minutes in
-//! a debug build): `cargo test -p trama-tap --release --test e2e -- --ignored`.
+//! works on its own. The 1 GiB transparency run is `#[ignore]`d (about 40 s in
+//! a debug build): `cargo test -p trama-tap --test e2e -- --ignored`.
 
 // Everything in this file is test code: helpers panic to fail the test.
 #![allow(clippy::unwrap_used)]
@@ -247,7 +247,7 @@ fn quiet_mode_is_transparent_too() {
 }
 
 #[test]
-#[ignore = "1 GiB each way: minutes in a debug build; run with --release -- --ignored"]
+#[ignore = "1 GiB each way: about 40 s in a debug build; run with -- --ignored"]
 fn transparent_for_a_gibibyte_both_ways() {
     transparency(1024, 1 << 20);
 }
