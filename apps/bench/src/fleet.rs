@@ -41,12 +41,16 @@ const CONNECTING_PER_THREAD: usize = 128;
 const READ_BUF: usize = 64 * 1024;
 /// Longest single wait in a loop that also watches a clock.
 const TICK: Duration = Duration::from_millis(100);
-/// Below this a poll timeout is not used (epoll counts whole milliseconds):
-/// a due request is waited for by a short sleep instead.
+/// Below this a poll timeout is not precise enough (epoll counts whole
+/// milliseconds): a due request is waited for by the [`alarm`] (a timerfd
+/// in the same epoll set, so replies still wake the loop at once), or where
+/// there is none by a short sleep.
 const FINE_WAIT: Duration = Duration::from_millis(1);
-/// The longest of those short sleeps; it bounds how late a reply that
-/// arrives during one is stamped.
+/// The longest of those short sleeps (without an alarm); it bounds how late
+/// a reply that arrives during one is stamped.
 const NAP: Duration = Duration::from_micros(200);
+/// The alarm's token: no connection has it (mio keeps `usize::MAX` for itself).
+const ALARM: Token = Token(usize::MAX - 1);
 
 /// What can stop the engine before it measures anything.
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +308,66 @@ struct Conn {
     owed_k: u64,
 }
 
+/// A one-shot timer in the epoll set: `timerfd` on Linux.
+#[cfg(target_os = "linux")]
+mod alarm {
+    use std::io;
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::time::Duration;
+
+    use mio::unix::SourceFd;
+    use mio::{Interest, Registry, Token};
+    use nix::sys::time::TimeSpec;
+    use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+    /// Readable once the time set has passed; setting it again re-arms it
+    /// (and clears the expiry, so it is never read).
+    pub struct Alarm(TimerFd);
+
+    impl Alarm {
+        pub fn new(registry: &Registry, token: Token) -> io::Result<Alarm> {
+            let fd = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK)
+                .map_err(io::Error::from)?;
+            let raw = fd.as_fd().as_raw_fd();
+            registry.register(&mut SourceFd(&raw), token, Interest::READABLE)?;
+            Ok(Alarm(fd))
+        }
+
+        /// Fire once, `after` from now (at least a microsecond: zero would disarm it).
+        pub fn set(&self, after: Duration) -> io::Result<()> {
+            let after = after.max(Duration::from_micros(1));
+            self.0
+                .set(
+                    Expiration::OneShot(TimeSpec::from_duration(after)),
+                    TimerSetTimeFlags::empty(),
+                )
+                .map_err(io::Error::from)
+        }
+    }
+}
+
+/// Elsewhere there is no alarm, and fine waits are short naps.
+#[cfg(not(target_os = "linux"))]
+mod alarm {
+    use std::io;
+    use std::time::Duration;
+
+    use mio::{Registry, Token};
+
+    /// Never created.
+    pub struct Alarm;
+
+    impl Alarm {
+        pub fn new(_registry: &Registry, _token: Token) -> io::Result<Alarm> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        pub fn set(&self, _after: Duration) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+}
+
 /// An event as (connection index, read it, write to it). An error is both:
 /// a read reports it, and a connect in progress learns of it on either.
 fn flags(e: &mio::event::Event) -> (usize, bool, bool) {
@@ -358,6 +422,8 @@ struct Engine {
     last_reply: Option<Instant>,
     /// Events of the current turn (reused).
     ready: Vec<(usize, bool, bool)>,
+    /// Wakes the loop between milliseconds, where the OS has a timerfd.
+    alarm: Option<alarm::Alarm>,
     /// Replies not yet added to the shared progress counter.
     unpublished: u64,
 }
@@ -365,6 +431,8 @@ struct Engine {
 impl Engine {
     fn new(plan: &Plan, progress: Arc<Progress>) -> Result<Engine, FleetError> {
         let poll = Poll::new().map_err(FleetError::Poll)?;
+        // Without one, open-loop waits fall back to short naps.
+        let alarm = alarm::Alarm::new(poll.registry(), ALARM).ok();
         let req_len = plan.request.len().max(1);
         let pipeline = match plan.job {
             Job::Load { pipeline, .. } => pipeline.max(1),
@@ -390,6 +458,7 @@ impl Engine {
             inflight_total: 0,
             last_reply: None,
             ready: Vec::with_capacity(1024),
+            alarm,
             unpublished: 0,
         })
     }
@@ -539,7 +608,13 @@ impl Engine {
     fn turn(&mut self, wait: Duration) {
         // Whole milliseconds, one fewer than asked, so that epoll's rounding
         // up never wakes us late; what is left is waited in short naps.
-        let timeout = if wait < FINE_WAIT {
+        let alarm_set = wait < FINE_WAIT
+            && !wait.is_zero()
+            && self.alarm.as_ref().is_some_and(|a| a.set(wait).is_ok());
+        let timeout = if alarm_set {
+            // The alarm wakes us; this is only a backstop.
+            FINE_WAIT
+        } else if wait < FINE_WAIT {
             Duration::ZERO
         } else {
             Duration::from_millis((wait.as_millis() as u64).saturating_sub(1))
