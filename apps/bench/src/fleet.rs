@@ -603,11 +603,11 @@ impl Engine {
     }
 
     /// Wait for events up to `wait`, then handle them. epoll counts whole
-    /// milliseconds, so a shorter wait is a non-blocking poll and, if nothing
-    /// happened, a short sleep.
+    /// milliseconds: a longer wait polls for whole milliseconds, one fewer
+    /// than asked (epoll rounds up, and must not wake us late); what is left
+    /// below a millisecond is waited on the alarm, or without one by a
+    /// non-blocking poll and a short nap.
     fn turn(&mut self, wait: Duration) {
-        // Whole milliseconds, one fewer than asked, so that epoll's rounding
-        // up never wakes us late; what is left is waited in short naps.
         let alarm_set = wait < FINE_WAIT
             && !wait.is_zero()
             && self.alarm.as_ref().is_some_and(|a| a.set(wait).is_ok());
