@@ -463,6 +463,8 @@ impl<S: Service> Reactor<S> {
         let mut rest = wire;
         let mut failed = None;
         let mut peer_closed = false;
+        // Drain decrypted bytes before taking more wire bytes: rustls
+        // refuses input while its plaintext buffer is full.
         while let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
             if conn.dead || conn.closing.is_some() {
                 break;
@@ -470,27 +472,33 @@ impl<S: Service> Reactor<S> {
             let Some(tls) = conn.tls.as_mut() else {
                 break;
             };
-            if !rest.is_empty() {
-                if let Err(e) = tls.read_tls(&mut rest) {
-                    failed = Some(format!("tls: {e}"));
+            match tls.reader().read(&mut plain) {
+                // close_notify, and nothing left to read.
+                Ok(0) => {
+                    peer_closed = true;
                     break;
                 }
-            }
-            match tls.process_new_packets() {
-                Ok(state) => peer_closed = state.peer_has_closed(),
+                Ok(k) => {
+                    self.deliver(slot, &plain[..k]);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     failed = Some(format!("tls: {e}"));
                     break;
                 }
             }
-            let chunk = match tls.reader().read(&mut plain) {
-                Ok(k) => k,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => {
-                    failed = Some(format!("tls: {e}"));
-                    break;
-                }
-            };
+            if rest.is_empty() {
+                break;
+            }
+            if let Err(e) = tls.read_tls(&mut rest) {
+                failed = Some(format!("tls: {e}"));
+                break;
+            }
+            if let Err(e) = tls.process_new_packets() {
+                failed = Some(format!("tls: {e}"));
+                break;
+            }
             let established = !tls.is_handshaking() && !conn.tls_up;
             if established {
                 conn.tls_up = true;
@@ -498,13 +506,6 @@ impl<S: Service> Reactor<S> {
             self.tls_pump(slot);
             if established {
                 self.tls_established(slot);
-            }
-            if chunk > 0 {
-                self.deliver(slot, &plain[..chunk]);
-                continue;
-            }
-            if peer_closed || rest.is_empty() {
-                break;
             }
         }
         self.plain_buf = plain;

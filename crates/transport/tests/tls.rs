@@ -103,6 +103,20 @@ fn echo_over_tls_small_and_large() {
             format!("mensaje {i}").as_bytes()
         );
     }
+    // A burst: many records arrive in each read of the server.
+    let burst: Vec<Vec<u8>> = (0..2000u32)
+        .map(|i| {
+            let mut m = i.to_be_bytes().to_vec();
+            m.resize(1000, (i % 256) as u8);
+            m
+        })
+        .collect();
+    for m in &burst {
+        c.send(m).unwrap();
+    }
+    for m in &burst {
+        assert_eq!(&c.recv_timeout(DEADLINE).unwrap(), m);
+    }
     // Larger than a TLS record (16 KiB) and than one read of the server.
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     c.send(&big).unwrap();
