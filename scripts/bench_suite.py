@@ -264,6 +264,11 @@ class Suite:
                                "--clients", str(c), "--secs", str(secs)]
                     (b, bc), (l, lc) = self.both(rnd, bench, lambda: run_loadgen(self.p, lg_args))
                     self.record(rnd, name, "load", "loadgen", l, lc, clients=c)
+                    if self.a.agree_per_connection:
+                        # loadgen's shape: one trama-bench thread per connection.
+                        t, tc = run_bench(self.p, args[:-2] + ["--threads", str(c)]
+                                          if "--threads" in args else args + ["--threads", str(c)])
+                        self.record(rnd, name, "load", "trama-bench-tpc", t, tc, clients=c)
                 else:
                     b, bc = bench()
                 self.record(rnd, name, "load", "trama-bench", b, bc, clients=c)
@@ -436,17 +441,20 @@ def markdown(doc):
         lines.append(f"| {fig} | " + " | ".join(fmt(vals[s]) for s in servers)
                      + f" | {ratio(ref)} | {ratio(tok)} | {target(fig, t, ref, tok, hold_n)} |")
     # Agreement with loadgen: same server, same parameters, same rounds.
-    pairs = [(k[0], k[1]) for k in f if k[2] == "loadgen" and (k[0], k[1], "trama-bench") in f]
+    shapes = {"trama-bench": "trama-bench",
+              "trama-bench-tpc": "trama-bench, a thread per connection"}
+    pairs = [(k[0], k[1], tool) for k in f if k[2] == "loadgen"
+             for tool in shapes if (k[0], k[1], tool) in f]
     pairs = [p for p in dict.fromkeys(pairs)
              if p[1].endswith(("msgs_per_s", "p50_us", "mb_per_s", "answered"))]
     if pairs:
-        lines += ["", "| server | figure | trama-bench | loadgen | trama-bench / loadgen | within 10 % |",
-                  "|---|---|---|---|---|---|"]
-        for srv, fig in pairs:
-            b, l = med(f[(srv, fig, "trama-bench")]), med(f[(srv, fig, "loadgen")])
+        lines += ["", "| server | figure | tool | its median | loadgen | ratio to loadgen | within 10 % |",
+                  "|---|---|---|---|---|---|---|"]
+        for srv, fig, tool in pairs:
+            b, l = med(f[(srv, fig, tool)]), med(f[(srv, fig, "loadgen")])
             r = b / l if l else None
             ok = "yes" if r is not None and abs(r - 1) <= 0.10 else "**no**"
-            lines.append(f"| {srv} | {fig} | {fmt(b)} | {fmt(l)} | "
+            lines.append(f"| {srv} | {fig} | {shapes[tool]} | {fmt(b)} | {fmt(l)} | "
                          f"{f'{r:.2f}' if r is not None else '–'} | {ok} |")
     return "\n".join(lines)
 
@@ -467,6 +475,9 @@ def main():
                     help="servers also measured with loadgen")
     ap.add_argument("--agree-clients", default="1,16,256",
                     help="load: connection counts also measured with loadgen (it runs a thread per client)")
+    ap.add_argument("--no-agree-per-connection", dest="agree_per_connection", action="store_false",
+                    help="skip the extra trama-bench load run with a thread per connection "
+                         "(loadgen's shape) next to each loadgen load run")
     ap.add_argument("--bench-threads", default=None,
                     help="trama-bench --threads for load and hold: a number, or 'clients' for "
                          "one thread per connection (default: trama-bench's, one per core)")
