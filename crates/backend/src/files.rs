@@ -152,6 +152,13 @@ pub enum Answer {
         /// Why, in words for the person at the sender.
         reason: String,
     },
+    /// Not now: the file is being received from another connection (often
+    /// the sender's own previous one, which the receiver has not yet seen
+    /// die after a cut cable). The sender waits and offers again.
+    Busy {
+        /// Why, in words for the person at the sender.
+        reason: String,
+    },
 }
 
 impl Answer {
@@ -513,7 +520,8 @@ pub fn is_partial_name(name: &str) -> bool {
 /// extension (the last dot, or `.tar.*` taken whole), or at the end of a
 /// name without one (`notas` → `notas-1`; a leading dot as in `.bashrc`
 /// starts no extension). The stem is shortened if needed so the result
-/// stays within [`MAX_NAME_BYTES`].
+/// stays within [`MAX_NAME_BYTES`]; an extension so long that no number fits
+/// beside it counts as part of the stem.
 ///
 /// `exists` must become false for some number; a receiver that never
 /// overwrites uses it to pick a free name.
@@ -528,6 +536,13 @@ pub fn numbered_name(name: &str, exists: impl Fn(&str) -> bool) -> String {
         return name.to_string();
     }
     let (stem, ext) = split_extension(name);
+    // An extension too long to keep beside a number (up to 20 digits and a
+    // dash) is not kept apart: the number then ends the shortened name.
+    let (stem, ext) = if ext.len() + NUMBER_ROOM > MAX_NAME_BYTES {
+        (name, "")
+    } else {
+        (stem, ext)
+    };
     let mut n: u64 = 1;
     loop {
         let suffix = format!("-{n}{ext}");
@@ -539,6 +554,9 @@ pub fn numbered_name(name: &str, exists: impl Fn(&str) -> bool) -> String {
         n = n.saturating_add(1);
     }
 }
+
+/// Bytes `-N` takes at most in [`numbered_name`]: a dash and a `u64`.
+const NUMBER_ROOM: usize = 21;
 
 /// `("archive", ".tar.gz")`, `("notas", "")`, `(".bashrc", "")`.
 fn split_extension(name: &str) -> (&str, &str) {
@@ -1410,6 +1428,21 @@ mod tests {
         assert!(numbered.len() <= MAX_NAME_BYTES, "{}", numbered.len());
         assert!(numbered.ends_with("-1.bin"));
         assert_eq!(check_name(&numbered), Ok(numbered.as_str()));
+    }
+
+    /// Found by the `files` fuzz target: an extension of 254 bytes left no
+    /// room for the number, and the result had 256 bytes.
+    #[test]
+    fn numbered_names_fit_when_the_extension_is_most_of_the_name() {
+        let name = format!(" . {}", "\u{FFFD}".repeat(84)); // 255 bytes
+        assert_eq!(name.len(), MAX_NAME_BYTES);
+        let first = numbered_name(&name, |n| n == name);
+        let second = numbered_name(&name, |n| n == name || n == first);
+        for numbered in [&first, &second] {
+            assert!(numbered.len() <= MAX_NAME_BYTES, "{}", numbered.len());
+            assert_ne!(numbered, &name);
+        }
+        assert!(first.ends_with("-1") && second.ends_with("-2"), "{first:?}");
     }
 
     // --- Progress and formatting -----------------------------------------

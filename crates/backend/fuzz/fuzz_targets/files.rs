@@ -48,7 +48,12 @@ fn offer_checks(u: &mut Unstructured<'_>, offer: &Offer) -> Result<()> {
         let second = numbered_name(&offer.name, |n| n == offer.name || n == first);
         for numbered in [&first, &second] {
             assert_ne!(numbered, &offer.name);
-            assert!(numbered.len() <= MAX_NAME_BYTES, "{} bytes", numbered.len());
+            assert!(
+                numbered.len() <= MAX_NAME_BYTES,
+                "{} bytes for {:?}",
+                numbered.len(),
+                offer.name
+            );
         }
         assert_ne!(first, second);
     } else if let Err(e) = check_name(&offer.name) {
