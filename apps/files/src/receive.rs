@@ -102,6 +102,10 @@ fn serve(ctx: &Ctx, stream: &TcpStream, peer: SocketAddr) -> AppResult {
                 log::warn!("{peer}: refused {:?}: {reason}", offer.name);
                 continue;
             }
+            Answer::Busy { reason } => {
+                log::info!("{peer}: not now {:?}: {reason}", offer.name);
+                continue;
+            }
         };
         let outcome = receive_file(ctx, stream, &mut reader, &offer, offset, peer);
         if let Ok(mut busy) = ctx.busy.lock() {
@@ -153,7 +157,7 @@ fn decide(ctx: &Ctx, offer: &Offer) -> Answer {
             };
         };
         if !busy.insert(offer.name.clone()) {
-            return Answer::Refused {
+            return Answer::Busy {
                 reason: format!("{} is being received from another sender", offer.name),
             };
         }

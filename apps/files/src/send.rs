@@ -144,6 +144,9 @@ fn try_send(
             )))
         }
         Answer::Refused { reason } => return Err(Failure::Fatal(format!("refused: {reason}"))),
+        // Usually our own previous connection, still held by the receiver
+        // until its stall timeout: worth another try after a pause.
+        Answer::Busy { reason } => return Err(Failure::Retry(format!("busy: {reason}"))),
     };
     let start = Instant::now();
     let mut progress = Progress::new(&offer.name, offer.size, offset, args.quiet);

@@ -630,6 +630,41 @@ fn stalled_sender_is_dropped_and_others_are_served() {
     );
 }
 
+/// After a cut cable the receiver still holds the sender's old connection:
+/// the new offer is answered `Busy`, which the sender retries (not a refusal),
+/// and it resumes once the receiver lets the old connection go.
+#[test]
+fn a_busy_name_is_retried_and_resumed_once_the_old_connection_goes() {
+    let src = TempDir::new("busy-src");
+    let dst = TempDir::new("busy-dst");
+    let server = receiver(dst.path(), &["--stall-timeout", "2s"]);
+    let path = src.join("ocupado.bin");
+    write_random(&path, MIB, 4);
+    let bytes = std::fs::read(&path).unwrap();
+
+    // The "old connection": 1000 bytes, then silence.
+    let mut old = RawSender::connect(&server);
+    let offer = Offer::new("ocupado.bin", MIB, true);
+    assert_eq!(old.offer(&offer), Answer::Ready { offset: 0 });
+    old.data(&bytes[..1000]);
+
+    // Another connection offering the same name now is told to wait.
+    let mut other = RawSender::connect(&server);
+    match other.offer(&offer) {
+        Answer::Busy { reason } => assert!(reason.contains("ocupado.bin"), "{reason}"),
+        answer => panic!("answered {answer:?}, not Busy"),
+    }
+
+    // The real sender retries through the Busy answers and resumes.
+    let out = success(
+        "send while the name is busy",
+        send(&server, &[&path], &["--retries", "20"]),
+        &server,
+    );
+    assert_eq!(resumed_at(&out), 1000, "{out}");
+    assert_same_file(&path, &dst.join("ocupado.bin"));
+}
+
 // ---------------------------------------------------------------------------
 // Refusals and failures
 // ---------------------------------------------------------------------------

@@ -152,6 +152,13 @@ pub enum Answer {
         /// Why, in words for the person at the sender.
         reason: String,
     },
+    /// Not now: the file is being received from another connection (often
+    /// the sender's own previous one, which the receiver has not yet seen
+    /// die after a cut cable). The sender waits and offers again.
+    Busy {
+        /// Why, in words for the person at the sender.
+        reason: String,
+    },
 }
 
 impl Answer {
