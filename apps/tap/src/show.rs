@@ -34,7 +34,15 @@ impl Printer {
     /// Print one event that happened `t` seconds after the tap started.
     pub fn event(&self, t: f64, event: &ProxyEvent<'_>) {
         let line = match self.format {
-            Format::Off => return,
+            Format::Off => {
+                // Nothing per frame, but what fires or fails still goes to the log.
+                if let ProxyEvent::Fault { .. } | ProxyEvent::Refused { .. } = event {
+                    if let Some(line) = text_line(t, event, self.decode) {
+                        log::warn!("{}", line.trim_start());
+                    }
+                }
+                return;
+            }
             Format::Text => text_line(t, event, self.decode),
             Format::Json => json_line(t, event, self.decode).map(|v| v.to_string()),
         };

@@ -238,10 +238,16 @@ fn transparent_both_ways_with_decoding_on() {
 fn quiet_mode_is_transparent_too() {
     // --quiet watches nothing, so on Linux the kernel moves the bytes.
     let server = echo(&["--framed", "--max-outbound", "64MiB"]);
-    let (mut tap, addr) = tap(server.addr(), &["--quiet"]);
+    // A fault on the answers: c2s is spliced, s2c copied and disturbed.
+    let (mut tap, addr) = tap(
+        server.addr(),
+        &["--quiet", "--fault", "s2c:delay-frame=3:1ms"],
+    );
     let (sent, got, bytes) = pump_through(addr, 16, 1 << 20);
     assert_eq!(bytes, 16 << 20);
     assert_eq!(sent, got);
+    // The fault is still logged, on stderr.
+    tap.expect_stderr("s2c <- FAULT frame 3 delayed by 1ms");
     tap.close_input();
     assert!(tap.kill().is_empty(), "--quiet printed on stdout");
 }
