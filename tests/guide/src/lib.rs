@@ -63,6 +63,9 @@ pub struct Step {
     pub exit: i32,
     /// Lines the command must print, in order (`...` matches any text).
     pub expect: Vec<String>,
+    /// Its comment says `any order`: the lines may come in any order (the
+    /// replies of several servers, say).
+    pub any_order: bool,
 }
 
 /// A fenced console block.
@@ -249,6 +252,7 @@ fn step(line: usize, text: &str) -> Step {
         background,
         exit,
         expect: Vec::new(),
+        any_order: comment.is_some_and(|c| c.contains("any order")),
     }
 }
 
@@ -313,6 +317,36 @@ pub fn matched_in_order<S: AsRef<str>>(expected: &[String], lines: &[S]) -> usiz
     found
 }
 
+/// How many of `expected` are found among `lines` when order does not
+/// matter, each on a line of its own; on a shortfall, the first one missing
+/// is `expected[result]`.
+pub fn matched_any_order<S: AsRef<str>>(expected: &[String], lines: &[S]) -> usize {
+    let mut used = vec![false; lines.len()];
+    for (found, pattern) in expected.iter().enumerate() {
+        let free = lines
+            .iter()
+            .enumerate()
+            .find(|(i, line)| !used[*i] && line_matches(pattern, line.as_ref()));
+        match free {
+            Some((i, _)) => used[i] = true,
+            None => return found,
+        }
+    }
+    expected.len()
+}
+
+impl Step {
+    /// How many of the lines this step shows are found in `lines`, in
+    /// order unless the step says `any order`.
+    pub fn matched<S: AsRef<str>>(&self, lines: &[S]) -> usize {
+        if self.any_order {
+            matched_any_order(&self.expect, lines)
+        } else {
+            matched_in_order(&self.expect, lines)
+        }
+    }
+}
+
 /// The programs a command starts: the first word of each piece of the
 /// command split at `|`, `;`, `&`, `(` and quotes (so a program inside
 /// `--spawn "..."` counts too), keeping those named `trama-...`.
@@ -372,13 +406,105 @@ pub fn exercise_blocks(markdown: &str) -> Vec<ExerciseBlock> {
     found
 }
 
-/// Whether `shown` appears in `source`, ignoring whitespace and line
-/// breaks (rustfmt may wrap a line the guide keeps whole): the guide shows
-/// the test exactly as the solution file has it.
+/// Whether `shown` appears in `source`, ignoring whitespace, line breaks
+/// and trailing commas (rustfmt may wrap a line the guide keeps whole): the
+/// guide shows the test exactly as the solution file has it.
 pub fn shows_verbatim(source: &str, shown: &str) -> bool {
-    let squeeze = |text: &str| -> String { text.chars().filter(|c| !c.is_whitespace()).collect() };
     let shown = squeeze(shown);
     !shown.is_empty() && squeeze(source).contains(&shown)
+}
+
+/// The text without whitespace, and without a comma before a closing bracket.
+fn squeeze(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().filter(|c| !c.is_whitespace()) {
+        if matches!(c, '}' | ']' | ')') && out.ends_with(',') {
+            out.pop();
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The examples a command runs with `cargo run ... -p PACKAGE --example
+/// NAME`, as `(package, example)` pairs, so the test can build them before
+/// any block runs (a server must not spend its start-up time compiling).
+pub fn cargo_examples(command: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for piece in command.split(['|', ';', '&', '"', '\'']) {
+        let words: Vec<&str> = piece.split_whitespace().collect();
+        if words.len() < 2 || words[0] != "cargo" || words[1] != "run" {
+            continue;
+        }
+        let after = |flag: &str| {
+            words
+                .iter()
+                .take_while(|w| **w != "--")
+                .position(|w| *w == flag)
+                .and_then(|i| words.get(i + 1))
+                .map(|w| w.to_string())
+        };
+        if let (Some(package), Some(example)) = (after("-p"), after("--example")) {
+            found.push((package, example));
+        }
+    }
+    found
+}
+
+/// The command with every `cargo run [-q] -p PACKAGE --example NAME [--]`
+/// replaced by `EXAMPLES_DIR/NAME`: the test builds the examples first and
+/// runs their binaries, so no second cargo waits for the build lock while
+/// the test runs (the guide keeps the `cargo run` a student types).
+pub fn direct_examples(command: &str, examples_dir: &str) -> String {
+    let mut out = String::new();
+    let mut rest = command;
+    while let Some(at) = rest.find("cargo run ") {
+        out.push_str(&rest[..at]);
+        let mut cursor = at + "cargo run ".len();
+        let mut name: Option<&str> = None;
+        let mut expect_value = false;
+        loop {
+            let tail = &rest[cursor..];
+            let skipped = tail.len() - tail.trim_start().len();
+            let word_len = tail
+                .trim_start()
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                .unwrap_or(tail.trim_start().len());
+            let word = &tail[skipped..skipped + word_len];
+            if word.is_empty() {
+                break;
+            }
+            if expect_value {
+                expect_value = false;
+            } else if word == "-p" || word == "--package" {
+                expect_value = true;
+            } else if word == "--example" {
+                expect_value = true;
+                let value = tail[skipped + word_len..].trim_start();
+                let len = value
+                    .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                    .unwrap_or(value.len());
+                name = Some(&value[..len]);
+            } else if word == "--" {
+                cursor += skipped + word_len;
+                break;
+            } else if !word.starts_with('-') {
+                break;
+            }
+            cursor += skipped + word_len;
+        }
+        match name {
+            Some(name) => {
+                out.push_str(examples_dir);
+                out.push('/');
+                out.push_str(name);
+            }
+            None => out.push_str(&rest[at..cursor]),
+        }
+        rest = &rest[cursor..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -452,6 +578,7 @@ mod tests {
         ));
         assert!(!shows_verbatim("#[test]\nfn other() {}\n", &found[0].code));
         assert!(!shows_verbatim("anything", ""));
+        assert!(shows_verbatim("f(\n    a,\n    b,\n);", "f(a, b);"));
     }
 
     #[test]
@@ -470,11 +597,63 @@ mod tests {
     }
 
     #[test]
+    fn any_order_needs_each_line_once() {
+        let expect = vec![
+            "[1] ...".to_string(),
+            "[2] x".to_string(),
+            "[1] ...".to_string(),
+        ];
+        assert_eq!(matched_any_order(&expect, &["[2] x", "[1] a", "[1] b"]), 3);
+        assert_eq!(matched_any_order(&expect, &["[2] x", "[1] a"]), 2);
+        let step = &console_blocks("```console run\n$ x   # replies in any order\nb\na\n```\n")[0]
+            .steps[0];
+        assert!(step.any_order);
+        assert_eq!(step.matched(&["a", "b"]), 2);
+    }
+
+    #[test]
     fn expected_lines_must_come_in_order() {
         let expect = vec!["one".to_string(), "t...".to_string()];
         assert_eq!(matched_in_order(&expect, &["zero", "one", "x", "two"]), 2);
         assert_eq!(matched_in_order(&expect, &["two", "one"]), 1);
         assert_eq!(matched_in_order(&expect, &["zero"]), 0);
+    }
+
+    #[test]
+    fn cargo_examples_are_found_even_inside_quotes() {
+        assert_eq!(
+            cargo_examples("trama-check --spawn \"cargo run -q -p trama-protocol --example thread_per_client -- 127.0.0.1:0\""),
+            [("trama-protocol".to_string(), "thread_per_client".to_string())]
+        );
+        assert!(cargo_examples("cargo run -p trama-chat -- serve -p x --example y").is_empty());
+        assert!(cargo_examples("cargo build -p a --example b").is_empty());
+    }
+
+    #[test]
+    fn cargo_run_of_an_example_becomes_its_binary() {
+        assert_eq!(
+            direct_examples("cargo run -q -p trama-protocol --example one_recv", "/x"),
+            "/x/one_recv"
+        );
+        assert_eq!(
+            direct_examples(
+                "python3 s.py -- cargo run -q -p a --example t -- 127.0.0.1:0 && echo ok",
+                "/x"
+            ),
+            "python3 s.py -- /x/t 127.0.0.1:0 && echo ok"
+        );
+        assert_eq!(
+            direct_examples(
+                "trama-check --spawn \"cargo run -p a --example t -- 1\"",
+                "/x"
+            ),
+            "trama-check --spawn \"/x/t 1\""
+        );
+        assert_eq!(
+            direct_examples("cargo run -p trama-chat -- serve", "/x"),
+            "cargo run -p trama-chat -- serve"
+        );
+        assert_eq!(direct_examples("echo hi", "/x"), "echo hi");
     }
 
     #[test]

@@ -6,18 +6,22 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use trama_guide_tests::{
-    console_blocks, exercise_blocks, matched_in_order, problems, shows_verbatim, trama_programs,
-    Block, Marker, Step,
+    cargo_examples, console_blocks, direct_examples, exercise_blocks, problems, shows_verbatim,
+    trama_programs, Block, Marker, Step,
 };
-use trama_test_support::{run_command, READY_PREFIX};
+use trama_test_support::READY_PREFIX;
 
+/// Blocks run at once.
+const PARALLEL_BLOCKS: usize = 4;
 /// A foreground command that takes longer than this is killed and fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a background server may take to print `listening on ADDR`, and
@@ -126,49 +130,92 @@ fn guide_and_guia_commands_run() {
         .flat_map(|(_, b)| b.steps.iter())
         .flat_map(|s| trama_programs(&s.command))
         .collect();
-    let bin_dir = build(&programs);
+    let examples: BTreeSet<(String, String)> = runnable
+        .iter()
+        .flat_map(|(_, b)| b.steps.iter())
+        .flat_map(|s| cargo_examples(&s.command))
+        .collect();
+    let bin_dir = build(&programs, &examples);
     let runs = workspace().join("target").join("guide-runs");
     // Leftovers of an earlier run; absent on a fresh checkout.
     let _ = fs::remove_dir_all(&runs);
 
-    let mut failures = Vec::new();
-    for (path, block) in &runnable {
-        let name = format!(
-            "{}-{}-{}",
-            path.parent()
-                .unwrap()
-                .file_name()
-                .unwrap()
-                .to_string_lossy(),
-            path.file_stem().unwrap().to_string_lossy(),
-            block.line
-        );
-        let dir = runs.join(name);
-        if let Err(e) = run_block(block, &bin_dir, &dir) {
-            failures.push(format!("{}:{}: {e}", shown_path(path), block.line));
+    // Blocks are independent (their own directory, servers on port 0), and
+    // mostly wait on servers and timeouts: run a few at a time.
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for _ in 0..PARALLEL_BLOCKS {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((path, block)) = runnable.get(i) else {
+                    break;
+                };
+                let name = format!(
+                    "{}-{}-{}",
+                    path.parent()
+                        .unwrap()
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy(),
+                    path.file_stem().unwrap().to_string_lossy(),
+                    block.line
+                );
+                let started = Instant::now();
+                let result = run_block(block, &bin_dir, &runs.join(name));
+                // Shown with --nocapture: which blocks make the test slow.
+                eprintln!(
+                    "{}:{}: {:.1} s",
+                    shown_path(path),
+                    block.line,
+                    started.elapsed().as_secs_f64()
+                );
+                if let Err(e) = result {
+                    let failure = format!("{}:{}: {e}", shown_path(path), block.line);
+                    failures.lock().unwrap().push(failure);
+                }
+            });
         }
-    }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 /// Builds the packages of the programs the guide runs (each app's package
-/// is named like its binary) and returns the directory holding them.
-fn build(programs: &BTreeSet<String>) -> PathBuf {
+/// is named like its binary) and the examples it runs with `cargo run`, and
+/// returns the directory holding the binaries.
+fn build(programs: &BTreeSet<String>, examples: &BTreeSet<(String, String)>) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<this test> -> target/<profile>
     let bin_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let release = bin_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace())
-        .args(["build", "--quiet", "--bins"]);
-    if bin_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
+    // One cargo call: each call waits for the build directory's lock.
+    let mut args = vec![
+        "build".to_string(),
+        "--quiet".to_string(),
+        "--bins".to_string(),
+    ];
+    let packages: BTreeSet<&String> = programs
+        .iter()
+        .chain(examples.iter().map(|(p, _)| p))
+        .collect();
+    for package in packages {
+        args.extend(["-p".to_string(), package.clone()]);
     }
-    for program in programs {
-        cmd.args(["-p", program]);
+    for (_, example) in examples {
+        args.extend(["--example".to_string(), example.clone()]);
     }
-    let status = cmd.status().unwrap();
-    assert!(status.success(), "building {programs:?} failed: {status}");
+    if release {
+        args.push("--release".to_string());
+    }
+    let status = Command::new(&cargo)
+        .current_dir(workspace())
+        .args(&args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo {args:?} failed: {status}");
     for program in programs {
         assert!(
             bin_dir.join(program).is_file(),
@@ -179,52 +226,132 @@ fn build(programs: &BTreeSet<String>) -> PathBuf {
     bin_dir
 }
 
-/// A program started with `&`: its output, merged, read line by line.
-struct Background {
-    step: Step,
+/// A shell command running in a process group of its own, its stdout
+/// (where the command's stderr is also sent) read line by line.
+struct Spawned {
     child: Child,
-    /// Kept open and never written, like a terminal nobody types in: a
-    /// console program in the background keeps running instead of seeing
-    /// the end of its input.
+    /// For a background program: kept open and never written, like a
+    /// terminal nobody types in, so a console program keeps running instead
+    /// of seeing the end of its input.
     _stdin: Option<ChildStdin>,
     lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<thread::JoinHandle<()>>,
 }
 
-impl Background {
+impl Spawned {
+    fn start(mut cmd: Command, background: bool) -> std::io::Result<Spawned> {
+        cmd.stdin(if background {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // Its own group, so a timeout or the end of the block stops what
+        // the command started too (a pipeline, a server it spawned).
+        .process_group(0);
+        let mut child = cmd.spawn()?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let reader = child.stdout.take().map(|out| {
+            let sink = Arc::clone(&lines);
+            thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    match line {
+                        Ok(line) => sink.lock().unwrap().push(line),
+                        Err(_) => break,
+                    }
+                }
+            })
+        });
+        Ok(Spawned {
+            _stdin: child.stdin.take(),
+            child,
+            lines,
+            reader,
+        })
+    }
+
     fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
-}
 
-impl Drop for Background {
-    fn drop(&mut self) {
-        // It may have exited already (a server that serves one client).
+    /// Waits for the command to exit, at most `timeout`; then for the rest
+    /// of its output (a process it left behind holding the pipe is killed
+    /// with its group).
+    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => break None,
+            }
+        };
+        let drained = Instant::now() + Duration::from_secs(5);
+        while self.reader.as_ref().is_some_and(|r| !r.is_finished()) && Instant::now() < drained {
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.kill_group();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+
+    fn kill_group(&mut self) {
+        // The group may be gone already; that is fine.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+/// A program started with `&`, with the step that started it.
+struct Background {
+    step: Step,
+    spawned: Spawned,
+}
+
 fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    // Commands name the Python programs as `tests/python/...`, from the
-    // workspace root; cargo finds the workspace from this directory too.
-    std::os::unix::fs::symlink(workspace().join("tests"), dir.join("tests"))
-        .map_err(|e| e.to_string())?;
+    // Commands name the Python programs and scripts as `tests/python/...`
+    // and `scripts/...`, from the workspace root; cargo finds the workspace
+    // from this directory too (it is inside the workspace's `target`).
+    for name in ["tests", "scripts"] {
+        std::os::unix::fs::symlink(workspace().join(name), dir.join(name))
+            .map_err(|e| e.to_string())?;
+    }
     let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .map_err(|e| e.to_string())?;
+    let examples = bin_dir.join("examples").to_string_lossy().into_owned();
     let mut vars: Vec<(String, String)> = Vec::new();
-    let mut background = Vec::new();
+    let mut background: Vec<Background> = Vec::new();
     for step in &block.steps {
+        let command = direct_examples(&step.command, &examples);
         let mut cmd = Command::new("sh");
         cmd.current_dir(dir)
             .env("PATH", &path)
             .env("NO_COLOR", "1")
             .envs(vars.iter().map(|(k, v)| (k, v)));
+        let cannot =
+            |e: std::io::Error| format!("line {}: cannot start `{command}`: {e}", step.line);
         if step.background {
-            cmd.arg("-c").arg(format!("exec {} 2>&1", step.command));
-            let started = start_background(cmd, step)?;
+            cmd.arg("-c").arg(format!("exec {command} 2>&1"));
+            let started = Background {
+                step: step.clone(),
+                spawned: Spawned::start(cmd, true).map_err(cannot)?,
+            };
             let addr = wait_ready(&started)?;
             let n = vars.len() / 2 + 1;
             let suffix = if n == 1 { String::new() } else { n.to_string() };
@@ -233,21 +360,26 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
             vars.push((format!("PORT{suffix}"), port));
             background.push(started);
         } else {
-            cmd.arg("-c").arg(format!("{{\n{}\n}} 2>&1", step.command));
-            let (status, stdout, _) = run_command(cmd, COMMAND_TIMEOUT)
-                .map_err(|e| format!("line {}: {}", step.line, e.message()))?;
-            let lines: Vec<&str> = stdout.lines().collect();
-            let found = matched_in_order(&step.expect, &lines);
-            if status.code() != Some(step.exit) || found < step.expect.len() {
+            cmd.arg("-c").arg(format!("{{\n{command}\n}} 2>&1"));
+            let mut run = Spawned::start(cmd, false).map_err(cannot)?;
+            let status = run.wait(COMMAND_TIMEOUT);
+            let lines = run.lines();
+            let found = step.matched(&lines);
+            let code = status.and_then(|s| s.code());
+            if code != Some(step.exit) || found < step.expect.len() {
+                let ended = match status {
+                    Some(status) => format!("exited with {status} (expected {})", step.exit),
+                    None => format!("did not finish within {COMMAND_TIMEOUT:?}"),
+                };
                 return Err(format!(
-                    "line {}: `{}` exited with {status} (expected {}){}; it printed:\n{stdout}",
+                    "line {}: `{}` {ended}{}; it printed:\n{}",
                     step.line,
                     step.command,
-                    step.exit,
                     step.expect
                         .get(found)
                         .map(|l| format!(" and never printed {l:?}"))
                         .unwrap_or_default(),
+                    lines.join("\n")
                 ));
             }
         }
@@ -255,8 +387,8 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
     for bg in &background {
         let deadline = Instant::now() + BACKGROUND_TIMEOUT;
         loop {
-            let lines = bg.lines();
-            let found = matched_in_order(&bg.step.expect, &lines);
+            let lines = bg.spawned.lines();
+            let found = bg.step.matched(&lines);
             if found == bg.step.expect.len() {
                 break;
             }
@@ -275,37 +407,11 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn start_background(mut cmd: Command, step: &Step) -> Result<Background, String> {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("line {}: cannot start `{}`: {e}", step.line, step.command))?;
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let out = child.stdout.take().ok_or("stdout not captured")?;
-    let sink = Arc::clone(&lines);
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            match line {
-                Ok(line) => sink.lock().unwrap().push(line),
-                Err(_) => break,
-            }
-        }
-    });
-    Ok(Background {
-        step: step.clone(),
-        _stdin: child.stdin.take(),
-        child,
-        lines,
-    })
-}
-
 /// Waits for the background program's `listening on ADDR` line.
 fn wait_ready(bg: &Background) -> Result<String, String> {
     let deadline = Instant::now() + BACKGROUND_TIMEOUT;
     loop {
-        let lines = bg.lines();
+        let lines = bg.spawned.lines();
         for line in &lines {
             if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
                 return Ok(addr.trim().to_string());
