@@ -64,6 +64,33 @@ fn blocks_of(path: &Path) -> Vec<Block> {
 }
 
 #[test]
+fn guide_and_guia_have_the_same_chapters() {
+    let names = |dir: &str| -> BTreeSet<String> {
+        guide_files()
+            .iter()
+            .filter(|p| p.parent().is_some_and(|d| d.ends_with(dir)))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let (english, spanish) = (names("docs/guide"), names("docs/guia"));
+    assert_eq!(english, spanish, "each chapter needs both languages");
+    // Same blocks too, so a command fixed in one language is fixed in both.
+    for name in &english {
+        let marked = |dir: &str| -> Vec<(Option<Marker>, Vec<String>)> {
+            blocks_of(&workspace().join(dir).join(name))
+                .into_iter()
+                .map(|b| (b.marker, b.steps.into_iter().map(|s| s.command).collect()))
+                .collect()
+        };
+        assert_eq!(
+            marked("docs/guide"),
+            marked("docs/guia"),
+            "{name}: the console blocks differ between docs/guide and docs/guia"
+        );
+    }
+}
+
+#[test]
 fn guide_and_guia_console_blocks_are_all_marked() {
     let mut failures = Vec::new();
     let mut runnable = 0;
