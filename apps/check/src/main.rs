@@ -43,7 +43,8 @@ const RAW_READ: usize = 64 * 1024;
     version,
     about = "Check a server that speaks the course notes' protocol against the classic defects",
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +56,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check every submission folder of DIR in turn; write a CSV and a JSON summary.
+    #[command(args_override_self = true)]
     Batch(BatchArgs),
 }
 

@@ -29,6 +29,8 @@ use crate::verdict::{self, mib, Verdict};
 pub const LARGE: usize = 1 << 20;
 /// Threads a server may keep beyond its count before the battery.
 pub const THREAD_SLACK: u64 = 4;
+/// Clients of the second wave of `threads-released`, when threads stayed.
+const SECOND_WAVE: usize = 20;
 /// How long a hostile connection is left to be read before others are tried.
 const HOSTILE_PAUSE: Duration = Duration::from_millis(100);
 /// Largest flood sent by the client that never reads.
@@ -607,19 +609,51 @@ impl<'a> Probe<'a> {
         let Some(before) = self.baseline_threads else {
             return Verdict::fail("the thread count before the battery could not be read");
         };
-        let deadline = Instant::now() + self.opts.settle;
-        let mut after;
-        loop {
-            after = match self.sample() {
-                Ok(s) => s.threads,
-                Err(Fail(e)) => return Verdict::fail(e),
-            };
-            if after <= before + THREAD_SLACK || Instant::now() >= deadline {
+        let clients = self.clients_used;
+        let after = match self.threads_settled(before + THREAD_SLACK) {
+            Ok(n) => n,
+            Err(Fail(e)) => return Verdict::fail(e),
+        };
+        if after <= before + THREAD_SLACK {
+            return verdict::threads(before, after, None, THREAD_SLACK, clients);
+        }
+        // Threads stayed: a leak grows with every client, a pool does not.
+        // A wave cut short by an unanswered client is judged on those that came.
+        let mut came = 0;
+        for i in 1..=SECOND_WAVE {
+            if self
+                .fresh_client_answered(&format!("second-wave client {i}"))
+                .is_err()
+            {
                 break;
+            }
+            came += 1;
+        }
+        if came == 0 {
+            return verdict::threads(before, after, None, THREAD_SLACK, clients);
+        }
+        let again = match self.threads_settled(after + THREAD_SLACK) {
+            Ok(n) => n,
+            Err(Fail(e)) => return Verdict::fail(e),
+        };
+        let wave = verdict::SecondWave {
+            clients: came,
+            threads: again,
+        };
+        verdict::threads(before, after, Some(wave), THREAD_SLACK, clients)
+    }
+
+    /// The group's thread count once it is at most `target`, or when
+    /// `--settle` has passed.
+    fn threads_settled(&mut self, target: u64) -> Step<u64> {
+        let deadline = Instant::now() + self.opts.settle;
+        loop {
+            let n = self.sample()?.threads;
+            if n <= target || Instant::now() >= deadline {
+                return Ok(n);
             }
             thread::sleep(POLL);
         }
-        verdict::threads(before, after, THREAD_SLACK, self.clients_used)
     }
 }
 

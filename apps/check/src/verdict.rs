@@ -115,16 +115,42 @@ pub fn memory(growth: u64, limit: u64, announced: u64) -> Verdict {
     }
 }
 
-/// Threads: `before` the battery, `after` its clients left.
-pub fn threads(before: u64, after: u64, slack: u64, clients: usize) -> Verdict {
-    let what = format!(
-        "{before} threads before the battery, {after} after its {clients} clients left (allowed {})",
-        before + slack
-    );
+/// What the thread count did after a second wave of clients: how many
+/// came and went, and the count once they had left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondWave {
+    /// Clients in the wave.
+    pub clients: usize,
+    /// Threads after they left.
+    pub threads: u64,
+}
+
+/// Threads: `before` the battery, `after` its `clients` left, and, if that
+/// was more than `slack` above `before`, after a `second` wave of clients.
+/// Threads that stay but do not grow with more clients are a bounded pool,
+/// not a leak.
+pub fn threads(
+    before: u64,
+    after: u64,
+    second: Option<SecondWave>,
+    slack: u64,
+    clients: usize,
+) -> Verdict {
+    let what =
+        format!("{before} threads before the battery, {after} after its {clients} clients left");
     if after <= before + slack {
-        Verdict::pass(what)
-    } else {
-        Verdict::fail(format!("{what}: threads of departed clients never end"))
+        return Verdict::pass(format!("{what} (allowed {})", before + slack));
+    }
+    match second {
+        Some(w) if w.threads <= after + slack => Verdict::pass(format!(
+            "{what}, {} after {} more clients came and went: a bounded set of threads, not one per client",
+            w.threads, w.clients
+        )),
+        Some(w) => Verdict::fail(format!(
+            "{what}, {} after {} more clients came and went: threads of departed clients never end",
+            w.threads, w.clients
+        )),
+        None => Verdict::fail(format!("{what}: threads of departed clients never end")),
     }
 }
 
@@ -206,13 +232,39 @@ mod tests {
 
     #[test]
     fn threads_with_slack() {
-        assert_eq!(threads(2, 2, 4, 70).status, Status::Pass);
-        assert_eq!(threads(2, 6, 4, 70).status, Status::Pass);
-        assert_eq!(threads(2, 1, 4, 70).status, Status::Pass);
-        let v = threads(2, 72, 4, 70);
+        assert_eq!(threads(2, 2, None, 4, 70).status, Status::Pass);
+        assert_eq!(threads(2, 6, None, 4, 70).status, Status::Pass);
+        assert_eq!(threads(2, 1, None, 4, 70).status, Status::Pass);
+        let v = threads(2, 72, None, 4, 70);
         assert_eq!(v.status, Status::Fail);
         assert!(
             v.reason.contains("2 threads before the battery, 72 after"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn threads_that_do_not_grow_again_are_a_pool() {
+        let pool = SecondWave {
+            clients: 20,
+            threads: 66,
+        };
+        let v = threads(2, 66, Some(pool), 4, 70);
+        assert_eq!(v.status, Status::Pass, "{}", v.reason);
+        assert!(
+            v.reason.contains("66 after 20 more clients"),
+            "{}",
+            v.reason
+        );
+        let leak = SecondWave {
+            clients: 20,
+            threads: 92,
+        };
+        let v = threads(2, 72, Some(leak), 4, 70);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.reason.ends_with("threads of departed clients never end"),
             "{}",
             v.reason
         );

@@ -1,0 +1,33 @@
+"""Correct, with a fixed pool of threads instead of one thread per client.
+
+A ThreadPoolExecutor of 64 workers serves the clients; its idle workers stay
+alive after the clients leave, but their number never grows. Reads are exact
+and the size is limited as in correct.py. trama-check passes it on every
+check: threads-released sees threads stay, sends more clients, and sees the
+count not grow.
+
+Usage: pool.py [--port PORT]
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from common import listen
+from correct import handle
+
+WORKERS = 64
+
+
+def run(conn):
+    with conn:
+        try:
+            handle(conn)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    server = listen()
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        while True:
+            conn, _ = server.accept()
+            pool.submit(run, conn)
