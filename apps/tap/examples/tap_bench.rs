@@ -8,7 +8,7 @@
 //!
 //! - Throughput: one client writes `GIB` GiB (default 2) in 256 KiB writes to
 //!   a server that reads and discards them, then answers with the count;
-//!   best of 3 runs, direct, through the proxy with the observer off (what
+//!   median of 5 interleaved runs, direct, through the proxy with the observer off (what
 //!   `--quiet` runs), and with the observer on (frames decoded, not printed).
 //! - Latency: `ROUNDS` (default 20000) round trips of a 64-byte frame to an
 //!   echo server, one at a time; p50 and p99, direct and through the proxy.
@@ -98,10 +98,6 @@ fn throughput(addr: SocketAddr, total: u64) -> f64 {
     sent as f64 / secs / (1u64 << 30) as f64
 }
 
-fn best_of_3(addr: SocketAddr, total: u64) -> f64 {
-    (0..3).map(|_| throughput(addr, total)).fold(0.0, f64::max)
-}
-
 /// Sorted round-trip times of `rounds` 64-byte frames to `addr`.
 fn round_trips(addr: SocketAddr, rounds: usize) -> Vec<Duration> {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -146,19 +142,42 @@ fn main() {
     let s = sink();
     let (quiet, h1) = proxy(s, false, buffer);
     let (watching, h2) = proxy(s, true, buffer);
-    let direct = best_of_3(s, total);
-    let via_quiet = best_of_3(quiet, total);
-    let via_watching = best_of_3(watching, total);
-    println!("throughput, {gib} GiB one way, best of 3:");
-    println!("  direct                     {direct:6.2} GiB/s");
-    println!(
-        "  through the proxy (quiet)  {via_quiet:6.2} GiB/s  ({:.2}x direct)",
-        via_quiet / direct
-    );
-    println!(
-        "  through the proxy (frames) {via_watching:6.2} GiB/s  ({:.2}x direct)",
-        via_watching / direct
-    );
+    // Interleaved, so a busy moment on the machine hits all three alike;
+    // medians compared, since single runs on a shared machine vary a lot.
+    let mut runs: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        for (i, addr) in [s, quiet, watching].into_iter().enumerate() {
+            runs[i].push(throughput(addr, total));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let shown = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("throughput, {gib} GiB one way, median of 5 interleaved runs (GiB/s):");
+    let names = [
+        "direct                    ",
+        "through the proxy (quiet) ",
+        "through the proxy (frames)",
+    ];
+    let mut direct = 0.0;
+    for (i, name) in names.iter().enumerate() {
+        let runs_shown = shown(&runs[i]);
+        let m = median(&mut runs[i]);
+        if i == 0 {
+            direct = m;
+        }
+        println!(
+            "  {name} {m:6.2}  ({:.2}x direct)  runs: {runs_shown}",
+            m / direct
+        );
+    }
 
     let p = pong();
     let (via, h3) = proxy(p, false, buffer);
