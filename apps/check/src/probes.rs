@@ -160,8 +160,8 @@ impl<'a> Probe<'a> {
     }
 
     /// What the answers to `payloads` must be. With `--expect reply` in the
-    /// framed dialect, each is first sent alone, whole, on a connection of
-    /// its own, and its answer is the reference.
+    /// framed dialect, each is first sent whole, one at a time, on a
+    /// separate reference connection, and its answer is the reference.
     fn wants(&mut self, payloads: &[Vec<u8>]) -> Step<Vec<Want>> {
         match (self.opts.expect, self.opts.dialect) {
             (Expect::Echo, _) => Ok(payloads.iter().map(|p| Want::Exact(p.clone())).collect()),
