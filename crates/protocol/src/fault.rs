@@ -364,10 +364,12 @@ fn parse_items(items: &str) -> Result<Vec<Fault>, FaultError> {
                 }
             }
             "" => return Err(bad("empty fault".into())),
-            other => return Err(bad(format!(
+            other => {
+                return Err(bad(format!(
                 "unknown fault {other:?} (known: delay, jitter, bandwidth, split, pause, stall, \
                      close, reset, cut, corrupt-header, drop, duplicate, delay-frame)"
-            ))),
+            )))
+            }
         };
         out.push(fault);
     }
