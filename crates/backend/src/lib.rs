@@ -13,6 +13,11 @@
 //!   tie-break, gossip, exactly-once flooding) and its wire protocol, for the
 //!   `trama-peer` app.
 //!
+//! `cargo run -p trama-backend --example chat_rules` drives [`Chat`] with
+//! events and prints the actions it returns, with no network at all: the way
+//! to try a service before any socket exists. To serve your own service, see
+//! the `template` example of `trama-transport`.
+//!
 //! ```
 //! use trama_backend::Echo;
 //! use trama_protocol::{Actions, ConnId, Event, Service};

@@ -30,6 +30,22 @@
 //! - [`Service`], [`Event`], [`Actions`], [`ConnId`]: the contract between the
 //!   transport (`trama-transport`) and the logic (`trama-backend`).
 //!
+//! ## Examples to run and copy
+//!
+//! `cargo run -p trama-protocol --example NAME`, with NAME one of:
+//!
+//! - `one_recv`: one `read` on a real socket gets a fraction of a
+//!   100,000-byte message, a [`FrameReader`] gets all of it;
+//! - `thread_per_client`: the course notes' multi-client server written
+//!   plainly, one thread per client (the guide measures it against
+//!   trama's readiness-loop server);
+//! - `notes_format`: the notes' messages on the wire, byte by byte;
+//! - `course_formats`: other formats a course may ask for (XOR, a checksum
+//!   trailer, numbered chunks).
+//!
+//! The guide (`docs/guide`, in Spanish `docs/guia`) goes from each section
+//! of the notes to these pieces.
+//!
 //! ## Example
 //!
 //! ```
