@@ -216,6 +216,7 @@ impl BatteryArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    spawn::stop_servers_on_interrupt();
     let result = match cli.command {
         Some(Command::Batch(args)) => run_batch(args),
         None => run_single(cli.single),

@@ -30,6 +30,32 @@ const POLL: Duration = Duration::from_millis(25);
 /// How long one readiness connection attempt may take.
 const CONNECT_PROBE: Duration = Duration::from_millis(250);
 
+/// The groups of the servers running now, for the Ctrl-C handler: they run
+/// in groups of their own, so the terminal's Ctrl-C does not reach them, and
+/// a server left behind would hold its port (the next run would refuse it).
+static RUNNING: Mutex<Vec<Killer>> = Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<Killer>> {
+    match RUNNING.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// On Ctrl-C or SIGTERM, kill the groups of the servers this tool started,
+/// then exit with 130.
+pub fn stop_servers_on_interrupt() {
+    let installed = ctrlc::set_handler(|| {
+        for k in running().iter() {
+            k.kill();
+        }
+        std::process::exit(130);
+    });
+    if let Err(e) = installed {
+        eprintln!("trama-check: cannot install the Ctrl-C handler (servers may outlive an interrupt): {e}");
+    }
+}
+
 /// Why the server could not be started or did not become ready.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -272,6 +298,7 @@ impl Server {
             stopped: false,
             killed: Arc::new(AtomicBool::new(false)),
         };
+        running().push(server.killer());
         let deadline = Instant::now() + launch.start_timeout;
         loop {
             if let Some(addr) = fixed {
@@ -376,6 +403,13 @@ impl Server {
             return;
         }
         self.stopped = true;
+        self.stop_group(grace);
+        // Reaped: the group id may be reused from now on.
+        let pgid = self.pgid();
+        running().retain(|k| k.pgid != pgid);
+    }
+
+    fn stop_group(&mut self, grace: Duration) {
         #[cfg(unix)]
         {
             let group = self.killer();
