@@ -99,10 +99,13 @@ fn text_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs) -> Option<String>
                     got,
                     expected,
                     ..
-                } => format!(
-                    "#{conn} {d} frame {index} TRUNCATED: stream ended after {got} of {expected} {} bytes",
-                    if *in_header { "header" } else { "payload" }
-                ),
+                } => {
+                    let part = if *in_header { "header" } else { "payload" };
+                    format!(
+                        "#{conn} {d} frame {index} TRUNCATED: stream ended after {got} of \
+                         {expected} {part} bytes"
+                    )
+                }
             }
         }
         ProxyEvent::Fault { conn, dir, what } => {

@@ -271,6 +271,10 @@ impl std::str::FromStr for FaultPlan {
     }
 }
 
+/// The fault names, for the error that lists them.
+const KNOWN: &str = "delay, jitter, bandwidth, split, pause, stall, close, reset, cut, \
+                     corrupt-header, drop, duplicate, delay-frame";
+
 fn parse_items(items: &str) -> Result<Vec<Fault>, FaultError> {
     let mut out: Vec<Fault> = Vec::new();
     for item in items.split(',') {
@@ -364,12 +368,7 @@ fn parse_items(items: &str) -> Result<Vec<Fault>, FaultError> {
                 }
             }
             "" => return Err(bad("empty fault".into())),
-            other => {
-                return Err(bad(format!(
-                "unknown fault {other:?} (known: delay, jitter, bandwidth, split, pause, stall, \
-                     close, reset, cut, corrupt-header, drop, duplicate, delay-frame)"
-            )))
-            }
+            other => return Err(bad(format!("unknown fault {other:?} (known: {KNOWN})"))),
         };
         out.push(fault);
     }
