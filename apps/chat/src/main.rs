@@ -76,6 +76,8 @@ struct Join {
     auth: AuthArgs,
     #[command(flatten)]
     tls: TlsClientArgs,
+    #[command(flatten)]
+    keepalive: trama_cli::KeepaliveArgs,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +131,7 @@ fn join(args: Join) -> AppResult {
         connect_timeout: args.connect_timeout,
         auth: args.auth.config()?,
         tls: args.tls.config()?,
+        keepalive: args.keepalive.keepalive.0,
         ..ClientConfig::default()
     };
     let client = Arc::new(Client::connect(&args.addr, config)?);

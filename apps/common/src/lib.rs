@@ -157,6 +157,17 @@ pub struct ServerArgs {
     /// How long queued bytes may take to drain on close and shutdown.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub linger: Duration,
+    /// Drop a peer whose TCP stack stops answering for about this long (TCP keepalive; a host that vanished). "off": leave it to TCP (minutes).
+    #[arg(long, default_value = "30s")]
+    pub keepalive: Limit,
+}
+
+/// The dead-server flag of the client apps.
+#[derive(Args, Debug, Clone)]
+pub struct KeepaliveArgs {
+    /// Declare a server (or peer) gone when its TCP stack stops answering for about this long (TCP keepalive probes; works with any server). "off": leave it to TCP (minutes).
+    #[arg(long, default_value = "30s")]
+    pub keepalive: Limit,
 }
 
 impl ServerArgs {
@@ -173,6 +184,7 @@ impl ServerArgs {
         c.workers = self.workers;
         c.heartbeat = self.heartbeat.0;
         c.linger = self.linger;
+        c.keepalive = self.keepalive.0;
         c
     }
 }

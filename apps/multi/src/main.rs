@@ -45,6 +45,8 @@ struct Cli {
     /// The key handshake, with every framed server (not the `raw:` ones).
     #[command(flatten)]
     auth: trama_cli::AuthArgs,
+    #[command(flatten)]
+    keepalive: trama_cli::KeepaliveArgs,
 }
 
 /// Parse `[NAME=][raw:]HOST:PORT`; the default label is the 1-based position.
@@ -94,6 +96,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         backoff_max: cli.max_backoff,
         queue: cli.queue,
         auth: cli.auth.config()?,
+        keepalive: cli.keepalive.keepalive.0,
         ..MultiConfig::default()
     };
     let multi = Arc::new(MultiClient::start(servers, config)?);

@@ -48,6 +48,8 @@ struct Cli {
     /// The key handshake on every link, before the greeting.
     #[command(flatten)]
     auth: trama_cli::AuthArgs,
+    #[command(flatten)]
+    keepalive: trama_cli::KeepaliveArgs,
 }
 
 /// Lines held while no link can take them.
@@ -80,6 +82,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         frame,
         backoff_max: cli.max_backoff,
         auth: cli.auth.config()?,
+        keepalive: cli.keepalive.keepalive.0,
         ..PeerConfig::default()
     })?);
     let local = node
@@ -99,7 +102,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as u64);
         State::Mesh(
-            Box::new(Mesh::new(cli.name.clone(), Some(local.clone())).with_first_seq(first_seq)),
+            Box::new(
+                Mesh::new(cli.name.clone(), Some(local.clone()))
+                    .with_first_seq(first_seq)
+                    // Another number each run, so peers see a restart.
+                    .with_session(
+                        (first_seq ^ u64::from(std::process::id()).rotate_left(40)).max(1),
+                    ),
+            ),
             VecDeque::new(),
         )
     }));

@@ -39,6 +39,11 @@ pub struct ClientConfig {
     /// Speak TLS, trusting what the connector trusts (after TLS comes the
     /// key handshake, if any, inside it). Default off.
     pub tls: Option<TlsConnector>,
+    /// Declare the peer dead after about this long without an answer from
+    /// its TCP stack (keepalive probes; on Linux also unacknowledged data),
+    /// so a host that vanished is noticed. Default 30 s
+    /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -51,6 +56,7 @@ impl Default for ClientConfig {
             heartbeat: None,
             auth: None,
             tls: None,
+            keepalive: Some(crate::DEFAULT_KEEPALIVE),
         }
     }
 }
@@ -114,6 +120,7 @@ impl Client {
             stream.set_nodelay(true)?;
         }
         let peer = stream.peer_addr()?;
+        crate::net::keepalive_or_log((&stream).into(), config.keepalive, &peer.to_string());
         let control = stream.try_clone()?;
         let (mut reader, writer, tls) = match &config.tls {
             None => {

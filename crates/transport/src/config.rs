@@ -53,6 +53,11 @@ pub struct ServerConfig {
     /// Speak TLS on every connection (the key handshake, if any, runs
     /// inside it). Default off.
     pub tls: Option<TlsAcceptor>,
+    /// Declare the peer dead after about this long without an answer from
+    /// its TCP stack (keepalive probes; on Linux also unacknowledged data),
+    /// so a host that vanished is noticed. Default 30 s
+    /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +80,7 @@ impl Default for ServerConfig {
             heartbeat: None,
             auth: None,
             tls: None,
+            keepalive: Some(crate::DEFAULT_KEEPALIVE),
         }
     }
 }

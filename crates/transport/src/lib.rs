@@ -69,7 +69,7 @@ pub use client::{Client, ClientConfig, ClientEvent};
 pub use config::ServerConfig;
 pub use error::{Error, Result};
 pub use multi::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
-pub use net::connect;
+pub use net::{connect, set_keepalive, DEFAULT_KEEPALIVE};
 pub use peer::{LinkEvent, LinkId, PeerConfig, PeerNode};
 pub use pool::{PoolConfig, PoolHandle, PoolServer};
 pub use proxy::{End, Proxy, ProxyConfig, ProxyEvent, ProxyHandle};

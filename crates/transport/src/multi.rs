@@ -47,6 +47,11 @@ pub struct MultiConfig {
     /// that rejects the key is reported `Down` and retried like any other
     /// failure. Default off.
     pub auth: Option<AuthConfig>,
+    /// Declare the peer dead after about this long without an answer from
+    /// its TCP stack (keepalive probes; on Linux also unacknowledged data),
+    /// so a host that vanished is noticed. Default 30 s
+    /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for MultiConfig {
@@ -57,6 +62,7 @@ impl Default for MultiConfig {
             backoff_max: Duration::from_secs(5),
             queue: 64,
             auth: None,
+            keepalive: Some(crate::DEFAULT_KEEPALIVE),
         }
     }
 }
@@ -328,6 +334,7 @@ fn serve(
 ) -> Result<String> {
     stream.set_nodelay(true)?;
     let addr = stream.peer_addr()?;
+    crate::net::keepalive_or_log((&stream).into(), config.keepalive, &addr.to_string());
     // With nothing listening on a loopback port, a connect can pick that
     // same port as its source and connect to itself (TCP simultaneous open);
     // it would then read back its own messages and keep the port taken.

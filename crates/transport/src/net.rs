@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::error::resolve;
 use crate::{Error, Result};
@@ -42,6 +42,51 @@ fn listen_one(addr: SocketAddr, backlog: i32) -> std::io::Result<mio::net::TcpLi
     socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// How long a silent or vanished peer may go unnoticed by default: TCP
+/// keepalive probes (and, on Linux, `TCP_USER_TIMEOUT` for unacknowledged
+/// data) give up on it after about this long. Long enough that a cable out
+/// for a few seconds costs nothing (TCP retransmits), short enough that a
+/// host that vanished is noticed in under a minute instead of TCP's ~15.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Ask the kernel to declare the peer dead after about `dead_after` without
+/// an answer: keepalive probes start after half of it idle, five probes at a
+/// tenth of it apart; on Linux unacknowledged data also gives up after it.
+/// A blocked read or write then fails ("connection timed out") instead of
+/// waiting for a peer whose host has gone. The peer needs no cooperation:
+/// this works against the notes' servers, which know nothing of heartbeats.
+pub fn set_keepalive(socket: SockRef<'_>, dead_after: Duration) -> std::io::Result<()> {
+    let second = Duration::from_secs(1);
+    let keepalive = TcpKeepalive::new().with_time((dead_after / 2).max(second));
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "windows"
+    ))]
+    let keepalive = keepalive
+        .with_interval((dead_after / 10).max(second))
+        .with_retries(5);
+    socket.set_tcp_keepalive(&keepalive)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(dead_after.max(second)))?;
+    Ok(())
+}
+
+/// [`set_keepalive`] if configured, logging (not failing) where the OS
+/// refuses: dead-peer detection is a safety net, not a reason to refuse a
+/// connection.
+pub(crate) fn keepalive_or_log(socket: SockRef<'_>, dead_after: Option<Duration>, peer: &str) {
+    if let Some(d) = dead_after {
+        if let Err(e) = set_keepalive(socket, d) {
+            log::debug!("{peer}: cannot set TCP keepalive: {e}");
+        }
+    }
 }
 
 /// Connect to the first of `addr`'s resolved addresses that answers, each
@@ -86,5 +131,43 @@ pub(crate) fn accept_error(e: &std::io::Error) -> AcceptError {
         WouldBlock => AcceptError::Drained,
         Interrupted | ConnectionAborted | ConnectionReset => AcceptError::Skip,
         _ => AcceptError::Pause,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_settings_follow_the_dead_after_duration() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = SockRef::from(&stream);
+        assert!(!socket.keepalive().unwrap());
+
+        set_keepalive(SockRef::from(&stream), Duration::from_secs(30)).unwrap();
+        assert!(socket.keepalive().unwrap());
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+        {
+            assert_eq!(
+                socket.tcp_keepalive_time().unwrap(),
+                Duration::from_secs(15)
+            );
+            assert_eq!(
+                socket.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(3)
+            );
+            assert_eq!(socket.tcp_keepalive_retries().unwrap(), 5);
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(30))
+        );
+
+        // Very short durations are raised to whole seconds, never zero.
+        set_keepalive(SockRef::from(&stream), Duration::from_millis(10)).unwrap();
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(1));
     }
 }

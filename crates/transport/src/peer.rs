@@ -85,6 +85,11 @@ pub struct PeerConfig {
     /// whose handshake fails counts as a failed dial; an accepted link that
     /// fails it is logged and dropped. Default off.
     pub auth: Option<AuthConfig>,
+    /// Declare the peer dead after about this long without an answer from
+    /// its TCP stack (keepalive probes; on Linux also unacknowledged data),
+    /// so a host that vanished is noticed. Default 30 s
+    /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for PeerConfig {
@@ -96,6 +101,7 @@ impl Default for PeerConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             auth: None,
+            keepalive: Some(crate::DEFAULT_KEEPALIVE),
         }
     }
 }
@@ -349,6 +355,7 @@ fn start_link(
     addr: String,
 ) -> Result<(LinkId, JoinHandle<()>)> {
     stream.set_nodelay(true)?;
+    crate::net::keepalive_or_log((&stream).into(), shared.config.keepalive, &addr);
     let link = LinkId(shared.next.fetch_add(1, Ordering::Relaxed));
     let reader = stream.try_clone()?;
     let control = stream.try_clone()?;

@@ -303,6 +303,11 @@ impl<S: Service> Reactor<S> {
                 log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
             }
         }
+        crate::net::keepalive_or_log(
+            (&stream).into(),
+            self.core.config.keepalive,
+            &peer.to_string(),
+        );
         self.core.stats.accepted();
         let id = ConnId(self.next_id);
         self.next_id += 1;
