@@ -388,6 +388,7 @@ fn hello(version: u32, name: &str, listen: Option<&str>) -> Wire {
         name: name.into(),
         listen: listen.map(Into::into),
         peers: Vec::new(),
+        session: 0,
     }
 }
 

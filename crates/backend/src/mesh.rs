@@ -19,7 +19,7 @@
 //!
 //! | `type` | fields | meaning |
 //! |---|---|---|
-//! | `Hello` | `version`, `name`, `listen` (string or nil), `peers` (list of strings) | the first frame each side sends on a new link |
+//! | `Hello` | `version`, `name`, `listen` (string or nil), `peers` (list of strings), `session` (optional integer) | the first frame each side sends on a new link |
 //! | `Refuse` | `reason` | the link is refused (or retired, see below); the sender closes it |
 //! | `Msg` | `origin`, `seq`, `text` | a chat line, the `seq`-th one `origin` said |
 //! | `Peers` | `peers` (list of strings) | listen addresses the sender knows (gossip) |
@@ -77,6 +77,13 @@
 //! Hello and retires the others; the accepting side waits for its refusals.
 //! If the link a side kept goes down while links it retired are still
 //! waiting for the other side, those are closed too and the peer has left.
+//!
+//! A peer that restarted (its host rebooted or vanished and came back) is
+//! not a duplicate: the links to its earlier run lead to a program that is
+//! gone, and whatever is sent on them is lost. Each run puts a number of its
+//! own in its Hello (`session`, see [`Mesh::with_session`]); a known name
+//! saying Hello with another non-zero session closes the old links at once
+//! ("NAME left (it restarted)") and joins as a newcomer.
 //!
 //! A second link claiming a name that is already linked is taken for such a
 //! duplicate when both Hellos carry the same `listen` address (or one of them
@@ -250,6 +257,10 @@ pub const DUPLICATE_LINK: &str = "duplicate link";
 pub const MAX_REACHED: usize = 64;
 
 /// `reached` plus `more`, without repeats, at most [`MAX_REACHED`] names.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn extend_reached(reached: &[String], more: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut all: Vec<String> = reached.iter().take(MAX_REACHED).cloned().collect();
     for name in more {
@@ -289,6 +300,11 @@ pub enum Wire {
         /// Listen addresses of peers the sender knows (absent: none).
         #[serde(default)]
         peers: Vec<String>,
+        /// A number the sender picked when it started (absent or 0: none).
+        /// A known name saying Hello with another session has restarted:
+        /// its old links lead to a program that is gone.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        session: u64,
     },
     /// The link is refused, or retired when `reason` starts with
     /// [`DUPLICATE_LINK`]; the sender sends nothing more on it.
@@ -576,6 +592,8 @@ struct Peer {
     listen: Option<String>,
     /// Its links that said Hello, oldest Hello first.
     links: Vec<LinkId>,
+    /// The session its Hello carried (0: none).
+    session: u64,
 }
 
 /// The state of one peer of the mesh: its links, the peers behind them, the
@@ -592,6 +610,7 @@ pub struct Mesh {
     refused: BTreeSet<String>,
     origins: BTreeMap<String, Window>,
     stats: Stats,
+    session: u64,
 }
 
 impl Mesh {
@@ -609,7 +628,17 @@ impl Mesh {
             refused: BTreeSet::new(),
             origins: BTreeMap::new(),
             stats: Stats::default(),
+            session: 0,
         }
+    }
+
+    /// Say `session` in every Hello: a number that differs each time the
+    /// program starts (the clock, the process id), so that peers recognise
+    /// a restart of this name and drop their links to the earlier run at
+    /// once instead of sending into them. 0 (the default) says none.
+    pub fn with_session(mut self, session: u64) -> Mesh {
+        self.session = session;
+        self
     }
 
     /// Number this peer's first line `seq` (at least 1) instead of 1, so that
@@ -744,6 +773,7 @@ impl Mesh {
             name: self.name.clone(),
             listen: self.listen.clone(),
             peers: self.known_addrs(),
+            session: self.session,
         }
     }
 
@@ -880,8 +910,9 @@ impl Mesh {
                     name,
                     listen,
                     peers,
+                    session,
                 },
-            ) => self.on_hello(link, version, name, listen, &peers, out),
+            ) => self.on_hello(link, version, (name, session), listen, &peers, out),
             (None, Wire::Refuse { reason }) => {
                 out.push(Out::Notice(format!(
                     "{link} refused: {}",
@@ -924,7 +955,7 @@ impl Mesh {
         &mut self,
         link: LinkId,
         version: u32,
-        name: String,
+        (name, session): (String, u64),
         listen: Option<String>,
         peers: &[String],
         out: &mut Vec<Out>,
@@ -967,6 +998,12 @@ impl Mesh {
             }
         }
 
+        if let Some(peer) = self.peers.get(&name) {
+            if session != 0 && peer.session != 0 && peer.session != session {
+                self.restarted(&name, out);
+            }
+        }
+
         let mut news = false;
         if let Some(addr) = &listen {
             let was_dialing = self.dialing.remove(addr);
@@ -987,6 +1024,9 @@ impl Mesh {
                 if peer.listen.is_none() {
                     peer.listen = listen;
                 }
+                if peer.session == 0 {
+                    peer.session = session;
+                }
                 true
             }
             None => {
@@ -995,6 +1035,7 @@ impl Mesh {
                     Peer {
                         listen,
                         links: vec![link],
+                        session,
                     },
                 );
                 out.push(Out::Notice(format!("{name} joined")));
@@ -1008,6 +1049,24 @@ impl Mesh {
         if news {
             self.gossip(&name, out);
         }
+    }
+
+    /// `name` said Hello from a new session: the program behind its old
+    /// links is gone (its host vanished or rebooted, and nothing told us yet).
+    /// Close them at once, so no line is sent into them, and forget the peer;
+    /// the new link then joins as a newcomer.
+    fn restarted(&mut self, name: &str, out: &mut Vec<Out>) {
+        let Some(peer) = self.peers.remove(name) else {
+            return;
+        };
+        for l in peer.links {
+            self.links.remove(&l);
+            out.push(Out::Close {
+                link: l,
+                reason: format!("{name} restarted; this link led to its previous run"),
+            });
+        }
+        out.push(Out::Notice(format!("{name} left (it restarted)")));
     }
 
     /// Ask to dial the new addresses in `addrs`; true if there was one.
@@ -1252,6 +1311,7 @@ mod tests {
             name: name.into(),
             listen: listen.map(Into::into),
             peers: peers.iter().map(|s| s.to_string()).collect(),
+            session: 0,
         }
         .encode()
         .unwrap()
@@ -1370,6 +1430,64 @@ mod tests {
         kind: String,
     }
 
+    fn hello_session(name: &str, listen: &str, session: u64) -> Vec<u8> {
+        Wire::Hello {
+            version: PROTOCOL_VERSION,
+            name: name.into(),
+            listen: Some(listen.into()),
+            peers: vec![],
+            session,
+        }
+        .encode()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_restarted_peer_replaces_its_old_links_at_once() {
+        let mut ana = Mesh::new("ana", Some("a:1".into())).with_session(1);
+        // Its Hello carries the session.
+        let outs = ana.on_link_up(LinkId(1), false);
+        assert!(matches!(sends(&outs)[0].1, Wire::Hello { session: 1, .. }));
+        ana.on_frame(LinkId(1), &hello_session("bea", "b:1", 7));
+
+        // bea's host vanished, nothing told ana; bea starts again and dials.
+        ana.on_link_up(LinkId(2), false);
+        let outs = ana.on_frame(LinkId(2), &hello_session("bea", "b:1", 8));
+        assert_eq!(closes(&outs), [LinkId(1)]);
+        assert_eq!(notices(&outs), ["bea left (it restarted)", "bea joined"]);
+        // Lines now go on the new link only, and none is retired.
+        let outs = ana.say("hola");
+        let on: Vec<LinkId> = sends(&outs).iter().map(|(l, _)| *l).collect();
+        assert_eq!(on, [LinkId(2)]);
+        assert_eq!(ana.peers()[0].link, LinkId(2));
+        // The old link's end is old news.
+        assert!(ana.on_link_down(LinkId(1), "timed out").is_empty());
+    }
+
+    #[test]
+    fn the_same_session_twice_is_a_duplicate_link_not_a_restart() {
+        let mut ana = Mesh::new("ana", Some("a:1".into())).with_session(1);
+        ana.on_link_up(LinkId(1), true);
+        ana.on_frame(LinkId(1), &hello_session("bea", "b:1", 7));
+        ana.on_link_up(LinkId(2), false);
+        let outs = ana.on_frame(LinkId(2), &hello_session("bea", "b:1", 7));
+        // The tie-break, not a restart: no close, no notice; ana retires the
+        // link bea dialed ("ana" sorts first, so ana's dial is kept).
+        assert!(closes(&outs).is_empty(), "{outs:?}");
+        assert!(notices(&outs).is_empty(), "{outs:?}");
+        assert!(matches!(
+            sends(&outs)[..],
+            [(LinkId(2), Wire::Refuse { .. })]
+        ));
+        // A peer that says no session (0) is never taken for a restart.
+        let mut cai = Mesh::new("cai", Some("c:1".into()));
+        cai.on_link_up(LinkId(1), true);
+        cai.on_frame(LinkId(1), &hello_session("bea", "b:1", 0));
+        cai.on_link_up(LinkId(2), false);
+        let outs = cai.on_frame(LinkId(2), &hello_session("bea", "b:1", 9));
+        assert!(closes(&outs).is_empty(), "{outs:?}");
+    }
+
     #[test]
     fn frames_are_maps_tagged_by_type() {
         let frames = [
@@ -1378,12 +1496,14 @@ mod tests {
                 name: "ana".into(),
                 listen: Some("10.0.0.5:7000".into()),
                 peers: vec!["10.0.0.6:7000".into()],
+                session: 0,
             },
             Wire::Hello {
                 version: 1,
                 name: "ana".into(),
                 listen: None,
                 peers: vec![],
+                session: 0,
             },
             Wire::Refuse {
                 reason: "no".into(),
@@ -1460,7 +1580,8 @@ mod tests {
                 version: 1,
                 name: "py".into(),
                 listen: None,
-                peers: vec![]
+                peers: vec![],
+                session: 0,
             }
         );
         // An unknown type is an error, not a guess.
@@ -1520,6 +1641,7 @@ mod tests {
                     name: "ana".into(),
                     listen: Some("a:1".into()),
                     peers: vec!["b:1".into()],
+                    session: 0,
                 }
             }]
         );
@@ -1577,6 +1699,7 @@ mod tests {
             name: "bea".into(),
             listen: Some("b:1".into()),
             peers: vec![],
+            session: 0,
         };
         let outs = ana.on_frame(LinkId(1), &v2.encode().unwrap());
         let reason = refusal(&outs, LinkId(1));

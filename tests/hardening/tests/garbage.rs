@@ -129,6 +129,7 @@ fn random_bytes_on_a_peer_link_are_refused_and_the_peer_goes_on() {
         name: "bea".into(),
         listen: None,
         peers: Vec::new(),
+        session: 0,
     };
     bea.send(&hello.encode().unwrap());
     let line = Wire::Msg {

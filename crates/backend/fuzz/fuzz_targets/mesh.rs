@@ -134,6 +134,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                     name: name(u)?,
                     listen: addr(u)?,
                     peers: addrs(u)?,
+                    session: u.arbitrary()?,
                 };
                 app.frame(link, &wire);
             }
