@@ -30,6 +30,13 @@
 //! - a command must exit with status 0, unless its trailing comment says
 //!   otherwise: `$ trama-check $ADDR   # exit 1: one check fails`.
 //!
+//! Each block runs in a scratch directory under `target/guide-runs`, with
+//! `tests` and `scripts` linked in, a few blocks at a time; every program
+//! it started is stopped with its process group when the block ends. A
+//! `cargo run -p PACKAGE --example NAME` runs the example's binary, built
+//! once before any block. The blocks assume Linux (some read `/proc`) and
+//! `python3`, as CI provides.
+//!
 //! Parsing and matching are plain functions here, tested without running
 //! anything; `tests/guide.rs` runs the blocks.
 
