@@ -30,7 +30,13 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 const BUILD_DEADLINE: Duration = Duration::from_secs(1200);
 
 /// The binaries these tests start.
-const BINARIES: [&str; 4] = ["trama-echo", "trama-chat", "trama-files", "trama-peer"];
+const BINARIES: [&str; 5] = [
+    "trama-echo",
+    "trama-chat",
+    "trama-files",
+    "trama-peer",
+    "trama-tap",
+];
 
 /// Unwrap a test-support result, showing its message as is.
 pub fn ok<T>(r: trama_test_support::Result<T>) -> T {
@@ -115,6 +121,22 @@ pub fn wait_for_log(server: &ServerProcess, text: &str) -> String {
         assert!(
             Instant::now() < deadline,
             "no {text:?} in the server's log within {DEADLINE:?}:\n{log}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait until the server's stderr contains one of `texts`; returns it.
+pub fn wait_for_any<'a>(server: &ServerProcess, texts: &[&'a str]) -> &'a str {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let log = server.stderr_text();
+        if let Some(t) = texts.iter().find(|t| log.contains(**t)) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "none of {texts:?} in the server's log within {DEADLINE:?}:\n{log}"
         );
         thread::sleep(Duration::from_millis(20));
     }
