@@ -117,7 +117,7 @@ impl Check {
     pub fn purpose(self) -> &'static str {
         match self {
             Check::OneMessage => {
-                "the server answers one message at all (wrong dialect, wrong port, no reply)"
+                "no answer at all (wrong dialect, wrong port), or a server that ends with its first client"
             }
             Check::ByteAtATime => "a single recv() assumed to return a whole header or body",
             Check::TenInOneWrite => {
