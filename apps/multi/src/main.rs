@@ -45,6 +45,9 @@ struct Cli {
     /// The key handshake, with every framed server (not the `raw:` ones).
     #[command(flatten)]
     auth: trama_cli::AuthArgs,
+    /// TLS with every framed server (not the `raw:` ones).
+    #[command(flatten)]
+    tls: trama_cli::TlsClientArgs,
     #[command(flatten)]
     keepalive: trama_cli::KeepaliveArgs,
 }
@@ -97,6 +100,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         queue: cli.queue,
         auth: cli.auth.config()?,
         keepalive: cli.keepalive.keepalive.0,
+        tls: cli.tls.config()?,
         ..MultiConfig::default()
     };
     let multi = Arc::new(MultiClient::start(servers, config)?);

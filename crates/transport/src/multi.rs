@@ -18,7 +18,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::{AuthConfig, Error, Result};
+use crate::tls::ClientIo;
+use crate::{AuthConfig, Error, Result, TlsConnector};
 
 /// One server to connect to.
 #[derive(Debug, Clone)]
@@ -52,6 +53,11 @@ pub struct MultiConfig {
     /// so a host that vanished is noticed. Default 30 s
     /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
     pub keepalive: Option<Duration>,
+    /// Speak TLS with every framed server (like the key handshake, the
+    /// notes' unframed servers are left alone); the key handshake, if any,
+    /// then runs inside TLS. A server whose certificate is not trusted is
+    /// reported `Down` and retried like any other failure. Default off.
+    pub tls: Option<TlsConnector>,
 }
 
 impl Default for MultiConfig {
@@ -63,6 +69,7 @@ impl Default for MultiConfig {
             queue: 64,
             auth: None,
             keepalive: Some(crate::DEFAULT_KEEPALIVE),
+            tls: None,
         }
     }
 }
@@ -113,7 +120,7 @@ pub enum Sent {
 struct Link {
     spec: ServerSpec,
     /// Present while connected.
-    writer: Mutex<Option<FrameWriter<TcpStream>>>,
+    writer: Mutex<Option<FrameWriter<ClientIo>>>,
     /// Messages waiting for the connection. Lock order: `writer`, then `held`.
     held: Mutex<VecDeque<Vec<u8>>>,
     /// A handle to shut the live socket down on close.
@@ -344,15 +351,36 @@ fn serve(
             reason: format!("{addr}: connected to itself (nothing listens there)"),
         });
     }
-    if let Some(auth) = config
-        .auth
-        .as_ref()
-        .filter(|_| !link.spec.frame.is_unframed())
-    {
-        crate::auth::handshake(&stream, trama_protocol::auth::Role::Dialer, auth)?;
+    let framed = !link.spec.frame.is_unframed();
+    let control = stream.try_clone()?;
+    let (mut reader, sink, tls) = match config.tls.as_ref().filter(|_| framed) {
+        None => (
+            ClientIo::Plain(stream.try_clone()?),
+            ClientIo::Plain(stream),
+            None,
+        ),
+        Some(connector) => {
+            let half = crate::tls::connect(
+                connector,
+                stream,
+                Some(&link.spec.addr),
+                config.connect_timeout,
+            )?;
+            (
+                ClientIo::Tls(half.clone()),
+                ClientIo::Tls(half.clone()),
+                Some(half),
+            )
+        }
+    };
+    if let Some(auth) = config.auth.as_ref().filter(|_| framed) {
+        let role = trama_protocol::auth::Role::Dialer;
+        match &tls {
+            None => crate::auth::handshake(&control, role, auth)?,
+            Some(half) => crate::auth::handshake_over(&mut reader, half.socket(), role, auth)?,
+        }
     }
-    let reader = stream.try_clone()?;
-    *link.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);
+    *link.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(control);
     // `close` sets `stop` and then shuts down the registered sockets: if it
     // ran before the line above, it missed this one, and the read below
     // would block it forever.
@@ -364,7 +392,7 @@ fn serve(
     let flushed = {
         let mut writer = link.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut held = link.held.lock().unwrap_or_else(|e| e.into_inner());
-        let mut w = FrameWriter::new(stream, frame);
+        let mut w = FrameWriter::new(sink, frame);
         let mut flushed = 0;
         while let Some(m) = held.front() {
             w.write_frame(m)?;
@@ -401,5 +429,9 @@ fn serve(
     };
     *link.writer.lock().unwrap_or_else(|e| e.into_inner()) = None;
     *link.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    if let Some(half) = tls {
+        // Best effort: a server still there reads a clean close.
+        half.close_notify();
+    }
     Ok(reason)
 }

@@ -1,7 +1,8 @@
-//! TLS on the readiness-loop server and the client: echoes small and large,
-//! a certificate from an authority the client does not trust, a wrong
-//! name, a plain client at a TLS server, a stalled TLS handshake, TLS with
-//! the shared key, and hostile frames inside TLS. Certificates are made at
+//! TLS on the readiness-loop server, the client and the multi-server
+//! client: echoes small and large, a certificate from an authority the
+//! client does not trust, a wrong name, a plain client at a TLS server, a
+//! stalled TLS handshake, TLS with the shared key, and hostile frames
+//! inside TLS. Certificates are made at
 //! test time (rcgen); nothing secret is committed.
 
 #![allow(clippy::unwrap_used)]
@@ -16,9 +17,10 @@ use std::time::Duration;
 use common::{echo, expect_closed, frame, raw, Log, Seen, DEADLINE};
 use trama_protocol::auth::{AuthError, AuthKey};
 use trama_protocol::DisconnectReason;
+use trama_protocol::FrameConfig;
 use trama_transport::{
-    AuthConfig, Client, ClientConfig, Error, RunningServer, Server, ServerConfig, TlsAcceptor,
-    TlsConnector,
+    AuthConfig, Client, ClientConfig, Error, MultiClient, MultiConfig, MultiEvent, RunningServer,
+    Server, ServerConfig, ServerSpec, TlsAcceptor, TlsConnector,
 };
 
 /// A certificate authority and a server certificate it signed for 127.0.0.1.
@@ -333,5 +335,131 @@ fn hostile_frames_inside_tls_are_dropped_like_plain_ones() {
         .write_all(&[0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5])
         .unwrap();
     assert!(ends(&mut garbage));
+    s.stop();
+}
+
+/// The next multi-client event that matches, within the deadline.
+fn next_multi(multi: &MultiClient, what: &str, f: impl Fn(&MultiEvent) -> bool) -> MultiEvent {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < deadline {
+        if let Ok(e) = multi.events().recv_timeout(Duration::from_millis(100)) {
+            if f(&e) {
+                return e;
+            }
+        }
+    }
+    panic!("no {what} within {DEADLINE:?}");
+}
+
+fn spec(name: &str, addr: SocketAddr, frame: FrameConfig) -> ServerSpec {
+    ServerSpec {
+        name: name.into(),
+        addr: addr.to_string(),
+        frame,
+    }
+}
+
+#[test]
+fn a_multi_client_speaks_tls_and_the_key_to_framed_servers_only() {
+    let p = pki();
+    let log = Log::new();
+    let key = || AuthConfig::new(AuthKey::new(b"secret".to_vec()).unwrap());
+    let secure = server(
+        ServerConfig {
+            tls: Some(acceptor(&p)),
+            auth: Some(key()),
+            ..ServerConfig::default()
+        },
+        &log,
+    );
+    // The notes' unframed dialect knows neither TLS nor the key: left plain.
+    let raw_log = Log::new();
+    let plain = server(
+        ServerConfig::default().with_frame(FrameConfig::unframed()),
+        &raw_log,
+    );
+    let multi = MultiClient::start(
+        vec![
+            spec("tls", secure.local_addr(), FrameConfig::default()),
+            spec("raw", plain.local_addr(), FrameConfig::unframed()),
+        ],
+        MultiConfig {
+            tls: Some(connector(&p)),
+            auth: Some(key()),
+            ..MultiConfig::default()
+        },
+    )
+    .unwrap();
+    let mut up = [false; 2];
+    while up != [true; 2] {
+        if let MultiEvent::Up { server, .. } =
+            next_multi(&multi, "up", |e| matches!(e, MultiEvent::Up { .. }))
+        {
+            up[server] = true;
+        }
+    }
+    multi.send(0, b"cifrado").unwrap();
+    next_multi(
+        &multi,
+        "the TLS echo",
+        |e| matches!(e, MultiEvent::Message { server: 0, payload } if payload == b"cifrado"),
+    );
+    multi.send(1, b"en claro").unwrap();
+    next_multi(
+        &multi,
+        "the plain echo",
+        |e| matches!(e, MultiEvent::Message { server: 1, payload } if payload == b"en claro"),
+    );
+    // Larger than a TLS record.
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    multi.send(0, &big).unwrap();
+    next_multi(
+        &multi,
+        "the large TLS echo",
+        |e| matches!(e, MultiEvent::Message { server: 0, payload } if *payload == big),
+    );
+    assert_eq!(connects(&log), 1);
+    multi.close();
+    let id = log.events().iter().find_map(|e| match e {
+        Seen::Connected(id, _) => Some(*id),
+        _ => None,
+    });
+    // close_notify on close reads as a clean close.
+    assert_eq!(log.wait_reason(id.unwrap()), DisconnectReason::PeerClosed);
+    secure.stop();
+    plain.stop();
+}
+
+#[test]
+fn a_multi_client_reports_an_untrusted_server_down() {
+    let p = pki();
+    let other = pki();
+    let log = Log::new();
+    let s = tls_server(&p, &log);
+    let multi = MultiClient::start(
+        vec![spec("s", s.local_addr(), FrameConfig::default())],
+        MultiConfig {
+            tls: Some(connector(&other)),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(200),
+            ..MultiConfig::default()
+        },
+    )
+    .unwrap();
+    match next_multi(&multi, "down", |e| matches!(e, MultiEvent::Down { .. })) {
+        MultiEvent::Down { server, reason, .. } => {
+            assert_eq!(server, 0);
+            assert!(reason.contains("certificate"), "{reason}");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(!multi.is_up(0));
+    // Held, not sent in the clear.
+    assert!(matches!(
+        multi.send(0, b"secreto").unwrap(),
+        trama_transport::Sent::Held { .. }
+    ));
+    assert_eq!(connects(&log), 0);
+    multi.close();
     s.stop();
 }
