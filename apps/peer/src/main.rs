@@ -18,7 +18,7 @@ use clap::Parser;
 use trama_backend::mesh::{self, Mesh, Out};
 use trama_cli::{parse_duration, QuietExit};
 use trama_protocol::FrameConfig;
-use trama_transport::{LinkEvent, LinkId, PeerConfig, PeerNode};
+use trama_transport::{LinkEvent, LinkId, PeerConfig, PeerNode, PeerTls};
 
 #[derive(Parser)]
 #[command(
@@ -48,8 +48,27 @@ struct Cli {
     /// The key handshake on every link, before the greeting.
     #[command(flatten)]
     auth: trama_cli::AuthArgs,
+    /// TLS on every link: our certificate for the links we accept...
+    #[command(flatten)]
+    tls_server: trama_cli::TlsServerArgs,
+    /// ...and the authorities we trust for the peers we dial (both, or neither).
+    #[command(flatten)]
+    tls_client: trama_cli::TlsClientArgs,
     #[command(flatten)]
     keepalive: trama_cli::KeepaliveArgs,
+}
+
+/// A peer is the TLS server of the links it accepts and the client of the
+/// ones it dials: it needs its certificate and a CA, or neither.
+fn peer_tls(cli: &Cli) -> Result<Option<PeerTls>, String> {
+    match (cli.tls_server.config()?, cli.tls_client.config()?) {
+        (Some(acceptor), Some(connector)) => Ok(Some(PeerTls {
+            acceptor,
+            connector,
+        })),
+        (None, None) => Ok(None),
+        _ => Err("TLS needs --tls-cert and --tls-key (for the links we accept) and --tls-ca (for the peers we dial)".into()),
+    }
 }
 
 /// Lines held while no link can take them.
@@ -83,6 +102,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         backoff_max: cli.max_backoff,
         auth: cli.auth.config()?,
         keepalive: cli.keepalive.keepalive.0,
+        tls: peer_tls(&cli)?,
         ..PeerConfig::default()
     })?);
     let local = node

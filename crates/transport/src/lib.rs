@@ -70,7 +70,7 @@ pub use config::ServerConfig;
 pub use error::{Error, Result};
 pub use multi::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
 pub use net::{connect, set_keepalive, DEFAULT_KEEPALIVE};
-pub use peer::{LinkEvent, LinkId, PeerConfig, PeerNode};
+pub use peer::{LinkEvent, LinkId, PeerConfig, PeerNode, PeerTls};
 pub use pool::{PoolConfig, PoolHandle, PoolServer};
 pub use proxy::{End, Proxy, ProxyConfig, ProxyEvent, ProxyHandle};
 pub use server::{RunningServer, Server, ServerHandle};

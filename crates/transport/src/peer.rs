@@ -16,9 +16,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use trama_protocol::auth::Role;
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::{AuthConfig, Error, Result};
+use crate::tls::ClientIo;
+use crate::{AuthConfig, Error, Result, TlsAcceptor, TlsConnector};
 
 /// Identifies one link (one TCP connection) for the life of the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +69,19 @@ pub enum LinkEvent {
     },
 }
 
+/// A peer's TLS settings: it is the server of the links it accepts and the
+/// client of the links it dials, so it needs both its own certificate and
+/// the authorities it trusts for the others'.
+#[derive(Debug, Clone)]
+pub struct PeerTls {
+    /// Our certificate and key, for accepted links (its handshake timeout
+    /// bounds their TLS handshake).
+    pub acceptor: TlsAcceptor,
+    /// What we trust in the peers we dial (the name checked is the host of
+    /// the address dialed unless [`TlsConnector::server_name`] says otherwise).
+    pub connector: TlsConnector,
+}
+
 /// Settings of a [`PeerNode`].
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
@@ -90,6 +105,11 @@ pub struct PeerConfig {
     /// so a host that vanished is noticed. Default 30 s
     /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
     pub keepalive: Option<Duration>,
+    /// Speak TLS on every link, accepted or dialed, before the key handshake
+    /// (which then runs inside it) and before its `Up` event. A peer without
+    /// TLS, or with a certificate we do not trust, never gets a link: a dial
+    /// counts as failed, an accepted link is logged and dropped. Default off.
+    pub tls: Option<PeerTls>,
 }
 
 impl Default for PeerConfig {
@@ -102,6 +122,7 @@ impl Default for PeerConfig {
             backoff_max: Duration::from_secs(5),
             auth: None,
             keepalive: Some(crate::DEFAULT_KEEPALIVE),
+            tls: None,
         }
     }
 }
@@ -109,7 +130,7 @@ impl Default for PeerConfig {
 struct Shared {
     config: PeerConfig,
     next: AtomicU64,
-    links: Mutex<HashMap<LinkId, Arc<Mutex<FrameWriter<TcpStream>>>>>,
+    links: Mutex<HashMap<LinkId, Arc<Mutex<FrameWriter<ClientIo>>>>>,
     controls: Mutex<HashMap<LinkId, TcpStream>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     tx: Sender<LinkEvent>,
@@ -163,11 +184,14 @@ impl PeerNode {
                         match stream {
                             Ok(s) => {
                                 let addr = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                                if shared.config.auth.is_some() {
-                                    // The handshake may take its whole deadline:
+                                if shared.config.auth.is_some() || shared.config.tls.is_some() {
+                                    // The handshakes may take their whole deadlines:
                                     // not on the thread that accepts.
-                                    authenticate_then_adopt(&shared, s, addr);
-                                } else if let Err(e) = adopt(&shared, s, false, addr) {
+                                    secure_then_adopt(&shared, s, addr);
+                                } else if let Err(e) =
+                                    secure(&shared.config, s, Role::Listener, &addr)
+                                        .and_then(|ready| adopt(&shared, ready, false, addr))
+                                {
                                     log::warn!("cannot take an incoming link: {e}");
                                 }
                             }
@@ -298,26 +322,23 @@ impl Drop for PeerNode {
     }
 }
 
-/// Run the key handshake on an accepted stream on a thread of its own, then
-/// adopt it; a peer that fails is logged with its address and dropped.
-fn authenticate_then_adopt(shared: &Arc<Shared>, stream: TcpStream, addr: String) {
-    let Some(auth) = shared.config.auth.clone() else {
-        return;
-    };
+/// Run the TLS and key handshakes on an accepted stream on a thread of its
+/// own, then adopt it; a peer that fails is logged with its address and
+/// dropped.
+fn secure_then_adopt(shared: &Arc<Shared>, stream: TcpStream, addr: String) {
     let shared2 = shared.clone();
     let spawned = std::thread::Builder::new()
-        .name("trama-peer-auth".into())
-        .spawn(move || {
-            let role = trama_protocol::auth::Role::Listener;
-            match crate::auth::handshake(&stream, role, &auth) {
-                Ok(()) => {
-                    if let Err(e) = adopt(&shared2, stream, false, addr) {
+        .name("trama-peer-handshake".into())
+        .spawn(
+            move || match secure(&shared2.config, stream, Role::Listener, &addr) {
+                Ok(ready) => {
+                    if let Err(e) = adopt(&shared2, ready, false, addr) {
                         log::warn!("cannot take an incoming link: {e}");
                     }
                 }
                 Err(e) => log::warn!("{addr} refused: {e}"),
-            }
-        });
+            },
+        );
     match spawned {
         Ok(t) => {
             if let Ok(mut threads) = shared.threads.lock() {
@@ -328,19 +349,68 @@ fn authenticate_then_adopt(shared: &Arc<Shared>, stream: TcpStream, addr: String
     }
 }
 
-/// Connect to `addr` and, if configured, run the key handshake as the dialer.
-fn dial_once(config: &PeerConfig, addr: &str) -> Result<TcpStream> {
+/// Connect to `addr` and run the configured handshakes as the dialer.
+fn dial_once(config: &PeerConfig, addr: &str) -> Result<Ready> {
     let stream = crate::net::connect(addr, config.connect_timeout)?;
+    secure(config, stream, Role::Dialer, addr)
+}
+
+/// A link's stream once its handshakes are done: what its reader and its
+/// writer go through, and the socket under them (to shut it down).
+struct Ready {
+    reader: ClientIo,
+    writer: ClientIo,
+    control: TcpStream,
+}
+
+/// Run the configured handshakes on a new stream: TLS (as the client of a
+/// link we dialed, the server of one we accepted), then the shared key
+/// inside it. `addr` is the address dialed (the name TLS checks).
+fn secure(config: &PeerConfig, stream: TcpStream, role: Role, addr: &str) -> Result<Ready> {
+    stream.set_nodelay(true)?;
+    crate::net::keepalive_or_log((&stream).into(), config.keepalive, addr);
+    let control = stream.try_clone()?;
+    let (mut reader, writer, tls) = match (&config.tls, role) {
+        (None, _) => (
+            ClientIo::Plain(stream.try_clone()?),
+            ClientIo::Plain(stream),
+            None,
+        ),
+        (Some(tls), Role::Dialer) => {
+            let half =
+                crate::tls::connect(&tls.connector, stream, Some(addr), config.connect_timeout)?;
+            (
+                ClientIo::Tls(half.clone()),
+                ClientIo::Tls(half.clone()),
+                Some(half),
+            )
+        }
+        (Some(tls), Role::Listener) => {
+            let half = crate::tls::accept(&tls.acceptor, stream)?;
+            (
+                ClientIo::Tls(half.clone()),
+                ClientIo::Tls(half.clone()),
+                Some(half),
+            )
+        }
+    };
     if let Some(auth) = &config.auth {
-        crate::auth::handshake(&stream, trama_protocol::auth::Role::Dialer, auth)?;
+        match &tls {
+            None => crate::auth::handshake(&control, role, auth)?,
+            Some(half) => crate::auth::handshake_over(&mut reader, half.socket(), role, auth)?,
+        }
     }
-    Ok(stream)
+    Ok(Ready {
+        reader,
+        writer,
+        control,
+    })
 }
 
 /// Register a connected stream as a link and start its reader thread.
 /// Returns the reader thread's handle (joined by the node on drop).
-fn adopt(shared: &Arc<Shared>, stream: TcpStream, dialed: bool, addr: String) -> Result<LinkId> {
-    let t = start_link(shared, stream, dialed, addr)?;
+fn adopt(shared: &Arc<Shared>, ready: Ready, dialed: bool, addr: String) -> Result<LinkId> {
+    let t = start_link(shared, ready, dialed, addr)?;
     let id = t.0;
     if let Ok(mut threads) = shared.threads.lock() {
         threads.push(t.1);
@@ -350,18 +420,19 @@ fn adopt(shared: &Arc<Shared>, stream: TcpStream, dialed: bool, addr: String) ->
 
 fn start_link(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    ready: Ready,
     dialed: bool,
     addr: String,
 ) -> Result<(LinkId, JoinHandle<()>)> {
-    stream.set_nodelay(true)?;
-    crate::net::keepalive_or_log((&stream).into(), shared.config.keepalive, &addr);
+    let Ready {
+        reader,
+        writer,
+        control,
+    } = ready;
     let link = LinkId(shared.next.fetch_add(1, Ordering::Relaxed));
-    let reader = stream.try_clone()?;
-    let control = stream.try_clone()?;
     let frame = shared.config.frame;
     if let Ok(mut l) = shared.links.lock() {
-        l.insert(link, Arc::new(Mutex::new(FrameWriter::new(stream, frame))));
+        l.insert(link, Arc::new(Mutex::new(FrameWriter::new(writer, frame))));
     }
     if let Ok(mut c) = shared.controls.lock() {
         c.insert(link, control);
@@ -378,7 +449,7 @@ fn start_link(
     Ok((link, t))
 }
 
-fn read_link(shared: &Shared, link: LinkId, stream: TcpStream) {
+fn read_link(shared: &Shared, link: LinkId, stream: ClientIo) {
     let mut reader = FrameReader::new(stream, shared.config.frame);
     let reason = loop {
         let mut buf = Vec::new();
@@ -420,9 +491,9 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
             }
         }
         match dial_once(config, addr) {
-            Ok(stream) => {
+            Ok(ready) => {
                 backoff = config.backoff_min;
-                match start_link(shared, stream, true, addr.to_string()) {
+                match start_link(shared, ready, true, addr.to_string()) {
                     // Stay with the link until it ends, then (if persistent) redial.
                     Ok((_, reader)) => {
                         let _ = reader.join();

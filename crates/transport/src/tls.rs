@@ -1,6 +1,7 @@
 //! TLS with rustls (ring provider, no OpenSSL): the settings a server and a
-//! client carry, and the blocking stream halves the client reads and
-//! writes through. (The readiness loop drives rustls's sans-IO
+//! client carry, and the blocking stream halves the clients and the peers
+//! read and write through (a peer's accepted links are the server side of
+//! a blocking session). (The readiness loop drives rustls's sans-IO
 //! `ServerConnection` itself.)
 
 use std::io::{self, Read, Write};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConnection, RootCertStore};
+use rustls::{ClientConnection, Connection, RootCertStore, ServerConnection};
 
 use crate::{Error, Result};
 
@@ -150,12 +151,12 @@ fn read_pem(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// A client's TLS session, shared by its reading and writing halves. The
-/// lock is held only to move bytes in or out of rustls, never while
-/// waiting on the socket for reading.
+/// A blocking TLS session (the client's or the server's side), shared by
+/// its reading and writing halves. The lock is held only to move bytes in
+/// or out of rustls, never while waiting on the socket for reading.
 #[derive(Clone)]
 pub(crate) struct TlsHalf {
-    conn: Arc<Mutex<ClientConnection>>,
+    conn: Arc<Mutex<Connection>>,
     sock: Arc<TcpStream>,
 }
 
@@ -167,8 +168,33 @@ pub(crate) fn connect(
     limit: Duration,
 ) -> Result<TlsHalf> {
     let name = connector.name_for(addr, stream.peer_addr()?.ip())?;
-    let mut conn = ClientConnection::new(connector.config.clone(), name)
+    let conn = ClientConnection::new(connector.config.clone(), name)
         .map_err(|e| tls_error(e.to_string()))?;
+    handshake(Connection::Client(conn), stream, limit, "the server")
+}
+
+/// Run the TLS handshake as a server on a blocking stream, within the
+/// acceptor's handshake timeout (a peer that connects and stalls is
+/// refused then).
+pub(crate) fn accept(acceptor: &TlsAcceptor, stream: TcpStream) -> Result<TlsHalf> {
+    let conn =
+        ServerConnection::new(acceptor.config.clone()).map_err(|e| tls_error(e.to_string()))?;
+    handshake(
+        Connection::Server(conn),
+        stream,
+        acceptor.handshake_timeout,
+        "the client",
+    )
+}
+
+/// Drive a handshake on a blocking stream until it is done, within `limit`;
+/// `other` names the other end in errors.
+fn handshake(
+    mut conn: Connection,
+    stream: TcpStream,
+    limit: Duration,
+    other: &str,
+) -> Result<TlsHalf> {
     let saved = (stream.read_timeout()?, stream.write_timeout()?);
     let deadline = Instant::now() + limit;
     let mut sock = &stream;
@@ -183,11 +209,20 @@ pub(crate) fn connect(
         stream.set_write_timeout(Some(left))?;
         match conn.complete_io(&mut sock) {
             Ok((_, 0)) if conn.is_handshaking() && !conn.wants_write() => {
-                return Err(tls_error("the server closed the connection during the handshake"))
+                return Err(tls_error(format!(
+                    "{other} closed the connection during the handshake"
+                )))
             }
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(tls_error(format!("handshake not finished within {limit:?}")))
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(tls_error(format!(
+                    "handshake not finished within {limit:?}"
+                )))
             }
             Err(e)
                 if matches!(
@@ -195,13 +230,13 @@ pub(crate) fn connect(
                     io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
                 ) =>
             {
-                return Err(tls_error(
-                    "the server closed the connection during the TLS handshake (does it speak TLS?)",
-                ))
+                return Err(tls_error(format!(
+                    "{other} closed the connection during the TLS handshake (does it speak TLS?)"
+                )))
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                // rustls's verdict (a certificate it does not trust, say);
-                // the alert for the server is already written.
+                // rustls's verdict (a certificate it does not trust, or
+                // bytes that are not TLS); the alert is already written.
                 return Err(tls_error(e.to_string()));
             }
             Err(e) => return Err(Error::Io(e)),
@@ -216,12 +251,12 @@ pub(crate) fn connect(
 }
 
 impl TlsHalf {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ClientConnection> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Write whatever rustls has to send.
-    fn push(conn: &mut ClientConnection, mut sock: &TcpStream) -> io::Result<()> {
+    fn push(conn: &mut Connection, mut sock: &TcpStream) -> io::Result<()> {
         while conn.wants_write() {
             conn.write_tls(&mut sock)?;
         }

@@ -1,5 +1,5 @@
-//! TLS on the readiness-loop server, the client and the multi-server
-//! client: echoes small and large, a certificate from an authority the
+//! TLS on the readiness-loop server, the client, the multi-server client
+//! and the peers: echoes small and large, a certificate from an authority the
 //! client does not trust, a wrong name, a plain client at a TLS server, a
 //! stalled TLS handshake, TLS with the shared key, and hostile frames
 //! inside TLS. Certificates are made at
@@ -19,8 +19,9 @@ use trama_protocol::auth::{AuthError, AuthKey};
 use trama_protocol::DisconnectReason;
 use trama_protocol::FrameConfig;
 use trama_transport::{
-    AuthConfig, Client, ClientConfig, Error, MultiClient, MultiConfig, MultiEvent, RunningServer,
-    Server, ServerConfig, ServerSpec, TlsAcceptor, TlsConnector,
+    AuthConfig, Client, ClientConfig, Error, LinkEvent, MultiClient, MultiConfig, MultiEvent,
+    PeerConfig, PeerNode, PeerTls, RunningServer, Server, ServerConfig, ServerSpec, TlsAcceptor,
+    TlsConnector,
 };
 
 /// A certificate authority and a server certificate it signed for 127.0.0.1.
@@ -462,4 +463,175 @@ fn a_multi_client_reports_an_untrusted_server_down() {
     assert_eq!(connects(&log), 0);
     multi.close();
     s.stop();
+}
+
+/// The next peer event that matches, within the deadline; the others
+/// are kept in `seen`.
+fn next_link(
+    node: &PeerNode,
+    seen: &mut Vec<LinkEvent>,
+    what: &str,
+    f: impl Fn(&LinkEvent) -> bool,
+) -> LinkEvent {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < deadline {
+        if let Ok(e) = node.events().recv_timeout(Duration::from_millis(100)) {
+            if f(&e) {
+                return e;
+            }
+            seen.push(e);
+        }
+    }
+    panic!("no {what} within {DEADLINE:?}; seen {seen:?}");
+}
+
+fn peer_tls(p: &Pki) -> PeerTls {
+    PeerTls {
+        acceptor: acceptor(p),
+        connector: connector(p),
+    }
+}
+
+fn peer(tls: Option<PeerTls>, auth: Option<AuthConfig>) -> PeerNode {
+    PeerNode::start(PeerConfig {
+        tls,
+        auth,
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..PeerConfig::default()
+    })
+    .unwrap()
+}
+
+fn up_link(e: &LinkEvent) -> trama_transport::LinkId {
+    match e {
+        LinkEvent::Up { link, .. } => *link,
+        e => panic!("not an Up: {e:?}"),
+    }
+}
+
+#[test]
+fn two_peers_exchange_frames_over_tls_with_the_key_inside() {
+    let p = pki();
+    let key = || Some(AuthConfig::new(AuthKey::new(b"secret".to_vec()).unwrap()));
+    let a = peer(Some(peer_tls(&p)), key());
+    let b = peer(Some(peer_tls(&p)), key());
+    let mut seen = Vec::new();
+    b.dial(&a.local_addr().unwrap().to_string(), false).unwrap();
+    let at_a = up_link(&next_link(&a, &mut seen, "accepted link", |e| {
+        matches!(e, LinkEvent::Up { dialed: false, .. })
+    }));
+    let at_b = up_link(&next_link(&b, &mut seen, "dialed link", |e| {
+        matches!(e, LinkEvent::Up { dialed: true, .. })
+    }));
+    for i in 0..20 {
+        b.send(at_b, format!("de b {i}").as_bytes()).unwrap();
+        a.send(at_a, format!("de a {i}").as_bytes()).unwrap();
+    }
+    for i in 0..20 {
+        let want = format!("de b {i}").into_bytes();
+        next_link(
+            &a,
+            &mut seen,
+            "b's frame",
+            |e| matches!(e, LinkEvent::Message { link, payload } if *link == at_a && *payload == want),
+        );
+        let want = format!("de a {i}").into_bytes();
+        next_link(
+            &b,
+            &mut seen,
+            "a's frame",
+            |e| matches!(e, LinkEvent::Message { link, payload } if *link == at_b && *payload == want),
+        );
+    }
+    // Larger than a TLS record, from the accepting side.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    a.send(at_a, &big).unwrap();
+    next_link(
+        &b,
+        &mut seen,
+        "the large frame",
+        |e| matches!(e, LinkEvent::Message { payload, .. } if *payload == big),
+    );
+    assert!(seen.is_empty(), "{seen:?}");
+    // Either side closing ends the link on the other.
+    b.close(at_b);
+    next_link(
+        &a,
+        &mut seen,
+        "down",
+        |e| matches!(e, LinkEvent::Down { link, .. } if *link == at_a),
+    );
+}
+
+#[test]
+fn a_peer_without_tls_or_with_another_authority_gets_no_link() {
+    let p = pki();
+    let other = pki();
+    let mut a_tls = peer_tls(&p);
+    a_tls.acceptor.handshake_timeout = Duration::from_millis(300);
+    let a = peer(Some(a_tls), None);
+    let a_addr = a.local_addr().unwrap().to_string();
+    let mut seen = Vec::new();
+
+    // A plain peer: its TCP link comes up on its side, its frame never
+    // reaches A, and A drops it.
+    let plain = peer(None, None);
+    plain.dial(&a_addr, false).unwrap();
+    let at_plain = up_link(&next_link(&plain, &mut seen, "the plain link", |e| {
+        matches!(e, LinkEvent::Up { .. })
+    }));
+    plain.send(at_plain, b"en claro").unwrap();
+    next_link(
+        &plain,
+        &mut seen,
+        "the plain link dropped",
+        |e| matches!(e, LinkEvent::Down { link, .. } if *link == at_plain),
+    );
+
+    // A TLS peer trusting another authority: its dial fails on the certificate.
+    let stranger = peer(Some(peer_tls(&other)), None);
+    stranger.dial(&a_addr, false).unwrap();
+    match next_link(&stranger, &mut seen, "a failed dial", |e| {
+        matches!(e, LinkEvent::DialFailed { .. })
+    }) {
+        LinkEvent::DialFailed { reason, .. } => assert!(reason.contains("certificate"), "{reason}"),
+        e => panic!("{e:?}"),
+    }
+
+    // A TLS peer dialing a plain one fails the handshake too.
+    a.dial(&plain.local_addr().unwrap().to_string(), false)
+        .unwrap();
+    let mut at_a_events = Vec::new();
+    next_link(
+        &a,
+        &mut at_a_events,
+        "a failed dial to the plain peer",
+        |e| matches!(e, LinkEvent::DialFailed { .. }),
+    );
+
+    // A silent socket is dropped at the handshake deadline.
+    let mut silent = raw(a.local_addr().unwrap());
+    expect_closed(&mut silent);
+
+    // A peer with the right authority still gets in, and its link is the
+    // only one A ever announced (everything A reported is in `at_a_events`).
+    let friend = peer(Some(peer_tls(&p)), None);
+    friend.dial(&a_addr, false).unwrap();
+    let at_a = up_link(&next_link(&a, &mut at_a_events, "the friend's link", |e| {
+        matches!(e, LinkEvent::Up { dialed: false, .. })
+    }));
+    assert!(
+        !at_a_events
+            .iter()
+            .any(|e| matches!(e, LinkEvent::Up { .. } | LinkEvent::Message { .. })),
+        "{at_a_events:?}"
+    );
+    a.send(at_a, b"bienvenido").unwrap();
+    next_link(
+        &friend,
+        &mut seen,
+        "the welcome",
+        |e| matches!(e, LinkEvent::Message { payload, .. } if payload == b"bienvenido"),
+    );
 }
