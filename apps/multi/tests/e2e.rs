@@ -6,6 +6,9 @@
 //! Servers are killed and started again while the console runs; the console
 //! must say so, hold the lines typed for a server that is down, and deliver
 //! them when it is back, while the other servers keep answering.
+//! With `--tls-ca`, the framed server is reached over TLS (certificates
+//! made at test time with rcgen) and the raw one stays plain; a certificate
+//! from another authority leaves that server down.
 //!
 //! Nothing here measures time. Steps are put in order by waiting for a line
 //! that can only arrive after the previous step took effect; the deadlines
@@ -314,4 +317,95 @@ fn a_bad_server_is_refused_at_start() {
             "--server {spec}: exit {status}, stderr:\n{stderr}"
         );
     }
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, as PEM files (`ca.pem`,
+/// `cert.pem`, `key.pem` readable by its owner only) in a directory of
+/// their own, removed on drop.
+struct Pki(PathBuf);
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("trama-multi-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(dir.join("key.pem"), mode).unwrap();
+        }
+        Pki(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn tls_to_a_framed_server_plain_to_a_raw_one_and_an_untrusted_certificate_is_down() {
+    let pki = Pki::new("tls");
+    let stranger = Pki::new("stranger");
+    let mut cmd = Command::new(sibling("trama-echo"));
+    cmd.args(["serve", "--framed", "--addr", "127.0.0.1:0", "--tls-cert"])
+        .arg(pki.file("cert.pem"))
+        .arg("--tls-key")
+        .arg(pki.file("key.pem"))
+        .env_remove("RUST_LOG");
+    let secure = ok(ServerProcess::from_command(cmd));
+    let raw = echo("127.0.0.1:0", false);
+    let servers = [
+        format!("tls={}", secure.addr()),
+        format!("crudo=raw:{}", raw.addr()),
+    ];
+    let console_with = |ca: PathBuf| {
+        let mut cmd = Command::new(MULTI);
+        for s in &servers {
+            cmd.args(["--server", s]);
+        }
+        cmd.args(["--wait", "500ms", "--max-backoff", "250ms", "--tls-ca"])
+            .arg(ca);
+        Console::spawn("trama-multi --tls-ca", cmd)
+    };
+
+    let mut console = console_with(pki.file("ca.pem"));
+    console.expect_all(&[
+        &connected("tls", secure.addr()),
+        &connected("crudo", raw.addr()),
+    ]);
+    console.say("@tls cifrado");
+    console.expect("[tls] cifrado");
+    console.say("@crudo en claro");
+    console.expect("[crudo] en claro");
+    console.finish_ok();
+
+    // Trusting another authority: the TLS server is down, the raw one works.
+    let mut console = console_with(stranger.file("ca.pem"));
+    // The two lines come in either order: look for each among all.
+    let crudo = connected("crudo", raw.addr());
+    console.expect_seen(&crudo, |l| l == crudo);
+    console.expect_seen("the TLS server down on its certificate", |l| {
+        l.starts_with("* tls is down (") && l.contains("certificate")
+    });
+    console.say("@crudo sigo");
+    console.expect("[crudo] sigo");
+    console.finish_ok();
 }
