@@ -280,7 +280,7 @@ pub struct TlsClientArgs {
     /// Speak TLS, trusting only the certificate authorities in this PEM file.
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<std::path::PathBuf>,
-    /// The name the server's certificate must carry (default: the host of --addr).
+    /// The name the server's certificate must carry (default: the host part of the address dialed).
     #[arg(long, requires = "tls_ca")]
     pub tls_server_name: Option<String>,
 }
