@@ -15,68 +15,27 @@
 // Everything in this file is test code: helpers panic to fail the test.
 #![allow(clippy::unwrap_used)]
 
-use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Once;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use trama_test_support::{python3, python_script, run_command, ServerProcess};
+use trama_test_support::{python3, python_script, run_command, workspace_binary, ServerProcess};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_trama-bench");
 /// Generous: the machine may be busy; no test waits this long when all is well.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
-const BUILD_DEADLINE: Duration = Duration::from_secs(900);
-
 /// Unwrap a helper's result, showing its message as is.
 fn ok<T>(r: trama_test_support::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Another binary of the workspace, from the directory `trama-bench` was
-/// built in; built once per test run if missing.
+/// Another binary of the workspace, next to this package's (built if missing).
 fn sibling(name: &str) -> PathBuf {
-    static BUILD: Once = Once::new();
-    let path = Path::new(BENCH).with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.is_file() {
-        BUILD.call_once(build_echo);
-    }
-    assert!(
-        path.is_file(),
-        "{} is missing, even after building it",
-        path.display()
-    );
-    path
-}
-
-/// `cargo build -p trama-echo` into this test's target directory and profile.
-fn build_echo() {
-    let out_dir = Path::new(BENCH).parent().unwrap();
-    let target_dir = out_dir.parent().unwrap();
-    let profile = out_dir.file_name().unwrap().to_string_lossy().into_owned();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "-p", "trama-echo", "--target-dir"])
-        .arg(target_dir);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let (status, _, stderr) = ok(run_command(cmd, BUILD_DEADLINE));
-    assert!(
-        status.success(),
-        "building trama-echo failed ({status}):\n{stderr}"
-    );
+    ok(workspace_binary(BENCH, name, &["trama-echo"]))
 }
 
 /// `trama-echo serve --framed` on a free port, with `extra` flags.

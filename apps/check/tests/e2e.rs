@@ -7,19 +7,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use trama_test_support::{python3, python_script, run_command, ServerProcess};
+use trama_test_support::{python3, python_script, run_command, workspace_binary, ServerProcess};
 
 const CHECK: &str = env!("CARGO_BIN_EXE_trama-check");
 
-/// Building the sibling binary may take a while on a busy machine.
-const BUILD_DEADLINE: Duration = Duration::from_secs(900);
 /// One battery with the short windows below stays well under this.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -51,44 +48,9 @@ fn quote(s: &Path) -> String {
     format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"))
 }
 
-/// `trama-echo`, from the directory `trama-check` was built in (built once
-/// if it is not there: `CARGO_BIN_EXE_*` only names this package's binaries).
+/// `trama-echo`, next to `trama-check` (built if missing).
 fn trama_echo() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let path =
-        Path::new(CHECK).with_file_name(format!("trama-echo{}", std::env::consts::EXE_SUFFIX));
-    if !path.is_file() {
-        BUILD.call_once(|| {
-            let out_dir = Path::new(CHECK).parent().unwrap();
-            let target_dir = out_dir.parent().unwrap();
-            let profile = out_dir.file_name().unwrap().to_string_lossy().into_owned();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["build", "-p", "trama-echo", "--target-dir"])
-                .arg(target_dir);
-            match profile.as_str() {
-                "debug" => {}
-                "release" => {
-                    cmd.arg("--release");
-                }
-                other => {
-                    cmd.args(["--profile", other]);
-                }
-            }
-            let (status, _, stderr) = ok(run_command(cmd, BUILD_DEADLINE));
-            assert!(
-                status.success(),
-                "building trama-echo failed ({status}):\n{stderr}"
-            );
-        });
-    }
-    assert!(
-        path.is_file(),
-        "{} is missing, even after building it",
-        path.display()
-    );
-    path
+    ok(workspace_binary(CHECK, "trama-echo", &["trama-echo"]))
 }
 
 /// The shell command that starts the Python server `name` on a free port.

@@ -23,18 +23,12 @@
 // Everything in this file is test code: helpers panic to fail the test.
 #![allow(clippy::unwrap_used)]
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Once;
-use std::time::Duration;
 
 use trama_test_support::console::{Console, DEADLINE};
-use trama_test_support::{python3, python_script, run_command, ServerProcess};
-
-/// Building the sibling binaries may take a while on a busy machine.
-const BUILD_DEADLINE: Duration = Duration::from_secs(900);
+use trama_test_support::{python3, python_script, run_command, workspace_binary, ServerProcess};
 
 const MULTI: &str = env!("CARGO_BIN_EXE_trama-multi");
 
@@ -43,58 +37,9 @@ fn ok<T>(r: trama_test_support::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Another binary of the workspace, from the directory `trama-multi` was
-/// built in. `CARGO_BIN_EXE_*` only names this package's own binaries, so
-/// the others are looked for next to it, and built (once per test run) if
-/// they are not there.
+/// Another binary of the workspace, next to this package's (built if missing).
 fn sibling(name: &str) -> PathBuf {
-    static BUILD: Once = Once::new();
-    let path = Path::new(MULTI).with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.is_file() {
-        BUILD.call_once(build_siblings);
-    }
-    assert!(
-        path.is_file(),
-        "{} is missing, even after building it",
-        path.display()
-    );
-    path
-}
-
-/// `cargo build -p trama-echo -p trama-chat` into the directory this test's
-/// `trama-multi` is in: same target directory, same profile.
-fn build_siblings() {
-    let out_dir = Path::new(MULTI).parent().unwrap();
-    // `<target dir>/<profile dir>` (the target dir may itself end in a
-    // target triple: the host build then lands next to `trama-multi` too).
-    let target_dir = out_dir.parent().unwrap();
-    let profile = out_dir.file_name().unwrap().to_string_lossy().into_owned();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "-p",
-            "trama-echo",
-            "-p",
-            "trama-chat",
-            "--target-dir",
-        ])
-        .arg(target_dir);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let (status, _, stderr) = ok(run_command(cmd, BUILD_DEADLINE));
-    assert!(
-        status.success(),
-        "building trama-echo and trama-chat failed ({status}):\n{stderr}"
-    );
+    ok(workspace_binary(MULTI, name, &["trama-echo", "trama-chat"]))
 }
 
 /// `trama-echo serve` on `addr` (`127.0.0.1:0` for a free port), framed or

@@ -15,71 +15,25 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::hash_map::DefaultHasher;
-use std::ffi::OsString;
 use std::hash::Hasher;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{mpsc, Once};
-use std::time::Duration;
+use std::sync::mpsc;
 
 use serde_json::Value;
 use trama_test_support::console::{Console, DEADLINE};
-use trama_test_support::{run_command, RunOutput, ServerProcess};
+use trama_test_support::{run_command, workspace_binary, RunOutput, ServerProcess};
 
 const TAP: &str = env!("CARGO_BIN_EXE_trama-tap");
-const BUILD_DEADLINE: Duration = Duration::from_secs(900);
-
 fn ok<T>(r: trama_test_support::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Another binary of the workspace, next to `trama-tap`, built once if missing.
+/// Another binary of the workspace, next to this package's (built if missing).
 fn sibling(name: &str) -> PathBuf {
-    static BUILD: Once = Once::new();
-    let path = Path::new(TAP).with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.is_file() {
-        BUILD.call_once(build_siblings);
-    }
-    assert!(
-        path.is_file(),
-        "{} is missing, even after building it",
-        path.display()
-    );
-    path
-}
-
-fn build_siblings() {
-    let out_dir = Path::new(TAP).parent().unwrap();
-    let target_dir = out_dir.parent().unwrap();
-    let profile = out_dir.file_name().unwrap().to_string_lossy().into_owned();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "-p",
-            "trama-echo",
-            "-p",
-            "trama-chat",
-            "--target-dir",
-        ])
-        .arg(target_dir);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let (status, _, stderr) = ok(run_command(cmd, BUILD_DEADLINE));
-    assert!(
-        status.success(),
-        "building trama-echo and trama-chat failed ({status}):\n{stderr}"
-    );
+    ok(workspace_binary(TAP, name, &["trama-echo", "trama-chat"]))
 }
 
 fn echo(extra: &[&str]) -> ServerProcess {

@@ -496,3 +496,64 @@ mod tests {
         assert!(e.message().contains("waiting"), "{e}");
     }
 }
+
+/// How long building sibling binaries may take on a busy machine.
+pub const BUILD_DEADLINE: Duration = Duration::from_secs(1200);
+
+/// The workspace binary `name`, looked for next to `anchor`, a
+/// `CARGO_BIN_EXE_*` path of the calling package (Cargo names only a
+/// package's own binaries to its tests), and built with `cargo build -p
+/// PACKAGE...` into the same target directory and profile when it is
+/// missing. In CI `cargo test --workspace` has built them all already and
+/// this only finds them; run alone (`cargo test -p trama-tap`), a test gets
+/// the current code. Builds are one at a time within a test process.
+pub fn workspace_binary(anchor: &str, name: &str, packages: &[&str]) -> Result<PathBuf> {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let path = Path::new(anchor).with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    if path.is_file() {
+        return Ok(path);
+    }
+    // `<target dir>/<profile dir>/<anchor>`.
+    let missing = || Error::new(format!("{anchor}: not inside <target dir>/<profile>"));
+    let out_dir = Path::new(anchor).parent().ok_or_else(missing)?;
+    let target_dir = out_dir.parent().ok_or_else(missing)?;
+    let profile = out_dir
+        .file_name()
+        .ok_or_else(missing)?
+        .to_string_lossy()
+        .into_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("build");
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    cmd.arg("--target-dir").arg(target_dir);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let (status, _, stderr) = run_command(cmd, BUILD_DEADLINE)?;
+    if !status.success() {
+        return Err(Error::new(format!(
+            "building {packages:?} failed ({status}):\n{stderr}"
+        )));
+    }
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::new(format!(
+            "{} is missing, even after building {packages:?}",
+            path.display()
+        )))
+    }
+}
