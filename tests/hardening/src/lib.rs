@@ -10,7 +10,7 @@
 // Test helpers: a failure panics with a message that says what went wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,13 +21,10 @@ use std::time::{Duration, Instant};
 
 use trama_protocol::fault::{FaultPlan, FaultSchedule, Step};
 use trama_protocol::{Direction, FrameConfig, FrameReader, FrameWriter};
-use trama_test_support::{run_command, ServerProcess};
+use trama_test_support::ServerProcess;
 
 /// How long any single wait may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Building the server binaries may take a while on a busy machine.
-const BUILD_DEADLINE: Duration = Duration::from_secs(1200);
 
 /// The binaries these tests start.
 const BINARIES: [&str; 5] = [
@@ -70,34 +67,7 @@ fn build() {
     if std::env::var_os("TRAMA_HARDENING_NO_BUILD").is_some() {
         return;
     }
-    let out = out_dir();
-    let target_dir = out.parent().expect("target directory");
-    let profile = out
-        .file_name()
-        .expect("profile name")
-        .to_string_lossy()
-        .into_owned();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("build");
-    for b in BINARIES {
-        cmd.args(["-p", b]);
-    }
-    cmd.arg("--target-dir").arg(target_dir);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let (status, _, stderr) = ok(run_command(cmd, BUILD_DEADLINE));
-    assert!(
-        status.success(),
-        "building {BINARIES:?} failed ({status}):\n{stderr}"
-    );
+    ok(trama_test_support::build_packages(&out_dir(), &BINARIES));
 }
 
 /// Start `program args... --addr 127.0.0.1:0` with `RUST_LOG=info`, so every

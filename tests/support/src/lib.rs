@@ -517,9 +517,25 @@ pub fn workspace_binary(anchor: &str, name: &str, packages: &[&str]) -> Result<P
     if path.is_file() {
         return Ok(path);
     }
-    // `<target dir>/<profile dir>/<anchor>`.
-    let missing = || Error::new(format!("{anchor}: not inside <target dir>/<profile>"));
-    let out_dir = Path::new(anchor).parent().ok_or_else(missing)?;
+    let out_dir = Path::new(anchor)
+        .parent()
+        .ok_or_else(|| Error::new(format!("{anchor}: not inside a build directory")))?;
+    build_packages(out_dir, packages)?;
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::new(format!(
+            "{} is missing, even after building {packages:?}",
+            path.display()
+        )))
+    }
+}
+
+/// `cargo build -p PACKAGE...` into `out_dir`, a `<target dir>/<profile>`
+/// directory (where a test's own binaries are): same target directory, same
+/// profile.
+pub fn build_packages(out_dir: &Path, packages: &[&str]) -> Result<()> {
+    let missing = || Error::new(format!("{}: not <target dir>/<profile>", out_dir.display()));
     let target_dir = out_dir.parent().ok_or_else(missing)?;
     let profile = out_dir
         .file_name()
@@ -543,17 +559,11 @@ pub fn workspace_binary(anchor: &str, name: &str, packages: &[&str]) -> Result<P
         }
     }
     let (status, _, stderr) = run_command(cmd, BUILD_DEADLINE)?;
-    if !status.success() {
-        return Err(Error::new(format!(
-            "building {packages:?} failed ({status}):\n{stderr}"
-        )));
-    }
-    if path.is_file() {
-        Ok(path)
+    if status.success() {
+        Ok(())
     } else {
         Err(Error::new(format!(
-            "{} is missing, even after building {packages:?}",
-            path.display()
+            "building {packages:?} failed ({status}):\n{stderr}"
         )))
     }
 }
