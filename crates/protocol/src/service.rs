@@ -69,6 +69,14 @@ pub enum DisconnectReason {
         /// The limit.
         limit: usize,
     },
+    /// Reading from the peer was paused because its replies were backing
+    /// up, and it then took none of them within the partial-frame deadline.
+    Stalled {
+        /// Bytes queued for it.
+        queued: usize,
+        /// How long it took nothing, in milliseconds.
+        millis: u64,
+    },
     /// The server is shutting down.
     Shutdown,
 }
@@ -89,6 +97,10 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::SlowReader { queued, limit } => write!(
                 f,
                 "peer too slow: {queued} bytes queued for it, limit {limit}"
+            ),
+            DisconnectReason::Stalled { queued, millis } => write!(
+                f,
+                "peer stopped reading: {queued} bytes queued for it, none taken in {millis} ms"
             ),
             DisconnectReason::Shutdown => write!(f, "server shutting down"),
         }
@@ -322,6 +334,14 @@ mod tests {
             }
             .to_string(),
             "peer too slow: 1048600 bytes queued for it, limit 1048576"
+        );
+        assert_eq!(
+            DisconnectReason::Stalled {
+                queued: 2_000_000,
+                millis: 10_000
+            }
+            .to_string(),
+            "peer stopped reading: 2000000 bytes queued for it, none taken in 10000 ms"
         );
         assert_eq!(ConnId(4).to_string(), "#4");
     }

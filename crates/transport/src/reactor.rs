@@ -34,6 +34,16 @@ const READ_BUF: usize = 64 * 1024;
 const READ_BUDGET: usize = 8;
 /// Largest output buffer kept for reuse by the next connection that needs one.
 const SPARE_MAX: usize = 256 * 1024;
+/// Queued bytes past which a connection's input is no longer read, until
+/// half of them have been sent: its own requests cannot then push its queue
+/// to the limit (`max_outbound`), which is left for what others send it.
+fn high_water(limit: usize) -> usize {
+    (limit / 2).clamp(1, 1024 * 1024)
+}
+
+/// Frames at least this long are written at once when nothing is queued
+/// before them, instead of being copied into the queue first.
+const WRITE_THROUGH: usize = 16 * 1024;
 
 struct Conn {
     id: ConnId,
@@ -52,6 +62,9 @@ struct Conn {
     last_in: Instant,
     last_out: Instant,
     partial_since: Option<Instant>,
+    /// Reading is paused because replies are backing up (see
+    /// [`high_water`]): since when, or since the socket last took bytes.
+    paused: Option<Instant>,
     /// Closing gracefully: why, and the deadline for the queue to drain.
     closing: Option<(DisconnectReason, Instant)>,
     /// The key handshake still under way (boxed, and gone once it is over,
@@ -384,6 +397,7 @@ impl<S: Service> Reactor<S> {
             last_in: now,
             last_out: now,
             partial_since: None,
+            paused: None,
             closing: None,
             auth,
             tls,
@@ -618,7 +632,7 @@ impl<S: Service> Reactor<S> {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            if conn.dead || conn.closing.is_some() {
+            if conn.dead || conn.closing.is_some() || conn.paused.is_some() {
                 return;
             }
             match conn.stream.read(&mut self.read_buf) {
@@ -867,11 +881,48 @@ impl<S: Service> Reactor<S> {
             );
             return;
         }
+        // A large frame with nothing queued before it goes straight to the
+        // socket (header and payload in one vectored write), so its bytes
+        // are not first copied into the queue; only what the socket does not
+        // take is queued. Small frames are queued and written together at
+        // the end of the turn, one write for all of them.
+        let mut skip = 0;
+        if queued == 0 && add >= WRITE_THROUGH && conn.tls.is_none() {
+            match conn
+                .stream
+                .write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])
+            {
+                Ok(n) => {
+                    self.core.stats.written(n as u64);
+                    conn.last_out = Instant::now();
+                    if n == add {
+                        self.core.stats.queued(1);
+                        return;
+                    }
+                    skip = n;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    let id = conn.id;
+                    self.doom(id, DisconnectReason::Io(e.to_string()));
+                    return;
+                }
+            }
+        }
         if conn.out.capacity() == 0 {
             conn.out = std::mem::take(&mut self.spare);
         }
         match conn.tls.as_mut() {
             None => {
+                let (a, b) = if skip >= a.len() {
+                    (&[][..], &b[skip - a.len()..])
+                } else {
+                    (&a[skip..], b)
+                };
                 conn.out.extend_from_slice(a);
                 conn.out.extend_from_slice(b);
             }
@@ -891,6 +942,13 @@ impl<S: Service> Reactor<S> {
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
+        }
+        if conn.paused.is_none() && conn.queued() >= high_water(limit) {
+            // The peer sends faster than it reads: stop reading it until it
+            // has taken its replies, as a blocked writer would, instead of
+            // queueing on until the limit drops it.
+            conn.paused = Some(conn.last_out);
+            self.timers_needed = true;
         }
     }
 
@@ -913,6 +971,9 @@ impl<S: Service> Reactor<S> {
                 Ok(n) => {
                     conn.sent += n;
                     self.core.stats.written(n as u64);
+                    if conn.paused.is_some() {
+                        conn.paused = Some(Instant::now());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -926,6 +987,16 @@ impl<S: Service> Reactor<S> {
         if let Some(e) = error {
             self.doom(id, DisconnectReason::Io(e));
             return;
+        }
+        if conn.paused.is_some() && conn.queued() <= high_water(self.core.config.max_outbound) / 2 {
+            // Caught up: read again, starting with what waited meanwhile
+            // (its readiness event may have come and gone). The wait was
+            // ours, so a frame in progress gets its full deadline again.
+            conn.paused = None;
+            if conn.partial_since.is_some() {
+                conn.partial_since = Some(Instant::now());
+            }
+            self.again.push(slot);
         }
         let drained = conn.sent == conn.out.len();
         if drained {
@@ -1093,6 +1164,21 @@ impl<S: Service> Reactor<S> {
                     expired.push((
                         conn.id,
                         DisconnectReason::Protocol(format!("{what} not finished in time")),
+                    ));
+                }
+                continue;
+            }
+            if let Some(since) = conn.paused {
+                // Not reading: the frame and idle deadlines wait; the peer
+                // must take some of its replies within the frame deadline.
+                still_needed = true;
+                if let Some(limit) = partial.filter(|&l| now.duration_since(since) >= l) {
+                    expired.push((
+                        conn.id,
+                        DisconnectReason::Stalled {
+                            queued: conn.queued(),
+                            millis: limit.as_millis() as u64,
+                        },
                     ));
                 }
                 continue;

@@ -766,3 +766,96 @@ fn linger_bounds_closing_a_peer_that_does_not_read() {
     }
     assert_eq!(handle.stats().open, 0);
 }
+
+#[test]
+fn a_client_that_sends_faster_than_it_reads_is_slowed_not_dropped() {
+    // Far more echo than the outbound limit, sent by one thread while
+    // another reads it back slowly: the server stops reading the client
+    // while its replies back up (as a blocked writer would), so nothing is
+    // dropped, nothing is lost, and the order holds.
+    const LIMIT: usize = 256 * 1024;
+    const FRAMES: usize = 400;
+    const SIZE: usize = 32 * 1024;
+    let log = Log::new();
+    let config = ServerConfig {
+        max_outbound: LIMIT,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(config, log.service(echo))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let s = raw(server.local_addr());
+    let id = log.id_of(s.local_addr().unwrap());
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..FRAMES {
+            let mut p = vec![(i % 251) as u8; SIZE];
+            p[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            write_frame(&mut writer, &p);
+        }
+    });
+    let mut reader = s;
+    reader.set_read_timeout(Some(DEADLINE)).unwrap();
+    for i in 0..FRAMES {
+        if i % 50 == 0 {
+            // Let the replies pile up past the limit several times over.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let got = read_frame(&mut reader);
+        assert_eq!(got.len(), SIZE, "frame {i}");
+        assert_eq!(
+            &got[..8],
+            &(i as u64).to_be_bytes(),
+            "frame {i} out of order"
+        );
+        assert!(
+            got[8..].iter().all(|&b| b == (i % 251) as u8),
+            "frame {i} corrupted"
+        );
+    }
+    sender.join().unwrap();
+    assert_eq!(log.reason(id), None);
+    let stats = server.stats();
+    assert_eq!(stats.dropped_slow, 0, "{stats}");
+    assert_eq!(stats.frames_in, FRAMES as u64, "{stats}");
+    server.stop();
+}
+
+#[test]
+fn a_client_that_sends_and_never_reads_is_dropped_at_the_frame_deadline() {
+    let log = Log::new();
+    let config = ServerConfig {
+        max_outbound: 256 * 1024,
+        partial_frame_timeout: Some(Duration::from_millis(500)),
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(config, log.service(echo))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut s = raw(server.local_addr());
+    let id = log.id_of(s.local_addr().unwrap());
+    // Writes until the server stops reading and every buffer on the way is
+    // full (the write then times out), never reading a byte.
+    s.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let chunk = frame(&[7u8; 16 * 1024]);
+    let mut sent = 0usize;
+    while s.write_all(&chunk).is_ok() {
+        sent += 1;
+        assert!(sent < 100_000, "the server never stopped reading");
+    }
+    match log.wait_reason(id) {
+        DisconnectReason::Stalled { queued, millis } => {
+            assert_eq!(millis, 500);
+            assert!(queued > 0);
+        }
+        other => panic!("expected Stalled, got {other:?}"),
+    }
+    assert_eq!(server.stats().dropped_slow, 1);
+    // Others are still served.
+    let c = client(server.local_addr());
+    assert_eq!(c.request(b"sigo", DEADLINE).unwrap(), b"sigo");
+    server.stop();
+}
