@@ -66,6 +66,9 @@ pub enum FleetError {
         /// Why.
         source: io::Error,
     },
+    /// `--blocking` asked for a job it does not run.
+    #[error("--blocking runs closed-loop load only (no --rate, no hold)")]
+    Shape,
     /// A client thread ended without a result (a bug).
     #[error("client thread {0} stopped without a result")]
     Lost(usize),
@@ -209,6 +212,64 @@ impl Fleet {
                 .spawn(move || run_thread(plan, share, progress, barrier))
                 .map_err(|source| FleetError::Spawn { index, source })?;
             handles.push(h);
+        }
+        Ok(Fleet {
+            handles,
+            progress,
+            threads,
+        })
+    }
+
+    /// Start a thread per connection with a blocking socket instead (see
+    /// [`crate::blocking`]); only the closed-loop `Load` job runs this way.
+    pub fn start_blocking(plan: Plan) -> Result<Fleet, FleetError> {
+        let Job::Load {
+            warmup,
+            duration,
+            pipeline,
+            rate: None,
+            drain,
+        } = plan.job
+        else {
+            return Err(FleetError::Shape);
+        };
+        let threads = plan.clients.max(1);
+        let progress = Arc::new(Progress::default());
+        let barrier = Arc::new(Barrier::new(threads));
+        // Set by the first thread past the barrier: one window for all.
+        let window = Arc::new(std::sync::OnceLock::new());
+        let mut handles = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let (plan, progress, barrier, window) = (
+                plan.clone(),
+                progress.clone(),
+                barrier.clone(),
+                window.clone(),
+            );
+            let spawned = thread::Builder::new()
+                .name(format!("bench-{index}"))
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    Ok(crate::blocking::run(&plan, &progress, &barrier, || {
+                        *window.get_or_init(|| {
+                            let from = Instant::now() + warmup;
+                            crate::blocking::Window {
+                                from,
+                                until: from + duration,
+                                drain,
+                                pipeline,
+                            }
+                        })
+                    }))
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(source) => {
+                    // The threads already started wait at the barrier for
+                    // ones that will never come: fail the run instead.
+                    return Err(FleetError::Spawn { index, source });
+                }
+            }
         }
         Ok(Fleet {
             handles,

@@ -11,6 +11,7 @@
 //! The result is a table, or with `--json` one JSON object on stdout (the
 //! progress line always goes to stderr). `--help` says what each figure is.
 
+mod blocking;
 mod fleet;
 mod procinfo;
 mod report;
@@ -157,8 +158,13 @@ struct LoadArgs {
     #[arg(long)]
     rate: Option<f64>,
     /// Client threads, each with its own readiness loop (default: one per core).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "blocking")]
     threads: Option<usize>,
+    /// A thread per connection with a blocking socket instead of readiness
+    /// loops: how a thread-per-client program (and `loadgen`) loads a server.
+    /// Closed loop only.
+    #[arg(long, conflicts_with = "rate")]
+    blocking: bool,
     /// Read this server process's memory and threads from /proc while loaded.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -316,6 +322,7 @@ fn load(a: LoadArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
     };
     let watched = watch(
         plan,
+        a.blocking,
         a.server_pid,
         Duration::from_millis(500),
         ticker,
@@ -355,7 +362,7 @@ fn hold(a: HoldArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
     // Memory is read once the connections had a moment to settle, while
     // they are still idle.
     let settle = (a.duration / 2).min(Duration::from_secs(1));
-    let watched = watch(plan, a.server_pid, settle, ticker, "hold")?;
+    let watched = watch(plan, false, a.server_pid, settle, ticker, "hold")?;
     let o = &watched.outcome;
     let mut r = base_report("hold", &a.target, wire, a.clients, &watched);
     r.size = Some(a.size);
@@ -374,10 +381,11 @@ struct Watched {
     server_threads: Option<u64>,
 }
 
-/// Run the fleet, printing progress; with `server_pid`, read the server's
+/// Run the fleet (`blocking`: a thread per connection), printing progress; with `server_pid`, read the server's
 /// memory before and `settle` after every connection is open.
 fn watch(
     plan: Plan,
+    blocking: bool,
     server_pid: Option<u32>,
     settle: Duration,
     ticker: &mut Ticker,
@@ -385,7 +393,11 @@ fn watch(
 ) -> Result<Watched, BenchError> {
     let (addr, clients) = (plan.addr, plan.clients);
     let rss_before = server_pid.and_then(procinfo::rss_kib);
-    let fleet = Fleet::start(plan)?;
+    let fleet = if blocking {
+        Fleet::start_blocking(plan)?
+    } else {
+        Fleet::start(plan)?
+    };
     let mut connected_at: Option<Instant> = None;
     let (mut rss_held, mut server_threads) = (None, None);
     let mut last = (Instant::now(), 0u64);

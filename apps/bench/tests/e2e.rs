@@ -494,3 +494,81 @@ fn nothing_listening_is_an_error_without_figures() {
         assert!(err.contains(&addr), "{mode}: {err}");
     }
 }
+
+#[test]
+fn load_blocking_runs_a_thread_per_connection_and_answers_everything_it_sent() {
+    let server = echo(&[]);
+    let addr = server.addr().to_string();
+    let v = bench_json(&[
+        "load",
+        "--addr",
+        &addr,
+        "--clients",
+        "12",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+        "--pipeline",
+        "2",
+        "--blocking",
+    ]);
+    assert_eq!(u(&v, "connected"), 12);
+    assert_eq!(u(&v, "threads"), 12, "one thread per connection: {v}");
+    assert_eq!(u(&v, "dropped"), 0);
+    assert!(u(&v, "sent") > 0);
+    assert_eq!(u(&v, "answered"), u(&v, "sent"), "{v}");
+    assert!(f(&v, "msgs_per_s") > 0.0);
+    check_latencies(&v);
+    // The server hanging up is reported the same way as in the other shape.
+    let gone = hang_up().to_string();
+    let v = bench_json(&[
+        "load",
+        "--addr",
+        &gone,
+        "--clients",
+        "3",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--timeout",
+        "2s",
+        "--blocking",
+    ]);
+    assert_eq!(u(&v, "connected"), 3);
+    assert_eq!(u(&v, "dropped"), 3);
+    assert_eq!(u(&v, "answered"), 0);
+}
+
+#[test]
+fn load_blocking_refuses_an_open_loop() {
+    let (ok, _, err) = run(&[
+        "load",
+        "--addr",
+        "127.0.0.1:9",
+        "--blocking",
+        "--rate",
+        "100",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--blocking") && err.contains("--rate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bulk_echo_far_past_the_outbound_limit_is_slowed_not_dropped() {
+    // 64 MiB of echo through a server with its default 4 MiB outbound limit:
+    // the replies back up whenever the reading side lags, and the server
+    // then stops reading instead of dropping the client.
+    let server = echo(&[]);
+    let addr = server.addr().to_string();
+    let v = bench_json(&[
+        "bulk", "--addr", &addr, "--bytes", "64MiB", "--frame", "64KiB",
+    ]);
+    assert_eq!(u(&v, "sent"), 1024);
+    assert_eq!(u(&v, "answered"), 1024, "{v}");
+    assert_eq!(v["server_closed"], true);
+}
