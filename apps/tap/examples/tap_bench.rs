@@ -78,8 +78,22 @@ fn proxy(to: SocketAddr, observe: bool, buffer: usize) -> (SocketAddr, ProxyHand
     (addr, handle)
 }
 
-/// GiB/s for sending `total` bytes to `addr` (a sink, or a proxy to one).
-fn throughput(addr: SocketAddr, total: u64) -> f64 {
+/// CPU time this process has used (every thread: client, sink, proxy), from
+/// `/proc/self/stat`; `None` where there is no such file.
+fn cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
+}
+
+/// GiB/s for sending `total` bytes to `addr` (a sink, or a proxy to one),
+/// and the CPU seconds the whole process spent per GiB meanwhile.
+fn throughput(addr: SocketAddr, total: u64) -> (f64, Option<f64>) {
+    let cpu0 = cpu_secs();
     let mut s = TcpStream::connect(addr).unwrap();
     // Frames of 256 KiB - 4: the observer has headers to follow.
     let mut chunk = vec![7u8; 256 * 1024];
@@ -95,7 +109,9 @@ fn throughput(addr: SocketAddr, total: u64) -> f64 {
     s.read_exact(&mut n).unwrap();
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(u64::from_be_bytes(n), sent);
-    sent as f64 / secs / (1u64 << 30) as f64
+    let gib = sent as f64 / (1u64 << 30) as f64;
+    let cpu = cpu0.zip(cpu_secs()).map(|(a, b)| (b - a) / gib);
+    (gib / secs, cpu)
 }
 
 /// Sorted round-trip times of `rounds` 64-byte frames to `addr`.
@@ -145,9 +161,12 @@ fn main() {
     // Interleaved, so a busy moment on the machine hits all three alike;
     // medians compared, since single runs on a shared machine vary a lot.
     let mut runs: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut cpu: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..5 {
         for (i, addr) in [s, quiet, watching].into_iter().enumerate() {
-            runs[i].push(throughput(addr, total));
+            let (rate, per_gib) = throughput(addr, total);
+            runs[i].push(rate);
+            cpu[i].extend(per_gib);
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -177,6 +196,23 @@ fn main() {
             "  {name} {m:6.2}  ({:.2}x direct)  runs: {runs_shown}",
             m / direct
         );
+    }
+    // What the ratio is bounded by when the machine's cores are the limit:
+    // CPU seconds of the whole process (client, sink and proxy) per GiB.
+    if cpu.iter().all(|c| !c.is_empty()) {
+        println!("CPU seconds per GiB, all threads (median):");
+        let mut direct_cpu = 0.0;
+        for (i, name) in names.iter().enumerate() {
+            let m = median(&mut cpu[i]);
+            if i == 0 {
+                direct_cpu = m;
+            }
+            println!(
+                "  {name} {m:6.2}  ({:.2}x direct; on N busy cores the proxy can reach at most {:.2}x of direct's GiB/s)",
+                m / direct_cpu,
+                direct_cpu / m
+            );
+        }
     }
 
     let p = pong();
