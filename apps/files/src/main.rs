@@ -93,7 +93,7 @@ pub struct SendArgs {
     /// Reconnect and resume this many times after a dropped connection.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
-    /// Skip the end-to-end BLAKE3 digest (lets the OS copy with sendfile).
+    /// Skip the end-to-end BLAKE3 digest (without TLS, lets the OS copy with sendfile).
     #[arg(long)]
     pub no_verify: bool,
     /// Speak the notes' format (one file, at most 4 GiB - 1 bytes).
