@@ -46,7 +46,7 @@ fn wait_for_recording(path: &Path, text: &str, tap: &ServerProcess) -> String {
 
 #[test]
 fn a_recorded_key_handshake_replayed_at_the_server_is_refused() {
-    let dir = scratch("replay");
+    let dir = scratch(&format!("replay-{}", std::process::id()));
     let key = dir.join("key");
     key_file(&key, "clave compartida");
     let key = key.to_str().unwrap();
@@ -99,9 +99,13 @@ fn a_recorded_key_handshake_replayed_at_the_server_is_refused() {
         report.contains("differs") && report.contains("#FAILURE#"),
         "{report}"
     );
-    // The echo never came back.
+    // The rest of the recorded answers never came: the report says they
+    // are missing, or, when the server had closed before the replay's next
+    // chunk, that it stopped taking them (the replay stops there). Either
+    // way the proof that the message did not get through is the server's
+    // counters below, not the report.
     assert!(
-        report.contains("missing") && report.contains("mensaje secreto"),
+        report.contains("missing") || report.contains("the server stopped taking requests"),
         "{report}"
     );
     assert!(report.contains("1 with differences"), "{report}");
