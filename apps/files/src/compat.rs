@@ -6,6 +6,11 @@
 //! streamed in constant memory (`read_body` into the file on the receiving side,
 //! `sendfile` on the sending side), so a file near 4 GiB never sits in
 //! memory, and the receiver never overwrites a file unless told to.
+//!
+//! No TLS here: the notes' Python programs speak plain TCP, and a
+//! `--compat` that spoke TLS would interoperate with nothing it exists for.
+//! Both sides refuse the TLS flags with `--compat` and say so; the shared
+//! key stays (Python's `multiprocessing.connection` speaks it).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -24,8 +29,15 @@ use crate::{receive, AppResult, ReceiveArgs, SendArgs};
 /// The notes' receiver stores the file under this name.
 const NOTES_NAME: &str = "recibido.bin";
 
+/// Why `--compat` and TLS do not mix, for both sides' refusal.
+const NO_TLS: &str = "--compat speaks the notes' plain format, which their Python programs read; \
+                      it has no TLS (leave out --compat to send over TLS)";
+
 /// Receive files in the notes' format.
 pub fn receive(args: &ReceiveArgs) -> AppResult {
+    if args.tls.tls_cert.is_some() || args.tls.tls_key.is_some() {
+        return Err(NO_TLS.into());
+    }
     let wanted = args
         .output
         .clone()
@@ -42,13 +54,18 @@ pub fn receive(args: &ReceiveArgs) -> AppResult {
     eprintln!("listening on {}", server.local_addr());
     let args = args.clone();
     let taken = Arc::new(Mutex::new(HashSet::<String>::new()));
-    server.run(
-        move |stream, peer| match receive_one(&args, &wanted, &taken, &stream, peer) {
+    server.run(move |stream, peer| {
+        // Never TLS (refused above): the plain socket, for the kernel's copy.
+        let Some(stream) = stream.as_tcp() else {
+            log::error!("{peer}: a TLS stream in --compat mode; closed");
+            return;
+        };
+        match receive_one(&args, &wanted, &taken, stream, peer) {
             Ok(()) if args.once => handle.shutdown(),
             Ok(()) => {}
             Err(e) => log::warn!("{peer}: {e}"),
-        },
-    )?;
+        }
+    })?;
     Ok(())
 }
 
@@ -110,6 +127,9 @@ fn receive_one(
 
 /// Send one file in the notes' format and print the receiver's reply.
 pub fn send(args: &SendArgs) -> AppResult {
+    if args.tls.tls_ca.is_some() {
+        return Err(NO_TLS.into());
+    }
     let [path] = args.paths.as_slice() else {
         return Err("--compat sends exactly one file (the notes' format has no names)".into());
     };

@@ -6,6 +6,8 @@
 //! BLAKE3 digest checked end to end, and an interrupted transfer resumes
 //! where it stopped. `--compat` on both sides speaks the notes' own format:
 //! a 4-byte big-endian length, the bytes, then an unframed "Gracias.".
+//! `--key-file` adds the shared-key handshake; `--tls-cert`/`--tls-key` on
+//! the receiver and `--tls-ca` on the sender add TLS (not with `--compat`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +76,9 @@ pub struct ReceiveArgs {
     /// The shared-key handshake (`--key-file`).
     #[command(flatten)]
     pub auth: trama_cli::AuthArgs,
+    /// TLS (`--tls-cert`, `--tls-key`).
+    #[command(flatten)]
+    pub tls: trama_cli::TlsServerArgs,
 }
 
 /// Flags of `trama-files send`.
@@ -88,7 +93,7 @@ pub struct SendArgs {
     /// Reconnect and resume this many times after a dropped connection.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
-    /// Skip the end-to-end BLAKE3 digest (lets the OS copy with sendfile).
+    /// Skip the end-to-end BLAKE3 digest (without TLS, lets the OS copy with sendfile).
     #[arg(long)]
     pub no_verify: bool,
     /// Speak the notes' format (one file, at most 4 GiB - 1 bytes).
@@ -103,6 +108,9 @@ pub struct SendArgs {
     /// The shared-key handshake (`--key-file`).
     #[command(flatten)]
     pub auth: trama_cli::AuthArgs,
+    /// TLS (`--tls-ca`, `--tls-server-name`).
+    #[command(flatten)]
+    pub tls: trama_cli::TlsClientArgs,
 }
 
 fn main() -> ExitCode {

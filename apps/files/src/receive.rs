@@ -13,7 +13,7 @@ use trama_backend::files::{
     self, format_summary, human_bytes, Answer, DiskFacts, Done, Offer, Verdict,
 };
 use trama_protocol::{Codec, FrameConfig, FrameReader, FrameWriter};
-use trama_transport::{PoolConfig, PoolHandle, PoolServer};
+use trama_transport::{PoolConfig, PoolHandle, PoolServer, Stream};
 
 use crate::{AppResult, ReceiveArgs};
 
@@ -52,7 +52,8 @@ pub fn run(args: &ReceiveArgs) -> AppResult {
     Ok(())
 }
 
-/// The pool settings both receivers use (fails on an unusable key file).
+/// The pool settings both receivers use (fails on an unusable key file or
+/// TLS identity).
 pub fn pool_config(args: &ReceiveArgs) -> Result<PoolConfig, String> {
     Ok(PoolConfig {
         addr: args.addr.clone(),
@@ -61,6 +62,7 @@ pub fn pool_config(args: &ReceiveArgs) -> Result<PoolConfig, String> {
         read_timeout: Some(args.stall_timeout),
         write_timeout: Some(args.stall_timeout),
         auth: args.auth.config()?,
+        tls: args.tls.config()?,
         ..PoolConfig::default()
     })
 }
@@ -77,7 +79,7 @@ pub fn control_frames() -> FrameConfig {
 }
 
 /// One sender's connection: offers, one after the other.
-fn serve(ctx: &Ctx, stream: &TcpStream, peer: SocketAddr) -> AppResult {
+fn serve(ctx: &Ctx, stream: &Stream, peer: SocketAddr) -> AppResult {
     let mut reader = FrameReader::new(stream, control_frames());
     let mut writer = FrameWriter::new(stream, FrameConfig::default());
     loop {
@@ -176,8 +178,8 @@ use Failure::{Failed, Lost};
 
 fn receive_file(
     ctx: &Ctx,
-    stream: &TcpStream,
-    reader: &mut FrameReader<&TcpStream>,
+    stream: &Stream,
+    reader: &mut FrameReader<&Stream>,
     offer: &Offer,
     offset: u64,
     peer: SocketAddr,
@@ -308,42 +310,59 @@ pub enum CopyError {
     Write(io::Error, u64),
 }
 
-/// Copy exactly `len` bytes from the socket into the file. Without a
-/// hasher this is `std::io::copy` in 64 MiB steps (std moves socket to file
-/// through one buffer; `splice` needs a pipe on one side); with one, every
-/// byte also goes through the hasher on its way.
+/// Copy exactly `len` bytes from the connection into the file. On a plain
+/// connection without a hasher this is `std::io::copy` on the socket in
+/// 64 MiB steps (std moves socket to file through one buffer; `splice`
+/// needs a pipe on one side); otherwise (a hasher, or TLS, where every
+/// byte must come out of rustls) a loop through one buffer of [`CHUNK`].
 fn copy_in(
-    mut stream: &TcpStream,
+    stream: &Stream,
     file: &mut File,
     len: u64,
     hasher: Option<&mut blake3::Hasher>,
 ) -> Result<u64, CopyError> {
-    let Some(hasher) = hasher else {
-        // A failed io::copy does not say how many bytes it moved; the file's
-        // position does.
-        let start = file.stream_position().map_err(|e| CopyError::Write(e, 0))?;
-        let mut done = 0;
-        // Chunks of 64 MiB, so an early end can tell how far it got.
-        while done < len {
-            let step = (len - done).min(64 << 20);
-            match io::copy(&mut (&mut stream).take(step), file) {
-                Ok(0) => return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into(), done)),
-                Ok(n) => done += n,
-                Err(e) => {
-                    let done = file
-                        .stream_position()
-                        .map_or(done, |at| at.saturating_sub(start));
-                    // io::copy does not say which side failed; the error kind does.
-                    return Err(if is_write_error(&e) {
-                        CopyError::Write(e, done)
-                    } else {
-                        CopyError::Read(e, done)
-                    });
-                }
+    match (hasher, stream.as_tcp()) {
+        (None, Some(socket)) => copy_in_plain(socket, file, len),
+        (hasher, _) => copy_in_buffered(stream, file, len, hasher),
+    }
+}
+
+fn copy_in_plain(mut stream: &TcpStream, file: &mut File, len: u64) -> Result<u64, CopyError> {
+    // A failed io::copy does not say how many bytes it moved; the file's
+    // position does.
+    let start = file.stream_position().map_err(|e| CopyError::Write(e, 0))?;
+    let mut done = 0;
+    // Chunks of 64 MiB, so an early end can tell how far it got.
+    while done < len {
+        let step = (len - done).min(64 << 20);
+        match io::copy(&mut (&mut stream).take(step), file) {
+            Ok(0) => return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into(), done)),
+            Ok(n) => done += n,
+            Err(e) => {
+                let done = file
+                    .stream_position()
+                    .map_or(done, |at| at.saturating_sub(start));
+                // io::copy does not say which side failed; the error kind does.
+                return Err(if is_write_error(&e) {
+                    CopyError::Write(e, done)
+                } else {
+                    CopyError::Read(e, done)
+                });
             }
         }
-        return Ok(done);
-    };
+    }
+    Ok(done)
+}
+
+/// Never asks for more than what is left of the file, so the end-of-file
+/// message that follows stays in the connection (or in rustls) for the
+/// frame reader.
+fn copy_in_buffered(
+    mut stream: &Stream,
+    file: &mut File,
+    len: u64,
+    mut hasher: Option<&mut blake3::Hasher>,
+) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
     while done < len {
@@ -354,7 +373,9 @@ fn copy_in(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Read(e, done)),
         };
-        hasher.update(&buf[..n]);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         file.write_all(&buf[..n])
             .map_err(|e| CopyError::Write(e, done))?;
         done += n as u64;
@@ -390,7 +411,7 @@ fn finish(part: &Path, target: &Path, overwrite: bool) -> io::Result<()> {
 /// After refusing mid-stream, read and drop what the sender still has in
 /// flight (bounded), so closing does not reset the connection before it
 /// reads our verdict.
-pub fn drain(mut stream: &TcpStream) {
+pub fn drain(mut stream: &Stream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut buf = [0u8; 64 * 1024];
     let deadline = Instant::now() + Duration::from_secs(5);

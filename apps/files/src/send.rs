@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::TcpStream;
+use std::net::Shutdown;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use trama_backend::files::{
 };
 use trama_protocol::auth::Role;
 use trama_protocol::{Codec, FrameConfig, FrameReader, FrameWriter};
+use trama_transport::{Error, Stream};
 
 use crate::progress::Progress;
 use crate::{AppResult, SendArgs};
@@ -22,7 +23,7 @@ const SENDFILE_STEP: u64 = 16 << 20;
 
 /// Send every file; fail if any was not confirmed.
 pub fn run(args: &SendArgs) -> AppResult {
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<Stream> = None;
     let mut failed = 0;
     for path in &args.paths {
         match send_with_retries(args, &mut conn, path) {
@@ -33,6 +34,11 @@ pub fn run(args: &SendArgs) -> AppResult {
                 conn = None;
             }
         }
+    }
+    // Say goodbye: under TLS this is the close_notify that lets the
+    // receiver read a clean end instead of a cut connection.
+    if let Some(stream) = conn {
+        let _ = stream.shutdown(Shutdown::Both);
     }
     if failed > 0 {
         return Err(format!("{failed} of {} files not delivered", args.paths.len()).into());
@@ -50,7 +56,7 @@ enum Failure {
 
 fn send_with_retries(
     args: &SendArgs,
-    conn: &mut Option<TcpStream>,
+    conn: &mut Option<Stream>,
     path: &Path,
 ) -> Result<String, String> {
     let mut file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
@@ -95,14 +101,22 @@ fn send_with_retries(
     }
 }
 
-fn connect(args: &SendArgs) -> Result<TcpStream, Failure> {
-    let stream = trama_transport::connect(&args.addr, args.timeout)
-        .map_err(|e| Failure::Retry(e.to_string()))?;
-    if let Some(auth) = args.auth.config().map_err(Failure::Fatal)? {
-        match trama_transport::authenticate(&stream, Role::Dialer, &auth) {
+/// Connect, then TLS (with `--tls-ca`), then the key (with `--key-file`)
+/// inside it: the order the receiver expects.
+fn connect(args: &SendArgs) -> Result<Stream, Failure> {
+    let tls = args.tls.config().map_err(Failure::Fatal)?;
+    let auth = args.auth.config().map_err(Failure::Fatal)?;
+    let stream = Stream::connect(&args.addr, args.timeout, tls.as_ref()).map_err(|e| match e {
+        // An untrusted certificate, or a receiver that refused our hello,
+        // stays so: no point retrying.
+        Error::TlsRejected(_) => Failure::Fatal(e.to_string()),
+        e => Failure::Retry(e.to_string()),
+    })?;
+    if let Some(auth) = auth {
+        match stream.authenticate(Role::Dialer, &auth) {
             Ok(()) => {}
             // A wrong key stays wrong: no point retrying.
-            Err(e @ trama_transport::Error::Auth(_)) => return Err(Failure::Fatal(e.to_string())),
+            Err(e @ Error::Auth(_)) => return Err(Failure::Fatal(e.to_string())),
             Err(e) => return Err(Failure::Retry(e.to_string())),
         }
     }
@@ -116,7 +130,7 @@ fn connect(args: &SendArgs) -> Result<TcpStream, Failure> {
 
 fn try_send(
     args: &SendArgs,
-    conn: &mut Option<TcpStream>,
+    conn: &mut Option<Stream>,
     file: &mut File,
     offer: &Offer,
 ) -> Result<String, Failure> {
@@ -133,7 +147,8 @@ fn try_send(
     let answer: Answer = match reader.recv(Codec::MsgPack) {
         Ok(Some(a)) => a,
         Ok(None) => return Err(Failure::Retry("the receiver closed the connection".into())),
-        Err(e) => return Err(lost(&e)),
+        Err(e) if stream.is_tls() => return Err(lost(&e)),
+        Err(e) => return Err(plain_at_tls(&e).unwrap_or_else(|| lost(&e))),
     };
     let offset = match answer {
         Answer::Ready { offset } if offset <= offer.size => offset,
@@ -202,9 +217,11 @@ fn try_send(
 }
 
 /// Stream bytes [offset, size) of the file; return the digest of the whole
-/// file when the offer promised one.
+/// file when the offer promised one. Unverified on a plain connection, the
+/// kernel copies (`sendfile`); verified, or under TLS (where every byte
+/// must go through rustls), the bytes pass through one buffer.
 fn copy_out(
-    mut stream: &TcpStream,
+    stream: &Stream,
     file: &mut File,
     offer: &Offer,
     offset: u64,
@@ -213,13 +230,13 @@ fn copy_out(
     let unreadable = |e: io::Error| Failure::Fatal(format!("cannot read the file: {e}"));
     let lost = |e: io::Error| Failure::Retry(format!("connection lost: {e}"));
     let len = offer.size - offset;
-    if !offer.verify {
+    if let (false, Some(mut socket)) = (offer.verify, stream.as_tcp()) {
         file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
         let mut done = 0;
         while done < len {
             // std::io::copy from a File into a TcpStream is sendfile on Linux.
             let step = (len - done).min(SENDFILE_STEP);
-            let n = io::copy(&mut (&mut *file).take(step), &mut stream).map_err(lost)?;
+            let n = io::copy(&mut (&mut *file).take(step), &mut socket).map_err(lost)?;
             if n == 0 {
                 return Err(Failure::Fatal(format!(
                     "the file shrank to {} bytes while being sent",
@@ -231,14 +248,20 @@ fn copy_out(
         }
         return Ok(None);
     }
-    let mut hasher = blake3::Hasher::new();
-    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
-    if offset > 0 {
-        let n = io::copy(&mut (&mut *file).take(offset), &mut hasher).map_err(unreadable)?;
-        if n < offset {
-            return Err(Failure::Fatal("the file shrank while being sent".into()));
+    let mut hasher = offer.verify.then(blake3::Hasher::new);
+    if let Some(h) = hasher.as_mut() {
+        // The digest covers the whole file: fold in what the receiver has.
+        file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+        if offset > 0 {
+            let n = io::copy(&mut (&mut *file).take(offset), h).map_err(unreadable)?;
+            if n < offset {
+                return Err(Failure::Fatal("the file shrank while being sent".into()));
+            }
         }
+    } else {
+        file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
     }
+    let mut out = stream;
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
     while done < len {
@@ -250,16 +273,34 @@ fn copy_out(
                 offset + done
             )));
         }
-        hasher.update(&buf[..n]);
-        stream.write_all(&buf[..n]).map_err(lost)?;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        out.write_all(&buf[..n]).map_err(lost)?;
         done += n as u64;
         progress.update(offset + done);
     }
-    Ok(Some(hasher.finalize().to_hex().to_string()))
+    Ok(hasher.map(|h| h.finalize().to_hex().to_string()))
+}
+
+/// A plain sender's first answer that reads as a TLS record header where
+/// a frame's length belongs (content type 20 to 23, version 3.x): the
+/// receiver speaks TLS, and says so with an alert. Final, with the fix.
+fn plain_at_tls(e: &trama_protocol::Error) -> Option<Failure> {
+    let trama_protocol::Error::FrameTooLarge { len, .. } = e else {
+        return None;
+    };
+    let [content_type, major, ..] = u32::try_from(*len).ok()?.to_be_bytes();
+    ((20..=23).contains(&content_type) && major == 3).then(|| {
+        Failure::Fatal(format!(
+            "the receiver answered with a TLS record (header {len:#010x} where a length \
+             belongs): it speaks TLS; give --tls-ca"
+        ))
+    })
 }
 
 /// A verdict the receiver sent before closing, if one is waiting.
-fn pending_verdict(reader: &mut FrameReader<&TcpStream>) -> Option<Verdict> {
+fn pending_verdict(reader: &mut FrameReader<&Stream>) -> Option<Verdict> {
     let _ = reader
         .get_ref()
         .set_read_timeout(Some(Duration::from_secs(2)));

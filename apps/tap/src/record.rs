@@ -330,7 +330,7 @@ fn replay_conn(
     for e in entries {
         match e {
             Entry::Send(bytes) => {
-                wait_for(&shared, &expected, false, args.timeout);
+                wait_for(&shared, &expected, Wait::Step, args.timeout);
                 if let Err(e) = stream.write_all(bytes) {
                     findings.push(Finding {
                         differs: true,
@@ -350,13 +350,18 @@ fn replay_conn(
                 expected.extend_from_slice(bytes);
             }
             Entry::ClientEnd => {
-                wait_for(&shared, &expected, false, args.timeout);
+                wait_for(&shared, &expected, Wait::Step, args.timeout);
                 let _ = stream.shutdown(Shutdown::Write);
             }
             Entry::ServerEnd => expect_eof = true,
         }
     }
-    wait_for(&shared, &expected, expect_eof, args.timeout);
+    wait_for(
+        &shared,
+        &expected,
+        Wait::End { eof: expect_eof },
+        args.timeout,
+    );
     let _ = stream.shutdown(Shutdown::Both);
     let _ = reader.join();
     let got = match shared.0.lock() {
@@ -399,16 +404,36 @@ fn read_answers(src: &mut TcpStream, shared: &(Mutex<Answers>, Condvar)) {
     }
 }
 
-/// Wait until the server has sent at least what `expected` holds (and, with
-/// `eof`, closed), or its answer already differs, or it ended, or `timeout`.
-fn wait_for(shared: &(Mutex<Answers>, Condvar), expected: &[u8], eof: bool, timeout: Duration) {
+/// What [`wait_for`] waits for.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Before the next client chunk: the server has caught up with the
+    /// recording, or has already answered differently (the conversation
+    /// is no longer in step, so there is nothing to wait for).
+    Step,
+    /// After the last chunk: the server has sent all the recording had
+    /// (and, with `eof`, closed). Not cut short by a difference, so the
+    /// report shows what the server answered (a `#FAILURE#` after a
+    /// challenge that differs) rather than whatever had arrived first.
+    End {
+        /// Wait for the server to close too.
+        eof: bool,
+    },
+}
+
+/// Wait as `wait` says, or until the server ended, or `timeout`.
+fn wait_for(shared: &(Mutex<Answers>, Condvar), expected: &[u8], wait: Wait, timeout: Duration) {
+    let (eof, stop_at_difference) = match wait {
+        Wait::Step => (false, true),
+        Wait::End { eof } => (eof, false),
+    };
     let deadline = Instant::now() + timeout;
     let Ok(mut g) = shared.0.lock() else { return };
     loop {
         let n = g.bytes.len().min(expected.len());
         let diverged = g.bytes[..n] != expected[..n];
         let enough = g.bytes.len() >= expected.len() && (!eof || g.eof);
-        if enough || diverged || g.eof || g.error.is_some() {
+        if enough || (diverged && stop_at_difference) || g.eof || g.error.is_some() {
             return;
         }
         let now = Instant::now();

@@ -58,9 +58,19 @@ pub enum Error {
     #[error("the key handshake did not finish within {0:?}")]
     HandshakeTimeout(Duration),
 
-    /// TLS could not be set up (certificate, key, or the handshake itself).
+    /// TLS could not be set up (certificate, key, or the handshake itself:
+    /// cut short by the other end, or not finished in time).
     #[error("tls: {0}")]
     Tls(String),
+
+    /// The TLS handshake was refused on its merits: the other end's
+    /// certificate is not trusted or not for the name dialed, the other end
+    /// refused ours (an alert), or it sent bytes that are not TLS. Kept
+    /// apart from [`Error::Tls`] so a program that retries (a file sender)
+    /// can tell a verdict that another try would meet again from a
+    /// connection cut short.
+    #[error("tls: {0}")]
+    TlsRejected(String),
 
     /// Framing or decoding failed.
     #[error(transparent)]

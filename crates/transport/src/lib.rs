@@ -24,9 +24,9 @@
 //! connection holds no buffer at all.
 //!
 //! For work that is one long stream rather than many messages (a file of
-//! many GiB moved with `sendfile`), [`PoolServer`] hands each connection's
-//! blocking `TcpStream` to a handler on a fixed pool of threads, with
-//! timeouts on every read and write.
+//! many GiB moved with `sendfile`), [`PoolServer`] hands each connection,
+//! a blocking [`Stream`] (plain TCP, or TLS over it), to a handler on a
+//! fixed pool of threads, with timeouts on every read and write.
 //!
 //! ## Example
 //!
@@ -61,6 +61,7 @@ mod proxy;
 mod reactor;
 mod server;
 mod stats;
+mod stream;
 mod tls;
 mod worker;
 
@@ -75,4 +76,5 @@ pub use pool::{PoolConfig, PoolHandle, PoolServer};
 pub use proxy::{End, Proxy, ProxyConfig, ProxyEvent, ProxyHandle};
 pub use server::{RunningServer, Server, ServerHandle};
 pub use stats::StatsSnapshot;
+pub use stream::Stream;
 pub use tls::{TlsAcceptor, TlsConnector};

@@ -1,5 +1,6 @@
-//! A blocking server for whole-stream work: each connection's `TcpStream` is
-//! handed to a handler on a fixed pool of threads.
+//! A blocking server for whole-stream work: each connection, a blocking
+//! [`Stream`] (plain TCP or TLS), is handed to a handler on a fixed pool of
+//! threads.
 //!
 //! The readiness-loop [`Server`](crate::Server) is for messages: many
 //! connections, small frames, a service that never blocks. Some work is one
@@ -9,6 +10,13 @@
 //! threads, a bounded queue, read and write timeouts on every stream so a
 //! stalled peer cannot hold a thread forever, accept errors that back off,
 //! and a shutdown that wakes every blocked handler by shutting its socket.
+//!
+//! TLS and the shared key run on the pool thread, in the order the other
+//! servers use (TLS first, then the key inside it), before the handler is
+//! called: a peer that fails either is logged and closed, and the handler
+//! never sees it. A plain stream keeps its `TcpStream` reachable
+//! ([`Stream::as_tcp`]) for `sendfile`; a TLS one moves every byte through
+//! rustls.
 
 use std::collections::HashMap;
 use std::io;
@@ -20,7 +28,7 @@ use std::time::Duration;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::net::{accept_error, AcceptError};
-use crate::{AuthConfig, Error, Result};
+use crate::{AuthConfig, Error, Result, Stream, TlsAcceptor};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -46,6 +54,11 @@ pub struct PoolConfig {
     /// thread before the handler gets the stream; a peer that fails it is
     /// closed and logged, and the handler never sees it. Default off.
     pub auth: Option<AuthConfig>,
+    /// Speak TLS with this identity: the TLS handshake runs on the pool
+    /// thread (within the acceptor's handshake timeout) before the key
+    /// handshake, and a peer that fails it is closed and logged, never
+    /// handed to the handler. Default off.
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Default for PoolConfig {
@@ -59,6 +72,7 @@ impl Default for PoolConfig {
             nodelay: true,
             backlog: 1024,
             auth: None,
+            tls: None,
         }
     }
 }
@@ -151,10 +165,11 @@ impl PoolServer {
 
     /// Serve until [`PoolHandle::shutdown`]: each accepted connection, with
     /// its timeouts set and in blocking mode, goes to `handler` on a pool
-    /// thread. Returns after every pool thread has finished.
+    /// thread once its TLS and key handshakes (if configured) are done.
+    /// Returns after every pool thread has finished.
     pub fn run<F>(mut self, handler: F) -> Result<()>
     where
-        F: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+        F: Fn(Stream, SocketAddr) + Send + Sync + 'static,
     {
         let handler = Arc::new(handler);
         let (tx, rx) =
@@ -162,21 +177,28 @@ impl PoolServer {
         let mut threads = Vec::new();
         for i in 0..self.config.threads.max(1) {
             let (rx, handler, active) = (rx.clone(), handler.clone(), self.handle.active.clone());
-            let auth = self.config.auth.clone();
+            let (auth, tls) = (self.config.auth.clone(), self.config.tls.clone());
+            let stop = self.handle.stop.clone();
             let t = std::thread::Builder::new()
                 .name(format!("trama-pool-{i}"))
                 .spawn(move || {
                     for (id, stream, peer) in rx {
-                        if let Some(auth) = &auth {
-                            let role = trama_protocol::auth::Role::Listener;
-                            if let Err(e) = crate::auth::handshake(&stream, role, auth) {
-                                log::warn!("{peer} refused: {e}");
+                        let stream = match secure(stream, tls.as_ref(), auth.as_ref()) {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                // At shutdown the socket was shut under the
+                                // handshake: not the peer's fault.
+                                if stop.load(Ordering::SeqCst) {
+                                    log::debug!("{peer}: handshake cut by shutdown: {e}");
+                                } else {
+                                    log::warn!("{peer} refused: {e}");
+                                }
                                 if let Ok(mut a) = active.lock() {
                                     a.remove(&id);
                                 }
                                 continue;
                             }
-                        }
+                        };
                         // A handler that panics loses its connection, not the thread.
                         let run = std::panic::AssertUnwindSafe(|| handler(stream, peer));
                         if std::panic::catch_unwind(run).is_err() {
@@ -280,6 +302,24 @@ impl PoolServer {
     }
 }
 
+/// The handshakes a pool connection goes through before its handler: TLS
+/// (as the server), then the shared key inside it, the order every trama
+/// server uses. Each has its own deadline.
+fn secure(
+    stream: TcpStream,
+    tls: Option<&TlsAcceptor>,
+    auth: Option<&AuthConfig>,
+) -> Result<Stream> {
+    let stream = match tls {
+        None => Stream::plain(stream),
+        Some(acceptor) => Stream::accept_tls(stream, acceptor)?,
+    };
+    if let Some(auth) = auth {
+        stream.authenticate(trama_protocol::auth::Role::Listener, auth)?;
+    }
+    Ok(stream)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,7 +329,7 @@ mod tests {
     /// A pool server running `handler` on a thread of its own.
     fn start(
         config: PoolConfig,
-        handler: impl Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+        handler: impl Fn(Stream, SocketAddr) + Send + Sync + 'static,
     ) -> (SocketAddr, PoolHandle, JoinHandle<()>) {
         let server = PoolServer::bind(config).unwrap();
         let (addr, handle) = (server.local_addr(), server.handle());

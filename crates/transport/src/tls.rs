@@ -237,7 +237,7 @@ fn handshake(
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 // rustls's verdict (a certificate it does not trust, or
                 // bytes that are not TLS); the alert is already written.
-                return Err(tls_error(e.to_string()));
+                return Err(Error::TlsRejected(e.to_string()));
             }
             Err(e) => return Err(Error::Io(e)),
         }
@@ -278,6 +278,15 @@ impl TlsHalf {
 
 impl Read for TlsHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+/// Through a shared reference, as [`TcpStream`] allows: the session locks
+/// itself. One reader at a time: two threads reading the same session would
+/// each take wire bytes from the socket and could feed them out of order.
+impl Read for &TlsHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut wire = [0u8; 16 * 1024];
         loop {
             {
@@ -316,6 +325,23 @@ impl Read for TlsHalf {
 }
 
 impl Write for TlsHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self).flush()
+    }
+}
+
+/// Through a shared reference: each write holds the session's lock while it
+/// encrypts and sends, so writers from several threads never interleave
+/// inside a record.
+impl Write for &TlsHalf {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut conn = self.lock();
         let n = conn.writer().write(buf)?;

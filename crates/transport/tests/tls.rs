@@ -1,8 +1,9 @@
-//! TLS on the readiness-loop server, the client, the multi-server client
-//! and the peers: echoes small and large, a certificate from an authority the
-//! client does not trust, a wrong name, a plain client at a TLS server, a
-//! stalled TLS handshake, TLS with the shared key, and hostile frames
-//! inside TLS. Certificates are made at
+//! TLS on the readiness-loop server, the client, the multi-server client,
+//! the peers and the pool server: echoes small and large, a certificate
+//! from an authority the client does not trust, a wrong name, a plain
+//! client at a TLS server, a stalled TLS handshake, TLS with the shared key,
+//! hostile frames inside TLS, and a pool handler blocked in a TLS read
+//! woken by shutdown. Certificates are made at
 //! test time (rcgen); nothing secret is committed.
 
 #![allow(clippy::unwrap_used)]
@@ -11,17 +12,17 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{echo, expect_closed, frame, raw, Log, Seen, DEADLINE};
-use trama_protocol::auth::{AuthError, AuthKey};
+use trama_protocol::auth::{AuthError, AuthKey, Role};
 use trama_protocol::DisconnectReason;
 use trama_protocol::FrameConfig;
 use trama_transport::{
     AuthConfig, Client, ClientConfig, Error, LinkEvent, MultiClient, MultiConfig, MultiEvent,
-    PeerConfig, PeerNode, PeerTls, RunningServer, Server, ServerConfig, ServerSpec, TlsAcceptor,
-    TlsConnector,
+    PeerConfig, PeerNode, PeerTls, PoolConfig, PoolHandle, PoolServer, RunningServer, Server,
+    ServerConfig, ServerSpec, Stream, TlsAcceptor, TlsConnector,
 };
 
 /// A certificate authority and a server certificate it signed for 127.0.0.1.
@@ -141,14 +142,14 @@ fn a_certificate_from_an_untrusted_authority_is_refused() {
     let log = Log::new();
     let s = tls_server(&p, &log);
     match tls_client(s.local_addr(), connector(&other)) {
-        Err(Error::Tls(e)) => assert!(e.contains("certificate"), "{e}"),
+        Err(Error::TlsRejected(e)) => assert!(e.contains("certificate"), "{e}"),
         other => panic!("an untrusted certificate was accepted: {:?}", other.err()),
     }
     // The wrong name, from the right authority.
     let mut named = connector(&p);
     named.server_name = Some("elsewhere.example".into());
     match tls_client(s.local_addr(), named) {
-        Err(Error::Tls(e)) => assert!(e.contains("certificate"), "{e}"),
+        Err(Error::TlsRejected(e)) => assert!(e.contains("certificate"), "{e}"),
         other => panic!(
             "a certificate for another name was accepted: {:?}",
             other.err()
@@ -184,7 +185,7 @@ fn a_plain_client_at_a_tls_server_is_dropped_and_vice_versa() {
         ..ClientConfig::default()
     };
     match Client::connect(&plain.local_addr().to_string(), config) {
-        Err(Error::Tls(_)) => {}
+        Err(Error::Tls(_) | Error::TlsRejected(_)) => {}
         other => panic!("expected a TLS error, got {:?}", other.err()),
     }
     plain.stop();
@@ -634,4 +635,188 @@ fn a_peer_without_tls_or_with_another_authority_gets_no_link() {
         "the welcome",
         |e| matches!(e, LinkEvent::Message { payload, .. } if payload == b"bienvenido"),
     );
+}
+
+// ---- the pool server -------------------------------------------------------
+
+/// A pool server with `config` (its `tls` and `auth` as given) whose handler
+/// counts the streams it got, says whether each was TLS, and echoes raw
+/// bytes until the end. Returns the address, the handle, the count and the
+/// thread running the pool.
+#[allow(clippy::type_complexity)]
+fn echo_pool(
+    config: PoolConfig,
+) -> (
+    SocketAddr,
+    PoolHandle,
+    Arc<Mutex<Vec<bool>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let pool = PoolServer::bind(config).unwrap();
+    let (addr, handle) = (pool.local_addr(), pool.handle());
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let seen = served.clone();
+    let t = std::thread::spawn(move || {
+        pool.run(move |stream, _| {
+            seen.lock().unwrap().push(stream.is_tls());
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut s = &stream;
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        })
+        .unwrap()
+    });
+    (addr, handle, served, t)
+}
+
+fn tls_pool_config(p: &Pki) -> PoolConfig {
+    PoolConfig {
+        tls: Some(acceptor(p)),
+        ..PoolConfig::default()
+    }
+}
+
+/// Dial `addr` with TLS, trusting `connector`.
+fn dial(addr: SocketAddr, connector: &TlsConnector) -> Result<Stream, Error> {
+    let s = Stream::connect(&addr.to_string(), DEADLINE, Some(connector))?;
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    Ok(s)
+}
+
+/// Write `data` from another thread while reading the echo here (a pool
+/// handler echoes as it reads, so one thread doing both could fill both
+/// directions' buffers and stall), then check what came back.
+fn echoes(stream: Stream, data: Vec<u8>) {
+    let stream = Arc::new(stream);
+    let writer = {
+        let (stream, data) = (stream.clone(), data.clone());
+        std::thread::spawn(move || (&*stream).write_all(&data).unwrap())
+    };
+    let mut back = vec![0u8; data.len()];
+    (&*stream).read_exact(&mut back).unwrap();
+    writer.join().unwrap();
+    assert!(back == data, "the echo differs from what was sent");
+}
+
+#[test]
+fn a_tls_pool_server_hands_over_tls_streams_and_echoes_many_records() {
+    let p = pki();
+    let (addr, handle, served, t) = echo_pool(tls_pool_config(&p));
+    let s = dial(addr, &connector(&p)).unwrap();
+    assert!(s.is_tls() && s.as_tcp().is_none());
+    // 3 MB: many TLS records each way.
+    echoes(s, (0..3_000_000u32).map(|i| (i % 251) as u8).collect());
+    assert_eq!(*served.lock().unwrap(), [true]);
+    handle.shutdown();
+    common::within("the pool to stop", move || t.join().unwrap());
+}
+
+#[test]
+fn a_tls_pool_server_refuses_untrusted_and_plain_clients_and_keeps_serving() {
+    let p = pki();
+    let other = pki();
+    let mut config = tls_pool_config(&p);
+    config.threads = 1;
+    let (addr, handle, served, t) = echo_pool(config);
+    // A client that does not trust the server's authority.
+    match dial(addr, &connector(&other)) {
+        Err(Error::TlsRejected(e)) => assert!(e.contains("certificate"), "{e}"),
+        other => panic!("an untrusted certificate was accepted: {:?}", other.err()),
+    }
+    // A plain client: whatever comes back (an alert) is not an echo.
+    let mut plain = raw(addr);
+    plain.write_all(&frame(b"hola en claro")).unwrap();
+    let mut back = Vec::new();
+    let _ = plain.read_to_end(&mut back);
+    assert!(!back.windows(13).any(|w| w == b"hola en claro"));
+    assert!(served.lock().unwrap().is_empty());
+    // The one pool thread is free again, and serves a good client.
+    echoes(dial(addr, &connector(&p)).unwrap(), b"sigo".to_vec());
+    assert_eq!(*served.lock().unwrap(), [true]);
+    handle.shutdown();
+    common::within("the pool to stop", move || t.join().unwrap());
+}
+
+#[test]
+fn a_stalled_tls_handshake_at_the_pool_server_hits_its_deadline() {
+    let p = pki();
+    let mut config = tls_pool_config(&p);
+    config.threads = 1;
+    config.tls.as_mut().unwrap().handshake_timeout = Duration::from_millis(300);
+    let (addr, handle, served, t) = echo_pool(config);
+    let mut silent = raw(addr);
+    expect_closed(&mut silent);
+    assert!(served.lock().unwrap().is_empty());
+    // The thread it held serves the next client.
+    echoes(dial(addr, &connector(&p)).unwrap(), b"despierto".to_vec());
+    handle.shutdown();
+    common::within("the pool to stop", move || t.join().unwrap());
+}
+
+#[test]
+fn tls_and_the_shared_key_combine_at_the_pool_server() {
+    let p = pki();
+    let key = |k: &[u8]| AuthConfig::new(AuthKey::new(k.to_vec()).unwrap());
+    let mut config = tls_pool_config(&p);
+    config.auth = Some(AuthConfig {
+        timeout: Duration::from_secs(1),
+        ..key(b"secret")
+    });
+    let (addr, handle, served, t) = echo_pool(config);
+    let s = dial(addr, &connector(&p)).unwrap();
+    assert!(matches!(
+        s.authenticate(Role::Dialer, &key(b"wrong")),
+        Err(Error::Auth(AuthError::Rejected))
+    ));
+    // TLS without the key: the pool's challenge, then the end at the
+    // key handshake's deadline.
+    let mut keyless = dial(addr, &connector(&p)).unwrap();
+    let mut heard = Vec::new();
+    let _ = keyless.read_to_end(&mut heard);
+    assert!(heard.windows(11).any(|w| w == b"#CHALLENGE#"), "{heard:?}");
+    assert!(served.lock().unwrap().is_empty());
+    let s = dial(addr, &connector(&p)).unwrap();
+    s.authenticate(Role::Dialer, &key(b"secret")).unwrap();
+    echoes(s, b"con clave y cifrado".to_vec());
+    assert_eq!(*served.lock().unwrap(), [true]);
+    handle.shutdown();
+    common::within("the pool to stop", move || t.join().unwrap());
+}
+
+#[test]
+fn shutdown_wakes_a_pool_handler_blocked_in_a_tls_read() {
+    let p = pki();
+    let config = PoolConfig {
+        read_timeout: None,
+        ..tls_pool_config(&p)
+    };
+    let pool = PoolServer::bind(config).unwrap();
+    let (addr, handle) = (pool.local_addr(), pool.handle());
+    let (entered_tx, entered) = crossbeam_channel::bounded(1);
+    let (ended_tx, ended) = crossbeam_channel::bounded(1);
+    let t = std::thread::spawn(move || {
+        pool.run(move |mut stream, _| {
+            entered_tx.send(()).unwrap();
+            // No read timeout: only the shutdown can end this read.
+            let mut buf = [0u8; 16];
+            ended_tx
+                .send(stream.read(&mut buf).map_err(|e| e.kind()))
+                .unwrap();
+        })
+        .unwrap()
+    });
+    let _client = dial(addr, &connector(&p)).unwrap();
+    entered.recv_timeout(DEADLINE).unwrap();
+    handle.shutdown();
+    // A socket shut under the session reads as a TLS stream cut short.
+    let read = ended.recv_timeout(DEADLINE).unwrap();
+    assert!(
+        matches!(read, Ok(0) | Err(std::io::ErrorKind::UnexpectedEof)),
+        "{read:?}"
+    );
+    common::within("the pool to stop", move || t.join().unwrap());
 }
