@@ -272,23 +272,15 @@ fn a_world_readable_key_file_is_refused() {
     assert_eq!(out.1.trim(), "con clave");
 }
 
-/// A CA and a certificate it signed for 127.0.0.1, written as PEM files.
+/// A CA and a certificate it signed for 127.0.0.1, written as PEM files in
+/// a directory of their own under `dir`: (CA, certificate, key).
 fn make_pki(dir: &KeyDir, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
+    let sub = dir.dir.join(tag);
+    std::fs::create_dir_all(&sub).unwrap();
+    let files = trama_test_support::pki::Pki::new()
+        .and_then(|p| p.write_to(&sub))
         .unwrap();
-    let ca_path = dir.dir.join(format!("{tag}-ca.pem"));
-    let cert_path = dir.dir.join(format!("{tag}-cert.pem"));
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    std::fs::write(&cert_path, leaf.pem()).unwrap();
-    let key_path = dir.key(&format!("{tag}-key.pem"), &leaf_key.serialize_pem(), 0o600);
-    (ca_path, cert_path, key_path)
+    (files.ca, files.cert, files.key)
 }
 
 #[test]

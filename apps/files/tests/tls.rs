@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use trama_backend::files;
+use trama_test_support::pki::Pki;
 use trama_test_support::{run_command, RunOutput, ServerProcess};
 
 const FILES: &str = env!("CARGO_BIN_EXE_trama-files");
@@ -36,25 +37,13 @@ impl Setup {
             std::env::temp_dir().join(format!("trama-files-tls-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("inbox")).unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .unwrap();
-        let s = Setup {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
+        let files = ok(ok(Pki::new()).write_to(&dir));
+        Setup {
+            ca: files.ca,
+            cert: files.cert,
+            key: files.key,
             dir,
-        };
-        std::fs::write(&s.ca, ca.pem()).unwrap();
-        std::fs::write(&s.cert, leaf.pem()).unwrap();
-        private(&s.key, &leaf_key.serialize_pem());
-        s
+        }
     }
 
     fn inbox(&self) -> PathBuf {

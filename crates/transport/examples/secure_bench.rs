@@ -27,19 +27,10 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
+    let p = trama_test_support::pki::Pki::new().unwrap();
     Pki {
-        acceptor: TlsAcceptor::from_pem(leaf.pem().as_bytes(), leaf_key.serialize_pem().as_bytes())
-            .unwrap(),
-        connector: TlsConnector::from_ca_pem(ca.pem().as_bytes()).unwrap(),
+        acceptor: TlsAcceptor::from_pem(p.cert_pem.as_bytes(), p.key_pem.as_bytes()).unwrap(),
+        connector: TlsConnector::from_ca_pem(p.ca_pem.as_bytes()).unwrap(),
     }
 }
 

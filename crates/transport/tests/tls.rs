@@ -19,6 +19,7 @@ use common::{echo, expect_closed, frame, raw, Log, Seen, DEADLINE};
 use trama_protocol::auth::{AuthError, AuthKey, Role};
 use trama_protocol::DisconnectReason;
 use trama_protocol::FrameConfig;
+use trama_test_support::pki::Pki;
 use trama_transport::{
     AuthConfig, Client, ClientConfig, Error, LinkEvent, MultiClient, MultiConfig, MultiEvent,
     PeerConfig, PeerNode, PeerTls, PoolConfig, PoolHandle, PoolServer, RunningServer, Server,
@@ -26,30 +27,8 @@ use trama_transport::{
 };
 
 /// A certificate authority and a server certificate it signed for 127.0.0.1.
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
 fn pki() -> Pki {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "trama test CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
+    Pki::new().unwrap()
 }
 
 fn acceptor(p: &Pki) -> TlsAcceptor {

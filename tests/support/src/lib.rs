@@ -9,12 +9,15 @@
 //! - [`python3`] finds the Python interpreter (or says clearly that it is
 //!   missing), and [`python_script`] locates the programs in `tests/python`;
 //! - [`run_python`] and [`run_command`] run a program to completion with a
-//!   timeout, returning its exit status and what it printed.
+//!   timeout, returning its exit status and what it printed;
+//! - `pki` (feature `pki`) makes the test certificates of the TLS tests.
 //!
 //! Nothing here panics: every failure is an [`Error`] whose message says what
 //! happened and includes whatever the child process printed.
 
 pub mod console;
+#[cfg(feature = "pki")]
+pub mod pki;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
