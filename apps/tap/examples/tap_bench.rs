@@ -12,7 +12,15 @@
 //!   `--quiet` runs), and with the observer on (frames decoded, not printed).
 //! - Latency: `ROUNDS` (default 20000) round trips of a 64-byte frame to an
 //!   echo server, one at a time; p50 and p99, direct and through the proxy.
-//! - `BUFFER_KIB`: the proxy's read buffer per direction (default 64, as in `trama-tap`).
+//! - `BUFFER_KIB`: the proxy's largest read buffer per direction (default
+//!   `ProxyConfig`'s, 1024, as in `trama-tap`; each direction starts at 64).
+//! - CPU: the seconds the whole process (client, sink and proxy threads)
+//!   spent per GiB in each case (Linux, from `/proc/self/stat`). When the
+//!   machine's cores are what runs out, direct's CPU per GiB over the
+//!   proxy's bounds the throughput ratio.
+//! - `TAP_BENCH_OTHER`: a command line starting another proxy to measure in
+//!   the same runs, `{port}` its listening port on 127.0.0.1 and `{to}` the
+//!   sink, e.g. `socat -b 65536 TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork TCP:{to}`.
 
 // A benchmark driver: failing loudly is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -68,10 +76,12 @@ fn pong() -> SocketAddr {
     addr
 }
 
-fn proxy(to: SocketAddr, observe: bool, buffer: usize) -> (SocketAddr, ProxyHandle) {
+fn proxy(to: SocketAddr, observe: bool, buffer: Option<usize>) -> (SocketAddr, ProxyHandle) {
     let mut config = ProxyConfig::new("127.0.0.1:0", to.to_string());
     config.observe = observe;
-    config.buffer = buffer;
+    if let Some(b) = buffer {
+        config.buffer = b;
+    }
     let p = Proxy::bind(config).unwrap();
     let (addr, handle) = (p.local_addr(), p.handle());
     thread::spawn(move || p.run(|_| {}).unwrap());
@@ -149,24 +159,40 @@ fn main() {
     let rounds: usize = args
         .next()
         .map_or(20_000, |a| a.parse().expect("ROUNDS is a number"));
-    let buffer: usize = args
+    let buffer: Option<usize> = args
         .next()
-        .map_or(64, |a| a.parse().expect("BUFFER_KIB is a number"))
-        * 1024;
+        .map(|a| a.parse::<usize>().expect("BUFFER_KIB is a number") * 1024);
     let total = (gib * (1u64 << 30) as f64) as u64;
 
     let s = sink();
     let (quiet, h1) = proxy(s, false, buffer);
     let (watching, h2) = proxy(s, true, buffer);
-    // Interleaved, so a busy moment on the machine hits all three alike;
+    let mut targets = vec![s, quiet, watching];
+    let mut names = vec![
+        "direct                    ",
+        "through the proxy (quiet) ",
+        "through the proxy (frames)",
+    ];
+    // Another proxy for comparison, same run (see `other_proxy`).
+    let other = std::env::var("TAP_BENCH_OTHER")
+        .ok()
+        .map(|cmd| other_proxy(&cmd, s));
+    if let Some(o) = &other {
+        targets.push(o.addr);
+        names.push("through the other proxy   ");
+    }
+    // Interleaved, so a busy moment on the machine hits all cases alike;
     // medians compared, since single runs on a shared machine vary a lot.
-    let mut runs: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    let mut cpu: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     for _ in 0..5 {
-        for (i, addr) in [s, quiet, watching].into_iter().enumerate() {
+        for (i, &addr) in targets.iter().enumerate() {
             let (rate, per_gib) = throughput(addr, total);
             runs[i].push(rate);
-            cpu[i].extend(per_gib);
+            // Another process's CPU is not this process's: not counted.
+            if i < 3 {
+                cpu[i].extend(per_gib);
+            }
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -180,11 +206,6 @@ fn main() {
             .join(", ")
     };
     println!("throughput, {gib} GiB one way, median of 5 interleaved runs (GiB/s):");
-    let names = [
-        "direct                    ",
-        "through the proxy (quiet) ",
-        "through the proxy (frames)",
-    ];
     let mut direct = 0.0;
     for (i, name) in names.iter().enumerate() {
         let runs_shown = shown(&runs[i]);
@@ -199,10 +220,10 @@ fn main() {
     }
     // What the ratio is bounded by when the machine's cores are the limit:
     // CPU seconds of the whole process (client, sink and proxy) per GiB.
-    if cpu.iter().all(|c| !c.is_empty()) {
+    if cpu[..3].iter().all(|c| !c.is_empty()) {
         println!("CPU seconds per GiB, all threads (median):");
         let mut direct_cpu = 0.0;
-        for (i, name) in names.iter().enumerate() {
+        for (i, name) in names.iter().enumerate().take(3) {
             let m = median(&mut cpu[i]);
             if i == 0 {
                 direct_cpu = m;
@@ -237,4 +258,59 @@ fn main() {
     for h in [h1, h2, h3] {
         h.shutdown();
     }
+    drop(other);
+}
+
+/// A proxy started from a command line in `TAP_BENCH_OTHER`, with `{port}`
+/// replaced by a port to listen on (127.0.0.1) and `{to}` by the sink's
+/// address, for example
+/// `socat -b 65536 TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork TCP:{to}`.
+/// Killed when dropped.
+struct Other {
+    addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Drop for Other {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn other_proxy(cmd: &str, to: SocketAddr) -> Other {
+    // A port the system just handed out and let go: a benchmark driver's
+    // shortcut (tests never guess ports; they read the server's own line).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let line = cmd
+        .replace("{port}", &port.to_string())
+        .replace("{to}", &to.to_string());
+    let child = std::process::Command::new("sh")
+        .args(["-c", &format!("exec {line}")])
+        .spawn()
+        .expect("start the other proxy");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Up once a connection goes through to the sink and back (the sink
+    // answers an empty stream with a count of 0).
+    loop {
+        if let Ok(mut c) = TcpStream::connect(addr) {
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut n = [0u8; 8];
+            if c.read_exact(&mut n).is_ok() {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other proxy never came up: {line}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("other proxy: {line}");
+    Other { addr, child }
 }
