@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +36,66 @@ const FIRST_BUFFER: usize = 64 * 1024;
 /// The default largest one: Linux's default largest pipe, and where larger
 /// reads stopped paying on loopback (`apps/tap/examples/tap_bench.rs`).
 const MAX_BUFFER: usize = 1024 * 1024;
+
+/// Bytes by which buffers, and separately pipes, have grown past
+/// [`FIRST_BUFFER`], over the whole process: growth stops at a budget, so a
+/// thousand bulk connections cannot take a GiB each way, nor the pipes use
+/// up the user's pipe allowance (`fs.pipe-user-pages-soft`, 64 MiB by
+/// default, shared with every other process of the user).
+static GROWN_BUFFERS: AtomicUsize = AtomicUsize::new(0);
+#[cfg(target_os = "linux")]
+static GROWN_PIPES: AtomicUsize = AtomicUsize::new(0);
+const BUFFER_BUDGET: usize = 64 * 1024 * 1024;
+#[cfg(target_os = "linux")]
+const PIPE_BUDGET: usize = 16 * 1024 * 1024;
+
+/// One direction's share of a growth budget, handed back when dropped.
+struct Grown {
+    pool: &'static AtomicUsize,
+    budget: usize,
+    held: usize,
+}
+
+impl Grown {
+    fn new(pool: &'static AtomicUsize, budget: usize) -> Grown {
+        Grown {
+            pool,
+            budget,
+            held: 0,
+        }
+    }
+
+    /// Take `more` bytes of the budget, if there are that many left.
+    fn take(&mut self, more: usize) -> bool {
+        let before = self.pool.fetch_add(more, Ordering::Relaxed);
+        if before + more > self.budget {
+            self.pool.fetch_sub(more, Ordering::Relaxed);
+            return false;
+        }
+        self.held += more;
+        true
+    }
+
+    /// Hand back `less` bytes of what was taken.
+    #[cfg(target_os = "linux")]
+    fn untake(&mut self, less: usize) {
+        let less = less.min(self.held);
+        self.pool.fetch_sub(less, Ordering::Relaxed);
+        self.held -= less;
+    }
+
+    /// Hand back everything taken.
+    fn release(&mut self) {
+        self.pool.fetch_sub(self.held, Ordering::Relaxed);
+        self.held = 0;
+    }
+}
+
+impl Drop for Grown {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
 
 /// Settings of a [`Proxy`].
 #[derive(Debug, Clone)]
@@ -63,8 +123,10 @@ pub struct ProxyConfig {
     /// Largest read buffer of each direction. Default 1 MiB. A direction
     /// starts with 64 KiB (or this, if smaller) and doubles its buffer each
     /// time a read fills it: messages back and forth stay in 64 KiB, a bulk
-    /// stream moves in large reads (half the proxy's CPU per GiB on loopback
-    /// goes to the calls and wake-ups of small ones).
+    /// stream moves in large reads (much of the proxy's CPU per GiB on
+    /// loopback goes to the calls and wake-ups of small ones). A small read
+    /// shrinks it back; growth stops at a budget for the whole process; a
+    /// direction with faults keeps its first size.
     pub buffer: usize,
     /// Most connections at once; more are closed at once. Default 1,000.
     pub max_connections: usize,
@@ -514,8 +576,16 @@ fn pump(
                 break 'moved moved;
             }
         }
-        let most = config.buffer.max(1);
-        let mut buf = vec![0u8; FIRST_BUFFER.min(most)];
+        // A fault schedule keeps the first size: its delays and bandwidth
+        // limits work on what one read brings.
+        let first = FIRST_BUFFER.min(config.buffer.max(1));
+        let most = if schedule.is_some() {
+            first
+        } else {
+            config.buffer.max(1)
+        };
+        let mut buf = vec![0u8; first];
+        let mut grown = Grown::new(&GROWN_BUFFERS, BUFFER_BUDGET);
         let mut notes = Vec::new();
         let mut steps = Vec::new();
         let mut bytes = 0u64;
@@ -526,12 +596,22 @@ fn pump(
             if filled && buf.len() < most {
                 // The last read took a whole buffer: more is coming than
                 // one read holds, so read more at a time.
-                buf.resize((buf.len() * 2).min(most), 0);
+                let to = (buf.len() * 2).min(most);
+                if grown.take(to - buf.len()) {
+                    buf.resize(to, 0);
+                }
             }
             let n = match src.read(&mut buf) {
                 Ok(0) => break End::Eof,
                 Ok(n) => {
                     filled = n == buf.len();
+                    if buf.len() > first && n <= first / 2 {
+                        // Back to small messages: give the memory back.
+                        let mut small = vec![0u8; first];
+                        small[..n].copy_from_slice(&buf[..n]);
+                        buf = small;
+                        grown.release();
+                    }
                     n
                 }
                 Err(e)
@@ -648,7 +728,7 @@ mod splice {
     use nix::errno::Errno;
     use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 
-    use super::{woke, Conn, End, FIRST_BUFFER};
+    use super::{woke, Conn, End, Grown, FIRST_BUFFER, GROWN_PIPES, PIPE_BUDGET};
     use crate::{ProxyConfig, ProxyHandle};
 
     /// Move `src` to `dst` through a pipe until the stream ends: the end,
@@ -667,21 +747,36 @@ mod splice {
         // time a splice fills it, since more per call means fewer calls.
         let most = config.buffer.max(FIRST_BUFFER);
         let mut room = FIRST_BUFFER;
+        let mut grown = Grown::new(&GROWN_PIPES, PIPE_BUDGET);
+        // Set after the system refused to grow a pipe: not asked again.
+        let mut refused = false;
+        // A small chunk after a grown pipe: shrink it once it is empty.
+        let mut shrink = false;
         let flags = SpliceFFlags::SPLICE_F_MOVE;
         let mut bytes = 0u64;
         loop {
             let n = match splice(src, None, &pipe_w, None, room, flags) {
                 Ok(0) => return Some((End::Eof, bytes, false)),
-                Ok(n) if n == room && room < most => {
+                Ok(n) if n == room && room < most && !refused => {
                     // Grow it (a pipe may grow with bytes in it; a
                     // refusal keeps the size it has).
-                    let want = i32::try_from((room * 2).min(most)).unwrap_or(i32::MAX);
-                    if let Ok(got) = fcntl(&pipe_w, FcntlArg::F_SETPIPE_SZ(want)) {
-                        room = usize::try_from(got).unwrap_or(room).max(room);
+                    let to = (room * 2).min(most);
+                    if grown.take(to - room) {
+                        let want = i32::try_from(to).unwrap_or(i32::MAX);
+                        match fcntl(&pipe_w, FcntlArg::F_SETPIPE_SZ(want)) {
+                            Ok(got) => room = usize::try_from(got).unwrap_or(room).max(room),
+                            Err(_) => {
+                                refused = true;
+                                grown.untake(to - room);
+                            }
+                        }
                     }
                     n
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    shrink = room > FIRST_BUFFER && n <= FIRST_BUFFER / 2;
+                    n
+                }
                 // The read timeout (set for the idle check) ran out.
                 Err(Errno::EAGAIN) => match woke(conn, config, handle) {
                     Some(end) => return Some((end, bytes, false)),
@@ -714,6 +809,16 @@ mod splice {
                         let e = io::Error::from(e);
                         return Some((End::Error(format!("write failed: {e}")), bytes, false));
                     }
+                }
+            }
+            if shrink {
+                // Back to small messages, and the pipe is empty: give its
+                // pages back (a refusal keeps the size it has).
+                shrink = false;
+                let want = i32::try_from(FIRST_BUFFER).unwrap_or(i32::MAX);
+                if let Ok(got) = fcntl(&pipe_w, FcntlArg::F_SETPIPE_SZ(want)) {
+                    room = usize::try_from(got).unwrap_or(FIRST_BUFFER);
+                    grown.release();
                 }
             }
         }

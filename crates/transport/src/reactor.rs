@@ -35,10 +35,12 @@ const READ_BUDGET: usize = 8;
 /// Largest output buffer kept for reuse by the next connection that needs one.
 const SPARE_MAX: usize = 256 * 1024;
 /// Queued bytes past which a connection's input is no longer read, until
-/// half of them have been sent: its own requests cannot then push its queue
-/// to the limit (`max_outbound`), which is left for what others send it.
+/// the queue is down to half the limit (`max_outbound`): three quarters of
+/// it, so a client that sends a batch and only then reads its replies is
+/// paused no sooner than it was dropped before, and the last quarter is
+/// room for the replies to one turn's reads (at most 8 x 64 KiB of input).
 fn high_water(limit: usize) -> usize {
-    (limit / 2).clamp(1, 1024 * 1024)
+    (limit / 4 * 3).max(1)
 }
 
 /// Frames at least this long are written at once when nothing is queued
@@ -65,6 +67,10 @@ struct Conn {
     /// Reading is paused because replies are backing up (see
     /// [`high_water`]): since when, or since the socket last took bytes.
     paused: Option<Instant>,
+    /// While paused, the peer has sent more that waits unread: only then
+    /// is a peer that takes none of its replies dropped as stalled (one
+    /// that merely reads slowly and sends nothing loses nothing by the pause).
+    input_waiting: bool,
     /// Closing gracefully: why, and the deadline for the queue to drain.
     closing: Option<(DisconnectReason, Instant)>,
     /// The key handshake still under way (boxed, and gone once it is over,
@@ -398,6 +404,7 @@ impl<S: Service> Reactor<S> {
             last_out: now,
             partial_since: None,
             paused: None,
+            input_waiting: false,
             closing: None,
             auth,
             tls,
@@ -632,7 +639,13 @@ impl<S: Service> Reactor<S> {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            if conn.dead || conn.closing.is_some() || conn.paused.is_some() {
+            if conn.dead || conn.closing.is_some() {
+                return;
+            }
+            if conn.paused.is_some() {
+                // Called for new bytes, or to go on with a read that filled
+                // the buffer: either way input is waiting.
+                conn.input_waiting = true;
                 return;
             }
             match conn.stream.read(&mut self.read_buf) {
@@ -943,10 +956,13 @@ impl<S: Service> Reactor<S> {
             conn.dirty = true;
             self.dirty.push(slot);
         }
-        if conn.paused.is_none() && conn.queued() >= high_water(limit) {
-            // The peer sends faster than it reads: stop reading it until it
-            // has taken its replies, as a blocked writer would, instead of
-            // queueing on until the limit drops it.
+        let config = &self.core.config;
+        let deadline = config.partial_frame_timeout.or(config.idle_timeout);
+        if conn.paused.is_none() && deadline.is_some() && conn.queued() >= high_water(limit) {
+            // Replies are backing up: stop reading the peer until it has
+            // taken them, as a blocked writer would, instead of queueing on
+            // until the limit drops it. (Without any deadline to end a peer
+            // that then never reads, the queue grows to the limit as before.)
             conn.paused = Some(conn.last_out);
             self.timers_needed = true;
         }
@@ -988,11 +1004,12 @@ impl<S: Service> Reactor<S> {
             self.doom(id, DisconnectReason::Io(e));
             return;
         }
-        if conn.paused.is_some() && conn.queued() <= high_water(self.core.config.max_outbound) / 2 {
+        if conn.paused.is_some() && conn.queued() <= self.core.config.max_outbound / 2 {
             // Caught up: read again, starting with what waited meanwhile
             // (its readiness event may have come and gone). The wait was
             // ours, so a frame in progress gets its full deadline again.
             conn.paused = None;
+            conn.input_waiting = false;
             if conn.partial_since.is_some() {
                 conn.partial_since = Some(Instant::now());
             }
@@ -1168,11 +1185,13 @@ impl<S: Service> Reactor<S> {
                 }
                 continue;
             }
-            if let Some(since) = conn.paused {
-                // Not reading: the frame and idle deadlines wait; the peer
-                // must take some of its replies within the frame deadline.
+            if let Some(since) = conn.paused.filter(|_| conn.input_waiting) {
+                // Its input waits on us: the frame and idle deadlines wait
+                // too; the peer must take some of its replies within the
+                // frame deadline (or the idle timeout, without one).
                 still_needed = true;
-                if let Some(limit) = partial.filter(|&l| now.duration_since(since) >= l) {
+                let stall = partial.or(idle);
+                if let Some(limit) = stall.filter(|&l| now.duration_since(since) >= l) {
                     expired.push((
                         conn.id,
                         DisconnectReason::Stalled {
