@@ -14,7 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use trama_protocol::{Codec, DisconnectReason, FrameConfig, FrameReader, FrameWriter};
 
-use crate::tls::ClientIo;
+use crate::stream::Stream;
 use crate::{AuthConfig, Error, Result, TlsConnector};
 
 /// How a [`Client`] connects and frames.
@@ -90,7 +90,7 @@ pub enum ClientEvent {
 /// # Ok::<(), trama_transport::Error>(())
 /// ```
 pub struct Client {
-    writer: Arc<Mutex<FrameWriter<ClientIo>>>,
+    writer: Arc<Mutex<FrameWriter<Stream>>>,
     /// The TLS session, to send close_notify on close.
     tls: Option<crate::tls::TlsHalf>,
     /// A handle used only to shut the socket down, which wakes the listener.
@@ -124,14 +124,14 @@ impl Client {
         let control = stream.try_clone()?;
         let (mut reader, writer, tls) = match &config.tls {
             None => {
-                let reader = ClientIo::Plain(stream.try_clone()?);
-                (reader, ClientIo::Plain(stream), None)
+                let reader = Stream::plain(stream.try_clone()?);
+                (reader, Stream::plain(stream), None)
             }
             Some(connector) => {
                 let half = crate::tls::connect(connector, stream, addr, config.connect_timeout)?;
                 (
-                    ClientIo::Tls(half.clone()),
-                    ClientIo::Tls(half.clone()),
+                    Stream::from_tls(half.clone()),
+                    Stream::from_tls(half.clone()),
                     Some(half),
                 )
             }
@@ -290,7 +290,7 @@ fn closed_if_broken(e: trama_protocol::Error) -> Error {
 
 /// The listener thread: frames in, events out, until the socket ends.
 fn listen(
-    mut reader: FrameReader<ClientIo>,
+    mut reader: FrameReader<Stream>,
     tx: crossbeam_channel::Sender<ClientEvent>,
     skip_empty: bool,
 ) {
@@ -316,7 +316,7 @@ fn listen(
 }
 
 fn start_heartbeat(
-    writer: Arc<Mutex<FrameWriter<ClientIo>>>,
+    writer: Arc<Mutex<FrameWriter<Stream>>>,
     every: Duration,
 ) -> Result<(crossbeam_channel::Sender<()>, JoinHandle<()>)> {
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::tls::ClientIo;
+use crate::stream::Stream;
 use crate::{AuthConfig, Error, Result, TlsConnector};
 
 /// One server to connect to.
@@ -120,7 +120,7 @@ pub enum Sent {
 struct Link {
     spec: ServerSpec,
     /// Present while connected.
-    writer: Mutex<Option<FrameWriter<ClientIo>>>,
+    writer: Mutex<Option<FrameWriter<Stream>>>,
     /// Messages waiting for the connection. Lock order: `writer`, then `held`.
     held: Mutex<VecDeque<Vec<u8>>>,
     /// A handle to shut the live socket down on close.
@@ -355,8 +355,8 @@ fn serve(
     let control = stream.try_clone()?;
     let (mut reader, sink, tls) = match config.tls.as_ref().filter(|_| framed) {
         None => (
-            ClientIo::Plain(stream.try_clone()?),
-            ClientIo::Plain(stream),
+            Stream::plain(stream.try_clone()?),
+            Stream::plain(stream),
             None,
         ),
         Some(connector) => {
@@ -367,8 +367,8 @@ fn serve(
                 config.connect_timeout,
             )?;
             (
-                ClientIo::Tls(half.clone()),
-                ClientIo::Tls(half.clone()),
+                Stream::from_tls(half.clone()),
+                Stream::from_tls(half.clone()),
                 Some(half),
             )
         }

@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::auth::Role;
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::tls::ClientIo;
+use crate::stream::Stream;
 use crate::{AuthConfig, Error, Result, TlsAcceptor, TlsConnector};
 
 /// Identifies one link (one TCP connection) for the life of the node.
@@ -130,7 +130,7 @@ impl Default for PeerConfig {
 struct Shared {
     config: PeerConfig,
     next: AtomicU64,
-    links: Mutex<HashMap<LinkId, Arc<Mutex<FrameWriter<ClientIo>>>>>,
+    links: Mutex<HashMap<LinkId, Arc<Mutex<FrameWriter<Stream>>>>>,
     controls: Mutex<HashMap<LinkId, TcpStream>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     tx: Sender<LinkEvent>,
@@ -358,8 +358,8 @@ fn dial_once(config: &PeerConfig, addr: &str) -> Result<Ready> {
 /// A link's stream once its handshakes are done: what its reader and its
 /// writer go through, and the socket under them (to shut it down).
 struct Ready {
-    reader: ClientIo,
-    writer: ClientIo,
+    reader: Stream,
+    writer: Stream,
     control: TcpStream,
 }
 
@@ -372,24 +372,24 @@ fn secure(config: &PeerConfig, stream: TcpStream, role: Role, addr: &str) -> Res
     let control = stream.try_clone()?;
     let (mut reader, writer, tls) = match (&config.tls, role) {
         (None, _) => (
-            ClientIo::Plain(stream.try_clone()?),
-            ClientIo::Plain(stream),
+            Stream::plain(stream.try_clone()?),
+            Stream::plain(stream),
             None,
         ),
         (Some(tls), Role::Dialer) => {
             let half =
                 crate::tls::connect(&tls.connector, stream, Some(addr), config.connect_timeout)?;
             (
-                ClientIo::Tls(half.clone()),
-                ClientIo::Tls(half.clone()),
+                Stream::from_tls(half.clone()),
+                Stream::from_tls(half.clone()),
                 Some(half),
             )
         }
         (Some(tls), Role::Listener) => {
             let half = crate::tls::accept(&tls.acceptor, stream)?;
             (
-                ClientIo::Tls(half.clone()),
-                ClientIo::Tls(half.clone()),
+                Stream::from_tls(half.clone()),
+                Stream::from_tls(half.clone()),
                 Some(half),
             )
         }
@@ -449,7 +449,7 @@ fn start_link(
     Ok((link, t))
 }
 
-fn read_link(shared: &Shared, link: LinkId, stream: ClientIo) {
+fn read_link(shared: &Shared, link: LinkId, stream: Stream) {
     let mut reader = FrameReader::new(stream, shared.config.frame);
     let reason = loop {
         let mut buf = Vec::new();

@@ -74,6 +74,13 @@ impl Stream {
         }
     }
 
+    /// A TLS session already set up over its socket.
+    pub(crate) fn from_tls(half: TlsHalf) -> Stream {
+        Stream {
+            inner: Inner::Tls(half),
+        }
+    }
+
     /// Run the TLS handshake as the client on a connected stream, within
     /// `timeout`. `addr` is the address dialed (its host is the name to
     /// check); without it, the peer's IP address is checked, unless
@@ -85,9 +92,7 @@ impl Stream {
         timeout: Duration,
     ) -> Result<Stream> {
         let half = crate::tls::connect(connector, stream, addr, timeout)?;
-        Ok(Stream {
-            inner: Inner::Tls(half),
-        })
+        Ok(Stream::from_tls(half))
     }
 
     /// Run the TLS handshake as the server on an accepted stream, within
@@ -95,9 +100,7 @@ impl Stream {
     /// is refused then).
     pub fn accept_tls(stream: TcpStream, acceptor: &TlsAcceptor) -> Result<Stream> {
         let half = crate::tls::accept(acceptor, stream)?;
-        Ok(Stream {
-            inner: Inner::Tls(half),
-        })
+        Ok(Stream::from_tls(half))
     }
 
     /// Run the shared-key handshake over this stream (inside TLS, when it
