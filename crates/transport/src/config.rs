@@ -100,6 +100,14 @@ impl ServerConfig {
         self
     }
 
+    /// How long a peer whose reading is paused (its replies backing up)
+    /// may take none of them while more of its input waits: the
+    /// partial-frame deadline, or the idle timeout without one. `None`: no
+    /// connection is paused at all.
+    pub(crate) fn stall_timeout(&self) -> Option<Duration> {
+        self.partial_frame_timeout.or(self.idle_timeout)
+    }
+
     /// The shortest of the configured timeouts, which sets how often
     /// connections are checked against them.
     pub(crate) fn tick(&self) -> Duration {

@@ -644,8 +644,10 @@ impl<S: Service> Reactor<S> {
             }
             if conn.paused.is_some() {
                 // Called for new bytes, or to go on with a read that filled
-                // the buffer: either way input is waiting.
+                // the buffer: either way input is waiting, and the stall
+                // deadline runs (the sweep must watch it).
                 conn.input_waiting = true;
+                self.timers_needed = true;
                 return;
             }
             match conn.stream.read(&mut self.read_buf) {
@@ -956,9 +958,8 @@ impl<S: Service> Reactor<S> {
             conn.dirty = true;
             self.dirty.push(slot);
         }
-        let config = &self.core.config;
-        let deadline = config.partial_frame_timeout.or(config.idle_timeout);
-        if conn.paused.is_none() && deadline.is_some() && conn.queued() >= high_water(limit) {
+        let can_pause = self.core.config.stall_timeout().is_some();
+        if conn.paused.is_none() && can_pause && conn.queued() >= high_water(limit) {
             // Replies are backing up: stop reading the peer until it has
             // taken them, as a blocked writer would, instead of queueing on
             // until the limit drops it. (Without any deadline to end a peer
@@ -1190,7 +1191,7 @@ impl<S: Service> Reactor<S> {
                 // too; the peer must take some of its replies within the
                 // frame deadline (or the idle timeout, without one).
                 still_needed = true;
-                let stall = partial.or(idle);
+                let stall = config.stall_timeout();
                 if let Some(limit) = stall.filter(|&l| now.duration_since(since) >= l) {
                     expired.push((
                         conn.id,
