@@ -66,9 +66,7 @@ pub fn run(
         if let Err(e) = requests(plan, progress, &w, stream, &mut out) {
             out.dropped = 1;
             progress.dropped.fetch_add(1, Ordering::Relaxed);
-            if out.first_error.is_none() {
-                out.first_error = Some(e);
-            }
+            out.note_error(e);
         }
     }
     out

@@ -183,7 +183,7 @@ impl Outcome {
         }
     }
 
-    fn note_error(&mut self, e: String) {
+    pub(crate) fn note_error(&mut self, e: String) {
         if self.first_error.is_none() {
             self.first_error = Some(e);
         }
