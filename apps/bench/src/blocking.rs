@@ -8,11 +8,19 @@
 //! figures are reported the same way. The point of this shape is not speed:
 //! it is to load a server the way a thread-per-client program does, and so
 //! to check the tool's measurements against another tool of that shape.
-
+//!
+//! So the loop does per reply no more than such a program: a `read`, a
+//! `write`, two clock reads. Its sockets have no read timeout (with one,
+//! every `read` that blocks arms and cancels a kernel timer); instead a
+//! [`Reaper`] thread shuts down the connections still open when the run's
+//! last wait is over, which wakes their blocked reads. The shared progress
+//! counter is added to once per [`TALLY_BATCH`] replies, not per reply.
+//!
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Barrier, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::fleet::{Outcome, Plan, Progress};
@@ -20,6 +28,9 @@ use crate::wire::FrameCounter;
 
 /// Bytes read per `read` call.
 const READ_BUF: usize = 64 * 1024;
+
+/// Replies counted locally before they are added to [`Progress::replies`].
+pub const TALLY_BATCH: u64 = 64;
 
 /// The measured phases, shared by every thread of a run.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +49,10 @@ pub struct Window {
 /// run closed-loop until the window ends. `window` is called after the
 /// barrier, so every thread measures the same period.
 pub fn run(
+    index: usize,
     plan: &Plan,
     progress: &Progress,
+    reaper: &Reaper,
     barrier: &Barrier,
     window: impl FnOnce() -> Window,
 ) -> Outcome {
@@ -49,7 +62,10 @@ pub fn run(
         .and_then(|s| s.set_nodelay(true).map(|()| s));
     out.connect_time = began.elapsed();
     match &stream {
-        Ok(_) => {
+        Ok(s) => {
+            if let Err(e) = reaper.register(index, s) {
+                out.note_error(format!("clone a socket for the end of the run: {e}"));
+            }
             out.connected = 1;
             progress.connected.fetch_add(1, Ordering::Relaxed);
         }
@@ -63,32 +79,141 @@ pub fn run(
     barrier.wait();
     let w = window();
     if let Ok(stream) = stream {
-        if let Err(e) = requests(plan, progress, &w, stream, &mut out) {
+        let mut tally = Tally {
+            shared: &progress.replies,
+            local: 0,
+        };
+        if let Err(e) = requests(plan, &mut tally, reaper, &w, stream, &mut out) {
             out.dropped = 1;
             progress.dropped.fetch_add(1, Ordering::Relaxed);
             out.note_error(e);
         }
     }
+    reaper.release(index);
     out
+}
+
+/// Replies counted on one thread, added to the shared counter in batches
+/// (a shared counter bumped by every thread on every reply is one more
+/// contended cache line per message, which `loadgen` does not have).
+struct Tally<'a> {
+    shared: &'a AtomicU64,
+    local: u64,
+}
+
+impl Tally<'_> {
+    fn add(&mut self, n: u64) {
+        self.local += n;
+        if self.local >= TALLY_BATCH {
+            self.shared.fetch_add(self.local, Ordering::Relaxed);
+            self.local = 0;
+        }
+    }
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        self.shared.fetch_add(self.local, Ordering::Relaxed);
+    }
+}
+
+/// Ends the run for connections whose replies never come: at the deadline
+/// it shuts down every socket still registered, which wakes a `read`
+/// blocked on it. A thread registers its socket once connected and
+/// releases it when it is done; [`Reaper::wait`] returns as soon as all
+/// are released, or after shutting down the rest at the deadline.
+pub struct Reaper {
+    /// A second handle on each thread's socket, by thread index; `None`
+    /// once released (or never connected).
+    slots: Mutex<Vec<Option<TcpStream>>>,
+    /// Threads not yet released.
+    live: Mutex<usize>,
+    changed: Condvar,
+    /// Set before the sockets are shut down, so their threads can tell an
+    /// end of the run from a server that closed.
+    fired: AtomicBool,
+}
+
+impl Reaper {
+    /// For `threads` threads, none registered yet.
+    pub fn new(threads: usize) -> Reaper {
+        Reaper {
+            slots: Mutex::new((0..threads).map(|_| None).collect()),
+            live: Mutex::new(threads),
+            changed: Condvar::new(),
+            fired: AtomicBool::new(false),
+        }
+    }
+
+    fn register(&self, index: usize, stream: &TcpStream) -> io::Result<()> {
+        let clone = stream.try_clone()?;
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = slots.get_mut(index) {
+            *slot = Some(clone);
+        }
+        Ok(())
+    }
+
+    fn release(&self, index: usize) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = slots.get_mut(index) {
+            *slot = None;
+        }
+        drop(slots);
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        *live = live.saturating_sub(1);
+        self.changed.notify_all();
+    }
+
+    /// True once the deadline passed and the sockets were shut down.
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// Wait until every thread released its socket or `deadline` passed;
+    /// at the deadline, shut down the sockets still registered.
+    pub fn wait(&self, deadline: Instant) {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        while *live > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            live = self
+                .changed
+                .wait_timeout(live, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if *live == 0 {
+            return;
+        }
+        drop(live);
+        self.fired.store(true, Ordering::Release);
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in slots.iter().flatten() {
+            // The thread may be closing it at the same moment: nothing to do then.
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 /// The closed loop on one connection; an error ends the connection early.
 fn requests(
     plan: &Plan,
-    progress: &Progress,
+    tally: &mut Tally<'_>,
+    reaper: &Reaper,
     w: &Window,
     mut stream: TcpStream,
     out: &mut Outcome,
 ) -> Result<(), String> {
     let pipeline = w.pipeline.max(1);
-    // Reads wake now and then so a server that stops answering ends the
-    // run at `until + drain` instead of holding the thread.
-    stream
-        .set_read_timeout(Some(
+    let missing = |inflight: usize| {
+        format!(
+            "{inflight} replies still missing {:?} after the end",
             w.drain
-                .clamp(Duration::from_millis(10), Duration::from_millis(100)),
-        ))
-        .map_err(|e| format!("set a read timeout: {e}"))?;
+        )
+    };
     let mut counter = FrameCounter::new(plan.wire);
     let mut buf = vec![0u8; READ_BUF];
     // Send times of the requests in flight, oldest first.
@@ -111,6 +236,7 @@ fn requests(
     }
     while !inflight.is_empty() {
         let n = match stream.read(&mut buf) {
+            Ok(0) if reaper.fired() => return Err(missing(inflight.len())),
             Ok(0) => {
                 return Err(if counter.is_idle() {
                     "the server closed a connection".into()
@@ -119,27 +245,13 @@ fn requests(
                 })
             }
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if Instant::now() >= w.until + w.drain {
-                    return Err(format!(
-                        "{} replies still missing {:?} after the end",
-                        inflight.len(),
-                        w.drain
-                    ));
-                }
-                continue;
-            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) if reaper.fired() => return Err(missing(inflight.len())),
             Err(e) => return Err(format!("read: {e}")),
         };
         let now = Instant::now();
         let frames = counter.feed(&buf[..n]).map_err(|e| e.to_string())?;
-        progress.replies.fetch_add(frames, Ordering::Relaxed);
+        tally.add(frames);
         for _ in 0..frames {
             let Some(t) = inflight.pop_front() else {
                 out.unexpected += 1;

@@ -193,6 +193,8 @@ impl Outcome {
 /// A running set of client threads.
 pub struct Fleet {
     handles: Vec<JoinHandle<Result<Outcome, FleetError>>>,
+    /// `--blocking`: the thread that ends connections left waiting.
+    reaper: Option<JoinHandle<()>>,
     progress: Arc<Progress>,
     threads: usize,
 }
@@ -215,6 +217,7 @@ impl Fleet {
         }
         Ok(Fleet {
             handles,
+            reaper: None,
             progress,
             threads,
         })
@@ -235,32 +238,55 @@ impl Fleet {
         };
         let threads = plan.clients.max(1);
         let progress = Arc::new(Progress::default());
-        let barrier = Arc::new(Barrier::new(threads));
+        // The reaper thread meets the client threads at the barrier too.
+        let barrier = Arc::new(Barrier::new(threads + 1));
+        let reaper = Arc::new(crate::blocking::Reaper::new(threads));
         // Set by the first thread past the barrier: one window for all.
         let window = Arc::new(std::sync::OnceLock::new());
+        let window_of = move |cell: &std::sync::OnceLock<crate::blocking::Window>| {
+            *cell.get_or_init(|| {
+                let from = Instant::now() + warmup;
+                crate::blocking::Window {
+                    from,
+                    until: from + duration,
+                    drain,
+                    pipeline,
+                }
+            })
+        };
+        let (b, r, w) = (barrier.clone(), reaper.clone(), window.clone());
+        let reaper_handle = thread::Builder::new()
+            .name("bench-reaper".into())
+            .spawn(move || {
+                b.wait();
+                let w = window_of(&w);
+                r.wait(w.until + w.drain);
+            })
+            .map_err(|source| FleetError::Spawn {
+                index: threads,
+                source,
+            })?;
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads {
-            let (plan, progress, barrier, window) = (
+            let (plan, progress, barrier, window, reaper) = (
                 plan.clone(),
                 progress.clone(),
                 barrier.clone(),
                 window.clone(),
+                reaper.clone(),
             );
             let spawned = thread::Builder::new()
                 .name(format!("bench-{index}"))
                 .stack_size(256 * 1024)
                 .spawn(move || {
-                    Ok(crate::blocking::run(&plan, &progress, &barrier, || {
-                        *window.get_or_init(|| {
-                            let from = Instant::now() + warmup;
-                            crate::blocking::Window {
-                                from,
-                                until: from + duration,
-                                drain,
-                                pipeline,
-                            }
-                        })
-                    }))
+                    Ok(crate::blocking::run(
+                        index,
+                        &plan,
+                        &progress,
+                        &reaper,
+                        &barrier,
+                        || window_of(&window),
+                    ))
                 });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -273,6 +299,7 @@ impl Fleet {
         }
         Ok(Fleet {
             handles,
+            reaper: Some(reaper_handle),
             progress,
             threads,
         })
@@ -304,6 +331,10 @@ impl Fleet {
         for (i, h) in self.handles.into_iter().enumerate() {
             let o = h.join().map_err(|_| FleetError::Lost(i))??;
             total.merge(o);
+        }
+        if let Some(r) = self.reaper {
+            // Every client thread released its socket by now, so it returns.
+            r.join().map_err(|_| FleetError::Lost(self.threads))?;
         }
         Ok(total)
     }
@@ -946,6 +977,16 @@ impl Engine {
                 break;
             }
             self.turn((deadline - now).min(TICK));
+        }
+        // Connections whose replies never came are dropped, as in `--blocking`.
+        for i in 0..self.conns.len() {
+            let missing = self.conns[i].inflight.len();
+            if missing > 0 {
+                self.drop_conn(
+                    i,
+                    format!("{missing} replies still missing {drain:?} after the end"),
+                );
+            }
         }
         self.out.behind = self.conns.iter().map(|c| c.owed).sum();
     }

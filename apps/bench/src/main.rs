@@ -50,7 +50,8 @@ Figures, by their JSON keys (the table names them in words):
   behind       --rate: requests that fell due but were never sent because
                --pipeline requests were still unanswered on their connection.
   dropped      Connections that ended early (closed or reset by the server, or
-               a reply header over --max-frame).
+               a reply header over --max-frame), or whose replies were still
+               missing --timeout after the end.
   unexpected   Frames that answered no request.
   answer_all_ms  hold: from the pings to the last answer.
   server_rss_*, server_bytes_per_conn, server_threads

@@ -541,6 +541,53 @@ fn load_blocking_runs_a_thread_per_connection_and_answers_everything_it_sent() {
     assert_eq!(u(&v, "answered"), 0);
 }
 
+/// A server that accepts, reads everything and never answers.
+fn silent() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_server_that_never_answers_ends_the_run_after_the_timeout() {
+    let addr = silent().to_string();
+    for blocking in [false, true] {
+        let mut args = vec![
+            "load",
+            "--addr",
+            &addr,
+            "--clients",
+            "4",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "0s",
+            "--timeout",
+            "500ms",
+        ];
+        if blocking {
+            args.push("--blocking");
+        }
+        // Returns at all: with --blocking, each thread is blocked in a read
+        // no reply will end, and only the end of the run's wait wakes it.
+        let v = bench_json(&args);
+        assert_eq!(u(&v, "connected"), 4, "{v}");
+        assert_eq!(u(&v, "dropped"), 4, "blocking {blocking}: {v}");
+        assert_eq!(u(&v, "answered"), 0);
+        let why = v["first_error"].as_str().unwrap_or_default();
+        assert!(why.contains("still missing"), "blocking {blocking}: {why}");
+    }
+}
+
 #[test]
 fn load_blocking_refuses_an_open_loop() {
     let (ok, _, err) = run(&[
