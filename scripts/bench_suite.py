@@ -16,7 +16,16 @@ freshly started server. What is measured:
             server's RSS per idle connection and its threads, from /proc.
 
 With loadgen on the servers in --agree-servers: pingpong (both placements),
-load at --agree-clients, bulk to the sink, hold (answered only).
+bulk to the sink, hold (answered only), and the agree test:
+
+  agree     server pinned to CPU 0; at each --agree-clients value, loadgen load,
+            trama-bench load --blocking (loadgen's shape) and trama-bench load,
+            one after the other on that server, the client on CPU 0 for one
+            connection and on CPU 1 for more. Each run's CPU time, the tool's
+            (from the kernel's accounting of the finished child) and the
+            server's (/proc/PID/stat), says which of the two was the limit.
+            "python" (tests/python/notes_chat_server.py, a thread per client)
+            is a server slow enough to be the limit for every tool.
 
 Builds nothing. Build first (release):
     cargo build --release -p trama-bench -p trama-echo
@@ -96,6 +105,18 @@ def server_table(p, trama_bulk_args):
             "framing": "be32",
             "hold": True,
         },
+        "python": {
+            # A student's server: the notes' thread per client, be32 frames,
+            # a reply per message. Slower than any tool, so the one check
+            # where both load generators must measure the server.
+            "echo": lambda a: [sys.executable, os.path.join(ROOT, "tests", "python",
+                                                            "notes_chat_server.py"),
+                               a.rsplit(":", 1)[1]],
+            "bulk": None,
+            "sink": None,
+            "framing": "be32",
+            "hold": False,
+        },
         "miosrv": {
             "echo": lambda a: [p.miosrv, "--addr", a],
             # Nagle and a delayed ACK per reply: bulk echo is not its use.
@@ -144,6 +165,35 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a live process, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def with_cpu(run, server_pid):
+    """Run `run()` (a tool as a child process); its result and command, and
+    the CPU each of the tool and the server used meanwhile, in percent of
+    one CPU over the tool's wall time."""
+    tool0, srv0, t0 = children_cpu(), cpu_seconds(server_pid), time.monotonic()
+    res, cmd = run()
+    wall = max(time.monotonic() - t0, 1e-9)
+    tool, srv = children_cpu() - tool0, cpu_seconds(server_pid)
+    cpu = {"tool_cpu_pct": round(100 * tool / wall, 1)}
+    if srv0 is not None and srv is not None:
+        cpu["server_cpu_pct"] = round(100 * (srv - srv0) / wall, 1)
+    return res, cmd, cpu
 
 
 def pinned(cmd, cpus):
@@ -258,20 +308,37 @@ class Suite:
                 args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
                         "--clients", str(c), "--duration", f"{secs}s",
                         "--warmup", f"{self.a.warmup}s", "--pipeline", "1"] + self.threads(c)
-                bench = lambda: run_bench(self.p, args)
-                if agree and c in self.a.agree_clients:
-                    lg_args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
-                               "--clients", str(c), "--secs", str(secs)]
-                    (b, bc), (l, lc) = self.both(rnd, bench, lambda: run_loadgen(self.p, lg_args))
-                    self.record(rnd, name, "load", "loadgen", l, lc, clients=c)
-                    if self.a.agree_per_connection:
-                        # loadgen's shape: a blocking thread per connection.
-                        plain = args[:-2] if "--threads" in args else args
-                        t, tc = run_bench(self.p, plain + ["--blocking"])
-                        self.record(rnd, name, "load", "trama-bench-blocking", t, tc, clients=c)
-                else:
-                    b, bc = bench()
+                b, bc = run_bench(self.p, args)
                 self.record(rnd, name, "load", "trama-bench", b, bc, clients=c)
+            finally:
+                srv.stop()
+
+    def agree(self, rnd, name, agree):
+        """loadgen and both shapes of trama-bench on one pinned server."""
+        if not agree:
+            return
+        s = self.servers[name]
+        secs = self.a.duration
+        for c in self.a.agree_clients:
+            client_cpu = "0" if c == 1 else "1"
+            srv = Server(s["echo"], "0")
+            try:
+                args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
+                        "--clients", str(c), "--duration", f"{secs}s",
+                        "--warmup", f"{self.a.warmup}s", "--pipeline", "1"]
+                lg_args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
+                           "--clients", str(c), "--secs", str(secs)]
+                tools = [
+                    ("loadgen", lambda: run_loadgen(self.p, lg_args, client_cpu)),
+                    ("trama-bench-blocking",
+                     lambda: run_bench(self.p, args + ["--blocking"], client_cpu)),
+                    ("trama-bench", lambda: run_bench(self.p, args, client_cpu)),
+                ]
+                k = rnd % len(tools)
+                for tool, run in tools[k:] + tools[:k]:
+                    res, cmd, cpu = with_cpu(run, srv.pid)
+                    self.record(rnd, name, "agree", tool, res, cmd, clients=c,
+                                client_cpu=client_cpu, **cpu)
             finally:
                 srv.stop()
 
@@ -327,13 +394,15 @@ class Suite:
 
     def run(self):
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        names = self.a.servers
+        names = self.a.servers + [n for n in self.a.agree_servers if n not in self.a.servers]
         for rnd in range(1, self.a.rounds + 1):
             k = (rnd - 1) % len(names)
             order = names[k:] + names[:k]
             for name in order:
                 agree = name in self.a.agree_servers
                 for test in self.a.tests:
+                    if name not in self.a.servers and test != "agree":
+                        continue  # measured for the agreement only
                     log(f"round {rnd}/{self.a.rounds}: {name} {test}")
                     try:
                         getattr(self, test)(rnd, name, agree)
@@ -374,6 +443,12 @@ def figures(runs):
             c = r["clients"]
             add(srv, f"load {c} clients, msgs_per_s", tool, res.get("msgs_per_s"))
             add(srv, f"load {c} clients, p99_us", tool, res.get("p99_us"))
+        elif test == "agree":
+            c = r["clients"]
+            fig = f"pinned load {c} clients, msgs_per_s"
+            add(srv, fig, tool, res.get("msgs_per_s"))
+            add(srv, fig + " / tool_cpu_pct", tool, r.get("tool_cpu_pct"))
+            add(srv, fig + " / server_cpu_pct", tool, r.get("server_cpu_pct"))
         elif test == "bulk":
             add(srv, f"bulk to {r['target']}, mb_per_s", tool, res.get("mb_per_s"))
         elif test == "hold":
@@ -430,7 +505,8 @@ def markdown(doc):
     m = doc["machine"]
     lines = [f"Machine: {m['cores']} cores, {m['cpu']}, Linux {m['kernel']}; "
              f"{doc['params']['rounds']} rounds, medians.", ""]
-    figs = list(dict.fromkeys(k[1] for k in f if k[2] == "trama-bench"))
+    figs = list(dict.fromkeys(k[1] for k in f if k[2] == "trama-bench"
+                              and not k[1].startswith("pinned")))
     lines.append("| figure | " + " | ".join(servers) + " | trama / refsrv | trama / tokiosrv | target |")
     lines.append("|---" * (len(servers) + 4) + "|")
     for fig in figs:
@@ -448,14 +524,28 @@ def markdown(doc):
     pairs = [p for p in dict.fromkeys(pairs)
              if p[1].endswith(("msgs_per_s", "p50_us", "mb_per_s", "answered"))]
     if pairs:
-        lines += ["", "| server | figure | tool | its median | loadgen | ratio to loadgen | within 10 % |",
-                  "|---|---|---|---|---|---|---|"]
+        # CPU columns: each tool's own CPU (percent of one CPU) and the
+        # server's meanwhile, tool's run / loadgen's run (pinned load only).
+        cpu = lambda srv, fig, tool, what: med(f.get((srv, f"{fig} / {what}", tool), []))
+        pct = lambda v: "–" if v is None else f"{v:.0f}"
+        # Each tool's own spread over the rounds (largest / smallest run):
+        # where loadgen's exceeds 1.10, it does not agree with itself.
+        spread = lambda v: f"{max(v) / min(v):.2f}" if v and min(v) > 0 else "–"
+        lines += ["", "| server | figure | tool | its median | loadgen | ratio to loadgen | within 10 % "
+                  "| spread of the runs (it / loadgen) "
+                  "| tool CPU % (it / loadgen) | server CPU % (it / loadgen) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for srv, fig, tool in pairs:
             b, l = med(f[(srv, fig, tool)]), med(f[(srv, fig, "loadgen")])
             r = b / l if l else None
             ok = "yes" if r is not None and abs(r - 1) <= 0.10 else "**no**"
+            tc = f"{pct(cpu(srv, fig, tool, 'tool_cpu_pct'))} / {pct(cpu(srv, fig, 'loadgen', 'tool_cpu_pct'))}"
+            sc = f"{pct(cpu(srv, fig, tool, 'server_cpu_pct'))} / {pct(cpu(srv, fig, 'loadgen', 'server_cpu_pct'))}"
+            if not fig.startswith("pinned"):
+                tc = sc = "–"
+            sp = f"{spread(f[(srv, fig, tool)])} / {spread(f[(srv, fig, 'loadgen')])}"
             lines.append(f"| {srv} | {fig} | {shapes[tool]} | {fmt(b)} | {fmt(l)} | "
-                         f"{f'{r:.2f}' if r is not None else '–'} | {ok} |")
+                         f"{f'{r:.2f}' if r is not None else '–'} | {ok} | {sp} | {tc} | {sc} |")
     return "\n".join(lines)
 
 
@@ -463,7 +553,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--servers", default="trama,refsrv,tokiosrv,miosrv")
-    ap.add_argument("--tests", default="pingpong,load,bulk,hold")
+    ap.add_argument("--tests", default="pingpong,load,bulk,hold,agree")
     ap.add_argument("--clients", default="1,16,256,1000", help="load: connection counts")
     ap.add_argument("--duration", type=float, default=5.0, help="load: measured seconds")
     ap.add_argument("--warmup", type=float, default=1.0, help="load: unmeasured seconds first")
@@ -471,13 +561,10 @@ def main():
     ap.add_argument("--bulk-mib", type=int, default=4096)
     ap.add_argument("--hold-clients", default="1000,5000,10000")
     ap.add_argument("--hold-secs", type=float, default=5.0)
-    ap.add_argument("--agree-servers", default="trama,refsrv,tokiosrv",
-                    help="servers also measured with loadgen")
+    ap.add_argument("--agree-servers", default="trama,refsrv,tokiosrv,python",
+                    help="servers also measured with loadgen (python: only in the agree test)")
     ap.add_argument("--agree-clients", default="1,16,256",
-                    help="load: connection counts also measured with loadgen (it runs a thread per client)")
-    ap.add_argument("--no-agree-per-connection", dest="agree_per_connection", action="store_false",
-                    help="skip the extra trama-bench --blocking load run (a blocking thread per "
-                         "connection, loadgen's shape) next to each loadgen load run")
+                    help="agree: connection counts (loadgen runs a thread per client)")
     ap.add_argument("--bench-threads", default=None,
                     help="trama-bench --threads for load and hold: a number, or 'clients' for "
                          "one thread per connection (default: trama-bench's, one per core)")
@@ -505,15 +592,16 @@ def main():
     a.hold_clients = [int(c) for c in a.hold_clients.split(",")]
     a.out_path = os.path.join(ROOT, a.out)
     paths = Paths(a.trama_dir, a.ref_dir)
-    needed = [paths.bench] + ([paths.echo] if "trama" in a.servers else [])
-    needed += [getattr(paths, s) for s in a.servers if s != "trama"]
+    every = a.servers + a.agree_servers
+    needed = [paths.bench] + ([paths.echo] if "trama" in every else [])
+    needed += [getattr(paths, s) for s in dict.fromkeys(every) if s not in ("trama", "python")]
     if a.agree_servers:
         needed.append(paths.loadgen)
     missing = [x for x in needed if not os.path.exists(x)]
     if missing:
         raise SystemExit("missing " + ", ".join(missing) + ": build first (see --help)")
     for t in a.tests:
-        if t not in ("pingpong", "load", "bulk", "hold"):
+        if t not in ("pingpong", "load", "bulk", "hold", "agree"):
             raise SystemExit(f"unknown test {t}")
     os.makedirs(os.path.dirname(a.out_path), exist_ok=True)
     # The servers and loadgen inherit this: 10,000 connections need more
