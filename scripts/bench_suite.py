@@ -4,8 +4,8 @@ reference servers of ../shared/bench, interleaved round by round, medians of
 the rounds, and the check that trama-bench agrees with the references'
 `loadgen` on the same server with the same parameters.
 
-Each round runs every server once in a rotated order; each measurement gets a
-freshly started server. What is measured:
+Each round runs each test on every server in turn, in an order rotated from
+round to round; each measurement gets a freshly started server. What is measured:
 
   pingpong  trama-bench pingpong --size 64, server pinned with taskset to CPU 0,
             the client to CPU 0 ("same") and to CPU 1 ("cross").
@@ -398,9 +398,12 @@ class Suite:
         for rnd in range(1, self.a.rounds + 1):
             k = (rnd - 1) % len(names)
             order = names[k:] + names[:k]
-            for name in order:
-                agree = name in self.a.agree_servers
-                for test in self.a.tests:
+            # Test by test, every server in turn: the runs a ratio compares
+            # are minutes apart at most, not a whole round (this machine's
+            # speed drifts over a run of the suite).
+            for test in self.a.tests:
+                for name in order:
+                    agree = name in self.a.agree_servers
                     if name not in self.a.servers and test != "agree":
                         continue  # measured for the agreement only
                     log(f"round {rnd}/{self.a.rounds}: {name} {test}")
