@@ -59,19 +59,23 @@ pub fn run(
     let mut out = Outcome::default();
     let began = Instant::now();
     let stream = TcpStream::connect_timeout(&plan.addr, plan.connect_timeout)
-        .and_then(|s| s.set_nodelay(true).map(|()| s));
+        .and_then(|s| s.set_nodelay(true).map(|()| s))
+        .map_err(|e| format!("connect to {}: {e}", plan.addr))
+        // Without the reaper's handle a read could wait forever: a socket
+        // that cannot be registered (out of descriptors) is not used.
+        .and_then(|s| match reaper.register(index, &s) {
+            Ok(()) => Ok(s),
+            Err(e) => Err(format!("second handle on a socket to {}: {e}", plan.addr)),
+        });
     out.connect_time = began.elapsed();
     match &stream {
-        Ok(s) => {
-            if let Err(e) = reaper.register(index, s) {
-                out.note_error(format!("clone a socket for the end of the run: {e}"));
-            }
+        Ok(_) => {
             out.connected = 1;
             progress.connected.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
             out.connect_failed = 1;
-            out.first_error = Some(format!("connect to {}: {e}", plan.addr));
+            out.first_error = Some(e.clone());
         }
     }
     // Every thread reaches the barrier exactly once, whatever happened.
