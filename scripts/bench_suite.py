@@ -320,7 +320,7 @@ class Suite:
         s = self.servers[name]
         secs = self.a.duration
         for c in self.a.agree_clients:
-            client_cpu = "0" if c == 1 else "1"
+            client_cpu = "0" if c == 1 or len(os.sched_getaffinity(0)) < 2 else "1"
             srv = Server(s["echo"], "0")
             try:
                 args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
@@ -589,12 +589,16 @@ def main():
         a.clients, a.hold_clients, a.agree_clients = "1,16", "200", "16"
     a.servers = a.servers.split(",")
     a.tests = a.tests.split(",")
-    a.agree_servers = a.agree_servers.split(",")
+    a.agree_servers = [s for s in a.agree_servers.split(",") if s]
     a.clients = [int(c) for c in a.clients.split(",")]
     a.agree_clients = [int(c) for c in a.agree_clients.split(",")]
     a.hold_clients = [int(c) for c in a.hold_clients.split(",")]
     a.out_path = os.path.join(ROOT, a.out)
     paths = Paths(a.trama_dir, a.ref_dir)
+    known = server_table(Paths(a.trama_dir, a.ref_dir), [])
+    unknown = [s for s in a.servers + a.agree_servers if s not in known]
+    if unknown:
+        raise SystemExit(f"unknown server {', '.join(unknown)}: choose from {', '.join(known)}")
     every = a.servers + a.agree_servers
     needed = [paths.bench] + ([paths.echo] if "trama" in every else [])
     needed += [getattr(paths, s) for s in dict.fromkeys(every) if s not in ("trama", "python")]

@@ -20,7 +20,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Barrier, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Barrier, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::fleet::{Outcome, Plan, Progress};
@@ -60,13 +60,14 @@ pub fn run(
     let began = Instant::now();
     let stream = TcpStream::connect_timeout(&plan.addr, plan.connect_timeout)
         .and_then(|s| s.set_nodelay(true).map(|()| s))
-        .map_err(|e| format!("connect to {}: {e}", plan.addr))
-        // Without the reaper's handle a read could wait forever: a socket
-        // that cannot be registered (out of descriptors) is not used.
-        .and_then(|s| match reaper.register(index, &s) {
-            Ok(()) => Ok(s),
-            Err(e) => Err(format!("second handle on a socket to {}: {e}", plan.addr)),
-        });
+        .map(|s| {
+            // One descriptor, shared with the reaper (which only shuts it
+            // down); it closes when both are done with it.
+            let s = Arc::new(s);
+            reaper.register(index, &s);
+            s
+        })
+        .map_err(|e| format!("connect to {}: {e}", plan.addr));
     out.connect_time = began.elapsed();
     match &stream {
         Ok(_) => {
@@ -129,7 +130,7 @@ impl Drop for Tally<'_> {
 pub struct Reaper {
     /// A second handle on each thread's socket, by thread index; `None`
     /// once released (or never connected).
-    slots: Mutex<Vec<Option<TcpStream>>>,
+    slots: Mutex<Vec<Option<Arc<TcpStream>>>>,
     /// Threads not yet released.
     live: Mutex<usize>,
     changed: Condvar,
@@ -149,13 +150,11 @@ impl Reaper {
         }
     }
 
-    fn register(&self, index: usize, stream: &TcpStream) -> io::Result<()> {
-        let clone = stream.try_clone()?;
+    fn register(&self, index: usize, stream: &Arc<TcpStream>) {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = slots.get_mut(index) {
-            *slot = Some(clone);
+            *slot = Some(stream.clone());
         }
-        Ok(())
     }
 
     fn release(&self, index: usize) {
@@ -208,9 +207,12 @@ fn requests(
     tally: &mut Tally<'_>,
     reaper: &Reaper,
     w: &Window,
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     out: &mut Outcome,
 ) -> Result<(), String> {
+    // Reads and writes go through `&TcpStream`, which is `Read + Write`.
+    let stream: &TcpStream = &stream;
+    let mut reader = stream;
     let pipeline = w.pipeline.max(1);
     let missing = |inflight: usize| {
         format!(
@@ -222,13 +224,19 @@ fn requests(
     let mut buf = vec![0u8; READ_BUF];
     // Send times of the requests in flight, oldest first.
     let mut inflight = std::collections::VecDeque::with_capacity(pipeline);
-    let send = |stream: &mut TcpStream,
+    let send = |mut stream: &TcpStream,
                 inflight: &mut std::collections::VecDeque<Instant>,
                 out: &mut Outcome| {
         let t = Instant::now();
-        stream
-            .write_all(&plan.request)
-            .map_err(|e| format!("write: {e}"))?;
+        stream.write_all(&plan.request).map_err(|e| {
+            // A write blocked at the end (the server stopped reading) is
+            // woken by the reaper's shutdown: say why the run ended it.
+            if reaper.fired() {
+                missing(inflight.len())
+            } else {
+                format!("write: {e}")
+            }
+        })?;
         if t >= w.from && t < w.until {
             out.sent += 1;
         }
@@ -236,10 +244,10 @@ fn requests(
         Ok::<(), String>(())
     };
     for _ in 0..pipeline {
-        send(&mut stream, &mut inflight, out)?;
+        send(stream, &mut inflight, out)?;
     }
     while !inflight.is_empty() {
-        let n = match stream.read(&mut buf) {
+        let n = match reader.read(&mut buf) {
             Ok(0) if reaper.fired() => return Err(missing(inflight.len())),
             Ok(0) => {
                 return Err(if counter.is_idle() {
@@ -270,7 +278,7 @@ fn requests(
                 out.replies_in_window += 1;
             }
             if now < w.until {
-                send(&mut stream, &mut inflight, out)?;
+                send(stream, &mut inflight, out)?;
             }
         }
     }
