@@ -128,7 +128,7 @@ impl Drop for Tally<'_> {
 /// releases it when it is done; [`Reaper::wait`] returns as soon as all
 /// are released, or after shutting down the rest at the deadline.
 pub struct Reaper {
-    /// A second handle on each thread's socket, by thread index; `None`
+    /// Each thread's socket, shared with it, by thread index; `None`
     /// once released (or never connected).
     slots: Mutex<Vec<Option<Arc<TcpStream>>>>,
     /// Threads not yet released.
