@@ -541,25 +541,10 @@ fn load_blocking_runs_a_thread_per_connection_and_answers_everything_it_sent() {
     assert_eq!(u(&v, "answered"), 0);
 }
 
-/// A server that accepts, reads everything and never answers.
-fn silent() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn a_server_that_never_answers_ends_the_run_after_the_timeout() {
-    let addr = silent().to_string();
+    // The sink reads everything and never answers.
+    let addr = sink().to_string();
     for blocking in [false, true] {
         let mut args = vec![
             "load",
