@@ -14,7 +14,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use trama_protocol::{Codec, DisconnectReason, FrameConfig, FrameReader, FrameWriter};
 
-use crate::stream::Stream;
+use crate::gate::Gate;
+use crate::stream::{Duplex, Stream, TlsRole};
 use crate::{AuthConfig, Error, Result, TlsConnector};
 
 /// How a [`Client`] connects and frames.
@@ -93,8 +94,8 @@ pub struct Client {
     writer: Arc<Mutex<FrameWriter<Stream>>>,
     /// The TLS session, to send close_notify on close.
     tls: Option<crate::tls::TlsHalf>,
-    /// A handle used only to shut the socket down, which wakes the listener.
-    control: TcpStream,
+    /// Closed on close: wakes the listener thread, shuts the socket.
+    gate: Arc<Gate>,
     events: Receiver<ClientEvent>,
     listener: Option<JoinHandle<()>>,
     heartbeat: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
@@ -121,28 +122,24 @@ impl Client {
         }
         let peer = stream.peer_addr()?;
         crate::net::keepalive_or_log((&stream).into(), config.keepalive, &peer.to_string());
-        let control = stream.try_clone()?;
-        let (mut reader, writer, tls) = match &config.tls {
-            None => {
-                let reader = Stream::plain(stream.try_clone()?);
-                (reader, Stream::plain(stream), None)
-            }
-            Some(connector) => {
-                let half = crate::tls::connect(connector, stream, addr, config.connect_timeout)?;
-                (
-                    Stream::from_tls(half.clone()),
-                    Stream::from_tls(half.clone()),
-                    Some(half),
-                )
-            }
+        let role = match &config.tls {
+            None => TlsRole::Plain,
+            Some(connector) => TlsRole::Client {
+                connector,
+                addr,
+                timeout: config.connect_timeout,
+            },
         };
-        if let Some(auth) = &config.auth {
-            let role = trama_protocol::auth::Role::Dialer;
-            match &tls {
-                None => crate::auth::handshake(&control, role, auth)?,
-                Some(half) => crate::auth::handshake_over(&mut reader, half.socket(), role, auth)?,
-            }
-        }
+        let auth = config
+            .auth
+            .as_ref()
+            .map(|a| (a, trama_protocol::auth::Role::Dialer));
+        let Duplex {
+            reader,
+            writer,
+            gate,
+            tls,
+        } = crate::stream::duplex(stream, role, auth)?;
         let (tx, events) = crossbeam_channel::bounded(config.inbox.max(1));
         let frame = config.frame;
         let skip_empty = config.heartbeat.is_some();
@@ -157,7 +154,7 @@ impl Client {
         let mut client = Client {
             writer,
             tls,
-            control,
+            gate,
             events,
             listener: Some(listener),
             heartbeat: None,
@@ -176,7 +173,7 @@ impl Client {
 
     /// Our end's address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.control.local_addr()?)
+        Ok(self.gate.socket().local_addr()?)
     }
 
     /// Send one message (one write of header and payload). Safe from any thread.
@@ -249,7 +246,7 @@ impl Client {
         if let Some(tls) = self.tls.take() {
             tls.close_notify();
         }
-        let _ = self.control.shutdown(Shutdown::Both);
+        self.gate.close(Shutdown::Both);
         if let Some((stop, t)) = self.heartbeat.take() {
             drop(stop);
             let _ = t.join();

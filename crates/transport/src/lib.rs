@@ -53,6 +53,7 @@ mod auth;
 mod client;
 mod config;
 mod error;
+mod gate;
 mod multi;
 mod net;
 mod peer;

@@ -18,7 +18,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::stream::Stream;
+use crate::gate::Gate;
+use crate::stream::{Duplex, Stream, TlsRole};
 use crate::{AuthConfig, Error, Result, TlsConnector};
 
 /// One server to connect to.
@@ -123,8 +124,8 @@ struct Link {
     writer: Mutex<Option<FrameWriter<Stream>>>,
     /// Messages waiting for the connection. Lock order: `writer`, then `held`.
     held: Mutex<VecDeque<Vec<u8>>>,
-    /// A handle to shut the live socket down on close.
-    control: Mutex<Option<TcpStream>>,
+    /// The live connection's gate, closed on close (which wakes its reader).
+    control: Mutex<Option<Arc<Gate>>>,
 }
 
 /// Connections to several servers behind one event stream.
@@ -258,13 +259,8 @@ impl MultiClient {
         self.stop.store(true, Ordering::SeqCst);
         self.wake = None;
         for link in &self.links {
-            if let Some(s) = link
-                .control
-                .lock()
-                .ok()
-                .and_then(|c| c.as_ref().and_then(|s| s.try_clone().ok()))
-            {
-                let _ = s.shutdown(Shutdown::Both);
+            if let Some(gate) = link.control.lock().ok().and_then(|c| c.clone()) {
+                gate.close(Shutdown::Both);
             }
         }
         for t in self.threads.drain(..) {
@@ -352,38 +348,30 @@ fn serve(
         });
     }
     let framed = !link.spec.frame.is_unframed();
-    let control = stream.try_clone()?;
-    let (mut reader, sink, tls) = match config.tls.as_ref().filter(|_| framed) {
-        None => (
-            Stream::plain(stream.try_clone()?),
-            Stream::plain(stream),
-            None,
-        ),
-        Some(connector) => {
-            let half = crate::tls::connect(
-                connector,
-                stream,
-                Some(&link.spec.addr),
-                config.connect_timeout,
-            )?;
-            (
-                Stream::from_tls(half.clone()),
-                Stream::from_tls(half.clone()),
-                Some(half),
-            )
-        }
+    // The notes' unframed servers speak neither TLS nor the key.
+    let role = match config.tls.as_ref().filter(|_| framed) {
+        None => TlsRole::Plain,
+        Some(connector) => TlsRole::Client {
+            connector,
+            addr: Some(&link.spec.addr),
+            timeout: config.connect_timeout,
+        },
     };
-    if let Some(auth) = config.auth.as_ref().filter(|_| framed) {
-        let role = trama_protocol::auth::Role::Dialer;
-        match &tls {
-            None => crate::auth::handshake(&control, role, auth)?,
-            Some(half) => crate::auth::handshake_over(&mut reader, half.socket(), role, auth)?,
-        }
-    }
-    *link.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(control);
-    // `close` sets `stop` and then shuts down the registered sockets: if it
-    // ran before the line above, it missed this one, and the read below
-    // would block it forever.
+    let auth = config
+        .auth
+        .as_ref()
+        .filter(|_| framed)
+        .map(|a| (a, trama_protocol::auth::Role::Dialer));
+    let Duplex {
+        reader,
+        writer: sink,
+        gate,
+        tls,
+    } = crate::stream::duplex(stream, role, auth)?;
+    *link.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(gate);
+    // `close` sets `stop` and then closes the registered gates: if it ran
+    // before the line above, it missed this one, and the read below would
+    // block it forever.
     if stop.load(Ordering::SeqCst) {
         *link.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
         return Ok("client closed".to_string());

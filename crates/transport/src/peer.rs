@@ -19,7 +19,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::auth::Role;
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::stream::Stream;
+use crate::gate::Gate;
+use crate::stream::{Duplex, Stream, TlsRole};
 use crate::{AuthConfig, Error, Result, TlsAcceptor, TlsConnector};
 
 /// Identifies one link (one TCP connection) for the life of the node.
@@ -131,7 +132,8 @@ struct Shared {
     config: PeerConfig,
     next: AtomicU64,
     links: Mutex<HashMap<LinkId, Arc<Mutex<FrameWriter<Stream>>>>>,
-    controls: Mutex<HashMap<LinkId, TcpStream>>,
+    /// Each live link's gate: closing it wakes the link's reader.
+    controls: Mutex<HashMap<LinkId, Arc<Gate>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     tx: Sender<LinkEvent>,
     stop: AtomicBool,
@@ -271,14 +273,14 @@ impl PeerNode {
 
     /// Close one link (its `Down` event follows).
     pub fn close(&self, link: LinkId) {
-        if let Some(s) = self
+        if let Some(gate) = self
             .shared
             .controls
             .lock()
             .ok()
-            .and_then(|c| c.get(&link).and_then(|s| s.try_clone().ok()))
+            .and_then(|c| c.get(&link).cloned())
         {
-            let _ = s.shutdown(Shutdown::Both);
+            gate.close(Shutdown::Both);
         }
     }
 
@@ -299,8 +301,8 @@ impl Drop for PeerNode {
             *w = None;
         }
         if let Ok(controls) = self.shared.controls.lock() {
-            for s in controls.values() {
-                let _ = s.shutdown(Shutdown::Both);
+            for gate in controls.values() {
+                gate.close(Shutdown::Both);
             }
         }
         // Wake the blocking accept with a connection of our own.
@@ -350,66 +352,32 @@ fn secure_then_adopt(shared: &Arc<Shared>, stream: TcpStream, addr: String) {
 }
 
 /// Connect to `addr` and run the configured handshakes as the dialer.
-fn dial_once(config: &PeerConfig, addr: &str) -> Result<Ready> {
+fn dial_once(config: &PeerConfig, addr: &str) -> Result<Duplex> {
     let stream = crate::net::connect(addr, config.connect_timeout)?;
     secure(config, stream, Role::Dialer, addr)
-}
-
-/// A link's stream once its handshakes are done: what its reader and its
-/// writer go through, and the socket under them (to shut it down).
-struct Ready {
-    reader: Stream,
-    writer: Stream,
-    control: TcpStream,
 }
 
 /// Run the configured handshakes on a new stream: TLS (as the client of a
 /// link we dialed, the server of one we accepted), then the shared key
 /// inside it. `addr` is the address dialed (the name TLS checks).
-fn secure(config: &PeerConfig, stream: TcpStream, role: Role, addr: &str) -> Result<Ready> {
+fn secure(config: &PeerConfig, stream: TcpStream, role: Role, addr: &str) -> Result<Duplex> {
     stream.set_nodelay(true)?;
     crate::net::keepalive_or_log((&stream).into(), config.keepalive, addr);
-    let control = stream.try_clone()?;
-    let (mut reader, writer, tls) = match (&config.tls, role) {
-        (None, _) => (
-            Stream::plain(stream.try_clone()?),
-            Stream::plain(stream),
-            None,
-        ),
-        (Some(tls), Role::Dialer) => {
-            let half =
-                crate::tls::connect(&tls.connector, stream, Some(addr), config.connect_timeout)?;
-            (
-                Stream::from_tls(half.clone()),
-                Stream::from_tls(half.clone()),
-                Some(half),
-            )
-        }
-        (Some(tls), Role::Listener) => {
-            let half = crate::tls::accept(&tls.acceptor, stream)?;
-            (
-                Stream::from_tls(half.clone()),
-                Stream::from_tls(half.clone()),
-                Some(half),
-            )
-        }
+    let tls = match (&config.tls, role) {
+        (None, _) => TlsRole::Plain,
+        (Some(tls), Role::Dialer) => TlsRole::Client {
+            connector: &tls.connector,
+            addr: Some(addr),
+            timeout: config.connect_timeout,
+        },
+        (Some(tls), Role::Listener) => TlsRole::Server(&tls.acceptor),
     };
-    if let Some(auth) = &config.auth {
-        match &tls {
-            None => crate::auth::handshake(&control, role, auth)?,
-            Some(half) => crate::auth::handshake_over(&mut reader, half.socket(), role, auth)?,
-        }
-    }
-    Ok(Ready {
-        reader,
-        writer,
-        control,
-    })
+    crate::stream::duplex(stream, tls, config.auth.as_ref().map(|a| (a, role)))
 }
 
 /// Register a connected stream as a link and start its reader thread.
 /// Returns the reader thread's handle (joined by the node on drop).
-fn adopt(shared: &Arc<Shared>, ready: Ready, dialed: bool, addr: String) -> Result<LinkId> {
+fn adopt(shared: &Arc<Shared>, ready: Duplex, dialed: bool, addr: String) -> Result<LinkId> {
     let t = start_link(shared, ready, dialed, addr)?;
     let id = t.0;
     if let Ok(mut threads) = shared.threads.lock() {
@@ -420,14 +388,15 @@ fn adopt(shared: &Arc<Shared>, ready: Ready, dialed: bool, addr: String) -> Resu
 
 fn start_link(
     shared: &Arc<Shared>,
-    ready: Ready,
+    ready: Duplex,
     dialed: bool,
     addr: String,
 ) -> Result<(LinkId, JoinHandle<()>)> {
-    let Ready {
+    let Duplex {
         reader,
         writer,
-        control,
+        gate,
+        tls: _,
     } = ready;
     let link = LinkId(shared.next.fetch_add(1, Ordering::Relaxed));
     let frame = shared.config.frame;
@@ -435,7 +404,7 @@ fn start_link(
         l.insert(link, Arc::new(Mutex::new(FrameWriter::new(writer, frame))));
     }
     if let Ok(mut c) = shared.controls.lock() {
-        c.insert(link, control);
+        c.insert(link, gate);
     }
     let _ = shared.tx.send(LinkEvent::Up { link, dialed, addr });
     let shared2 = shared.clone();

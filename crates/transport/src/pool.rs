@@ -9,7 +9,8 @@
 //! fastest design. [`PoolServer`] does that safely: a bounded number of
 //! threads, a bounded queue, read and write timeouts on every stream so a
 //! stalled peer cannot hold a thread forever, accept errors that back off,
-//! and a shutdown that wakes every blocked handler by shutting its socket.
+//! and a shutdown that wakes every handler blocked reading (its reads wait
+//! at a gate that shutdown closes, on every platform).
 //!
 //! TLS and the shared key run on the pool thread, in the order the other
 //! servers use (TLS first, then the key inside it), before the handler is
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::gate::Gate;
 use crate::net::{accept_error, AcceptError};
 use crate::{AuthConfig, Error, Result, Stream, TlsAcceptor};
 
@@ -82,7 +84,8 @@ impl Default for PoolConfig {
 pub struct PoolHandle {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
-    active: Arc<Mutex<HashMap<u64, TcpStream>>>,
+    /// The gate of every connection accepted and not yet finished.
+    active: Arc<Mutex<HashMap<u64, Arc<Gate>>>>,
 }
 
 impl PoolHandle {
@@ -92,8 +95,8 @@ impl PoolHandle {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
         if let Ok(active) = self.active.lock() {
-            for s in active.values() {
-                let _ = s.shutdown(Shutdown::Both);
+            for gate in active.values() {
+                gate.close(Shutdown::Both);
             }
         }
     }
@@ -172,8 +175,9 @@ impl PoolServer {
         F: Fn(Stream, SocketAddr) + Send + Sync + 'static,
     {
         let handler = Arc::new(handler);
-        let (tx, rx) =
-            crossbeam_channel::bounded::<(u64, TcpStream, SocketAddr)>(self.config.queue);
+        let (tx, rx) = crossbeam_channel::bounded::<(u64, TcpStream, Arc<Gate>, SocketAddr)>(
+            self.config.queue,
+        );
         let mut threads = Vec::new();
         for i in 0..self.config.threads.max(1) {
             let (rx, handler, active) = (rx.clone(), handler.clone(), self.handle.active.clone());
@@ -182,8 +186,8 @@ impl PoolServer {
             let t = std::thread::Builder::new()
                 .name(format!("trama-pool-{i}"))
                 .spawn(move || {
-                    for (id, stream, peer) in rx {
-                        let stream = match secure(stream, tls.as_ref(), auth.as_ref()) {
+                    for (id, stream, gate, peer) in rx {
+                        let mut stream = match secure(stream, tls.as_ref(), auth.as_ref()) {
                             Ok(stream) => stream,
                             Err(e) => {
                                 // At shutdown the socket was shut under the
@@ -199,6 +203,7 @@ impl PoolServer {
                                 continue;
                             }
                         };
+                        stream.set_gate(gate);
                         // A handler that panics loses its connection, not the thread.
                         let run = std::panic::AssertUnwindSafe(|| handler(stream, peer));
                         if std::panic::catch_unwind(run).is_err() {
@@ -244,13 +249,11 @@ impl PoolServer {
                         backoff = Duration::from_millis(10);
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
                         match self.prepare(stream) {
-                            Ok(stream) => {
-                                if let Ok(clone) = stream.try_clone() {
-                                    if let Ok(mut a) = self.handle.active.lock() {
-                                        a.insert(id, clone);
-                                    }
+                            Ok((stream, gate)) => {
+                                if let Ok(mut a) = self.handle.active.lock() {
+                                    a.insert(id, gate.clone());
                                 }
-                                if let Err(e) = tx.try_send((id, stream, peer)) {
+                                if let Err(e) = tx.try_send((id, stream, gate, peer)) {
                                     log::warn!(
                                         "{peer} refused: all {} threads busy and {} waiting",
                                         self.config.threads,
@@ -289,7 +292,9 @@ impl PoolServer {
         Ok(())
     }
 
-    fn prepare(&self, stream: mio::net::TcpStream) -> io::Result<TcpStream> {
+    /// A blocking socket with the configured options, and the gate its
+    /// handler's reads will wait at (which shutdown closes).
+    fn prepare(&self, stream: mio::net::TcpStream) -> io::Result<(TcpStream, Arc<Gate>)> {
         // mio hands out non-blocking sockets; handlers want blocking ones.
         let stream = TcpStream::from(stream);
         stream.set_nonblocking(false)?;
@@ -298,7 +303,8 @@ impl PoolServer {
         }
         stream.set_read_timeout(self.config.read_timeout)?;
         stream.set_write_timeout(self.config.write_timeout)?;
-        Ok(stream)
+        let gate = Arc::new(Gate::new(&stream)?);
+        Ok((stream, gate))
     }
 }
 

@@ -15,7 +15,7 @@
 //! `TCP_NODELAY`, so the proxy adds no Nagle delay of its own.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use trama_protocol::fault::{FaultPlan, FaultSchedule, Step};
 use trama_protocol::{Direction, FrameConfig, Note, Observer};
 
+use crate::gate::Gate;
 use crate::net::{accept_error, AcceptError};
 use crate::{Error, Result};
 
@@ -248,10 +249,11 @@ pub enum ProxyEvent<'a> {
 
 type Callback = Arc<dyn Fn(&ProxyEvent<'_>) + Send + Sync>;
 
-/// The two sockets of one connection, for shutting them from any thread.
+/// The gates of one connection's two sockets, for ending it from any
+/// thread: closing a gate wakes the pump reading that socket.
 struct Pair {
-    client: TcpStream,
-    server: TcpStream,
+    client: Arc<Gate>,
+    server: Arc<Gate>,
 }
 
 /// Shared by the two pumps of one connection.
@@ -274,15 +276,16 @@ pub struct ProxyHandle {
 }
 
 impl ProxyHandle {
-    /// Stop accepting, shut every connection's sockets (which wakes their
-    /// threads), and let `run` return once they have finished.
+    /// Stop accepting, close every connection's gates (which wakes their
+    /// threads and shuts their sockets), and let `run` return once they
+    /// have finished.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
         if let Ok(active) = self.active.lock() {
             for p in active.values() {
-                let _ = p.client.shutdown(Shutdown::Both);
-                let _ = p.server.shutdown(Shutdown::Both);
+                p.client.close(Shutdown::Both);
+                p.server.close(Shutdown::Both);
             }
         }
     }
@@ -447,44 +450,44 @@ fn connection(
         Ok(s) => s,
         Err(e) => return refuse(e.to_string()),
     };
-    let setup = (|| -> io::Result<(TcpStream, TcpStream, SocketAddr)> {
+    let setup = (|| -> io::Result<(TcpStream, TcpStream, Pair, SocketAddr)> {
         for s in [&client, &server] {
             s.set_nonblocking(false)?;
             s.set_nodelay(true)?;
             s.set_write_timeout(config.write_timeout)?;
-            // Reads wake up now and then to check the idle timeout.
-            s.set_read_timeout(
-                config
-                    .idle_timeout
-                    .map(|d| (d / 4).max(Duration::from_millis(10))),
-            )?;
         }
+        let pair = Pair {
+            client: Arc::new(Gate::new(&client)?),
+            server: Arc::new(Gate::new(&server)?),
+        };
+        // Reads wake up now and then to check the idle timeout.
+        let tick = config
+            .idle_timeout
+            .map(|d| (d / 4).max(Duration::from_millis(10)));
+        pair.client.set_timeout(tick);
+        pair.server.set_timeout(tick);
         Ok((
             client.try_clone()?,
             server.try_clone()?,
+            pair,
             server.peer_addr()?,
         ))
     })();
-    let (client2, server2, server_addr) = match setup {
+    let (client2, server2, pair, server_addr) = match setup {
         Ok(s) => s,
         Err(e) => return refuse(format!("cannot set up the sockets: {e}")),
     };
-    match (client.try_clone(), server.try_clone(), handle.active.lock()) {
-        (Ok(c), Ok(s), Ok(mut active)) => {
-            active.insert(
-                id,
-                Pair {
-                    client: c,
-                    server: s,
-                },
-            );
+    let (client_gate, server_gate) = (pair.client.clone(), pair.server.clone());
+    match handle.active.lock() {
+        Ok(mut active) => {
+            active.insert(id, pair);
         }
-        _ => return refuse("cannot register the connection".into()),
+        Err(_) => return refuse("cannot register the connection".into()),
     }
     // Shutdown may have come between accept and registration.
     if handle.is_shut_down() {
-        let _ = client.shutdown(Shutdown::Both);
-        let _ = server.shutdown(Shutdown::Both);
+        client_gate.close(Shutdown::Both);
+        server_gate.close(Shutdown::Both);
     }
     on_event(&ProxyEvent::Opened {
         conn: id,
@@ -498,18 +501,19 @@ fn connection(
         born: Instant::now(),
     });
     let back = {
-        let (conn, config, on_event, handle) = (
+        let (conn, config, on_event, handle, gate) = (
             conn.clone(),
             config.clone(),
             on_event.clone(),
             handle.clone(),
+            server_gate.clone(),
         );
         std::thread::Builder::new()
             .name(format!("trama-proxy-{id}-s2c"))
             .spawn(move || {
                 pump(
                     Direction::ServerToClient,
-                    server2,
+                    (server2, &gate),
                     client2,
                     &conn,
                     &config,
@@ -522,7 +526,7 @@ fn connection(
         Ok(t) => {
             pump(
                 Direction::ClientToServer,
-                client,
+                (client, &client_gate),
                 server,
                 &conn,
                 config,
@@ -533,8 +537,8 @@ fn connection(
         }
         Err(e) => {
             log::warn!("connection {id}: cannot start a thread: {e}");
-            let _ = client.shutdown(Shutdown::Both);
-            let _ = server.shutdown(Shutdown::Both);
+            client_gate.close(Shutdown::Both);
+            server_gate.close(Shutdown::Both);
         }
     }
     if let Ok(mut active) = handle.active.lock() {
@@ -543,10 +547,11 @@ fn connection(
     on_event(&ProxyEvent::Closed { conn: id });
 }
 
-/// Pump one direction from `src` to `dst` until it ends.
+/// Pump one direction from `src` (read through its gate) to `dst` until it
+/// ends.
 fn pump(
     dir: Direction,
-    mut src: TcpStream,
+    (src, gate): (TcpStream, &Gate),
     mut dst: TcpStream,
     conn: &Conn,
     config: &ProxyConfig,
@@ -572,7 +577,7 @@ fn pump(
         // process and back, which is most of a proxy's cost.
         #[cfg(target_os = "linux")]
         if observer.is_none() && schedule.is_none() && !config.data {
-            if let Some(moved) = splice::pump(&src, &dst, conn, config, handle) {
+            if let Some(moved) = splice::pump((&src, gate), &dst, conn, config, handle) {
                 break 'moved moved;
             }
         }
@@ -601,7 +606,7 @@ fn pump(
                     buf.resize(to, 0);
                 }
             }
-            let n = match src.read(&mut buf) {
+            let n = match gate.read(&src, &mut buf) {
                 Ok(0) => break End::Eof,
                 Ok(n) => {
                     filled = n == buf.len();
@@ -728,14 +733,14 @@ mod splice {
     use nix::errno::Errno;
     use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 
-    use super::{woke, Conn, End, Grown, FIRST_BUFFER, GROWN_PIPES, PIPE_BUDGET};
+    use super::{woke, Conn, End, Gate, Grown, FIRST_BUFFER, GROWN_PIPES, PIPE_BUDGET};
     use crate::{ProxyConfig, ProxyHandle};
 
     /// Move `src` to `dst` through a pipe until the stream ends: the end,
     /// the bytes moved, and whether the sender reset the connection. `None`
     /// if no pipe could be made (the caller copies instead).
     pub(super) fn pump(
-        src: &TcpStream,
+        (src, gate): (&TcpStream, &Gate),
         dst: &TcpStream,
         conn: &Conn,
         config: &ProxyConfig,
@@ -755,6 +760,17 @@ mod splice {
         let flags = SpliceFFlags::SPLICE_F_MOVE;
         let mut bytes = 0u64;
         loop {
+            // The splice below blocks in the kernel: wait at the gate first,
+            // so the idle check and a close can reach this thread.
+            if let Err(e) = gate.wait() {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    match woke(conn, config, handle) {
+                        Some(end) => return Some((end, bytes, false)),
+                        None => continue,
+                    }
+                }
+                return Some((End::Error(format!("read failed: {e}")), bytes, false));
+            }
             let n = match splice(src, None, &pipe_w, None, room, flags) {
                 Ok(0) => return Some((End::Eof, bytes, false)),
                 Ok(n) if n == room && room < most && !refused => {
@@ -777,7 +793,7 @@ mod splice {
                     shrink = room > FIRST_BUFFER && n <= FIRST_BUFFER / 2;
                     n
                 }
-                // The read timeout (set for the idle check) ran out.
+                // Not expected once the gate said readable; treated as a tick.
                 Err(Errno::EAGAIN) => match woke(conn, config, handle) {
                     Some(end) => return Some((end, bytes, false)),
                     None => continue,
@@ -888,16 +904,16 @@ fn close(conn: &Conn, handle: &ProxyHandle, reset: bool) {
         .ok()
         .and_then(|mut a| a.remove(&conn.id));
     let Some(pair) = pair else { return };
-    for s in [&pair.client, &pair.server] {
+    for gate in [&pair.client, &pair.server] {
         if reset {
             // With a zero linger, closing the last handle sends a reset
-            // instead of an orderly end. Reading is shut (not writing, which
-            // would send an end first) to wake the other pump, whose handles
-            // close as it returns.
-            let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
-            let _ = s.shutdown(Shutdown::Read);
+            // instead of an orderly end. Only reading is shut (not writing,
+            // which would send an end first); the closed gate wakes the
+            // other pump, whose handles close as it returns.
+            let _ = socket2::SockRef::from(gate.socket()).set_linger(Some(Duration::ZERO));
+            gate.close(Shutdown::Read);
         } else {
-            let _ = s.shutdown(Shutdown::Both);
+            gate.close(Shutdown::Both);
         }
     }
 }
@@ -905,6 +921,7 @@ fn close(conn: &Conn, handle: &ProxyHandle, reset: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::TcpListener;
     use std::sync::mpsc;
 

@@ -10,10 +10,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use trama_protocol::auth::Role;
 
+use crate::gate::Gate;
 use crate::tls::TlsHalf;
 use crate::{AuthConfig, Result, TlsAcceptor, TlsConnector};
 
@@ -32,6 +34,10 @@ use crate::{AuthConfig, Result, TlsAcceptor, TlsConnector};
 /// ```
 pub struct Stream {
     inner: Inner,
+    /// Where reads wait when another thread must be able to end them (the
+    /// pool's shutdown, a client's close); without one, reads block in the
+    /// kernel as a `TcpStream`'s do.
+    gate: Option<Arc<Gate>>,
 }
 
 enum Inner {
@@ -59,6 +65,7 @@ impl Stream {
     pub fn plain(stream: TcpStream) -> Stream {
         Stream {
             inner: Inner::Plain(stream),
+            gate: None,
         }
     }
 
@@ -78,6 +85,7 @@ impl Stream {
     pub(crate) fn from_tls(half: TlsHalf) -> Stream {
         Stream {
             inner: Inner::Tls(half),
+            gate: None,
         }
     }
 
@@ -112,6 +120,23 @@ impl Stream {
             Inner::Plain(s) => crate::auth::handshake(s, role, auth),
             Inner::Tls(half) => crate::auth::handshake_over(&mut &*half, half.socket(), role, auth),
         }
+    }
+
+    /// Make every read wait at `gate` (over this stream's socket), so that
+    /// [`Gate::close`] from another thread ends it on every platform.
+    pub(crate) fn set_gate(&mut self, gate: Arc<Gate>) {
+        if let Inner::Tls(half) = &mut self.inner {
+            half.set_gate(gate.clone());
+        }
+        self.gate = Some(gate);
+    }
+
+    /// A new gate over this stream's socket, set on it, and returned for
+    /// the thread that will close it.
+    pub(crate) fn gate(&mut self) -> io::Result<Arc<Gate>> {
+        let gate = Arc::new(Gate::new(self.socket())?);
+        self.set_gate(gate.clone());
+        Ok(gate)
     }
 
     /// True when the bytes go through TLS.
@@ -158,6 +183,9 @@ impl Stream {
 
     /// A read that waits longer than this fails (`None`: wait forever).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if let Some(gate) = &self.gate {
+            gate.set_timeout(timeout);
+        }
         self.socket().set_read_timeout(timeout)
     }
 
@@ -168,7 +196,10 @@ impl Stream {
 
     /// The read timeout.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.socket().read_timeout()
+        match &self.gate {
+            Some(gate) => Ok(gate.timeout()),
+            None => self.socket().read_timeout(),
+        }
     }
 
     /// The write timeout.
@@ -182,11 +213,89 @@ impl Stream {
     }
 }
 
+/// How a new connection speaks TLS, if at all.
+pub(crate) enum TlsRole<'a> {
+    /// Plain TCP.
+    Plain,
+    /// As the client: check the server's certificate against the host of
+    /// `addr` (the address dialed), or its IP address without one.
+    Client {
+        connector: &'a TlsConnector,
+        addr: Option<&'a str>,
+        timeout: Duration,
+    },
+    /// As the server.
+    Server(&'a TlsAcceptor),
+}
+
+/// A connection set up for one reader thread and writers on any thread:
+/// what the client, the multi-server client and the peer node each hold of
+/// a live connection.
+pub(crate) struct Duplex {
+    /// Read by one thread; its reads wait at `gate`.
+    pub(crate) reader: Stream,
+    /// Written from any thread (a TLS session locks itself).
+    pub(crate) writer: Stream,
+    /// Closing it ends the reader's wait and shuts the socket.
+    pub(crate) gate: Arc<Gate>,
+    /// The TLS session, to say goodbye (close_notify) before closing.
+    pub(crate) tls: Option<TlsHalf>,
+}
+
+/// Run the handshakes a new connection needs (TLS in `role`, then the
+/// shared key inside it, as `auth`'s side) and split it into a gated reader
+/// and a writer.
+pub(crate) fn duplex(
+    stream: TcpStream,
+    role: TlsRole<'_>,
+    auth: Option<(&AuthConfig, Role)>,
+) -> Result<Duplex> {
+    let (mut reader, writer, tls) = match role {
+        TlsRole::Plain => (
+            Stream::plain(stream.try_clone()?),
+            Stream::plain(stream),
+            None,
+        ),
+        TlsRole::Client {
+            connector,
+            addr,
+            timeout,
+        } => {
+            let half = crate::tls::connect(connector, stream, addr, timeout)?;
+            (
+                Stream::from_tls(half.clone()),
+                Stream::from_tls(half.clone()),
+                Some(half),
+            )
+        }
+        TlsRole::Server(acceptor) => {
+            let half = crate::tls::accept(acceptor, stream)?;
+            (
+                Stream::from_tls(half.clone()),
+                Stream::from_tls(half.clone()),
+                Some(half),
+            )
+        }
+    };
+    if let Some((auth, side)) = auth {
+        reader.authenticate(side, auth)?;
+    }
+    let gate = reader.gate()?;
+    Ok(Duplex {
+        reader,
+        writer,
+        gate,
+        tls,
+    })
+}
+
 impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &self.inner {
-            Inner::Plain(s) => (&*s).read(buf),
-            Inner::Tls(t) => (&*t).read(buf),
+        match (&self.inner, &self.gate) {
+            (Inner::Plain(s), Some(gate)) => gate.read(s, buf),
+            (Inner::Plain(s), None) => (&*s).read(buf),
+            // A TLS half waits at the same gate (set with it) for wire bytes.
+            (Inner::Tls(t), _) => (&*t).read(buf),
         }
     }
 }

@@ -14,6 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConnection, Connection, RootCertStore, ServerConnection};
 
+use crate::gate::Gate;
 use crate::{Error, Result};
 
 /// A server's TLS identity: its certificate chain and private key.
@@ -158,6 +159,8 @@ fn read_pem(path: &Path) -> Result<Vec<u8>> {
 pub(crate) struct TlsHalf {
     conn: Arc<Mutex<Connection>>,
     sock: Arc<TcpStream>,
+    /// Where the reading half waits for wire bytes, when it has one.
+    gate: Option<Arc<Gate>>,
 }
 
 /// Run the TLS handshake as a client on a blocking stream, within `limit`.
@@ -247,6 +250,7 @@ fn handshake(
     Ok(TlsHalf {
         conn: Arc::new(Mutex::new(conn)),
         sock: Arc::new(stream),
+        gate: None,
     })
 }
 
@@ -268,6 +272,11 @@ impl TlsHalf {
         let mut conn = self.lock();
         conn.send_close_notify();
         let _ = TlsHalf::push(&mut conn, &self.sock);
+    }
+
+    /// Wait for wire bytes at `gate` (over this session's socket).
+    pub(crate) fn set_gate(&mut self, gate: Arc<Gate>) {
+        self.gate = Some(gate);
     }
 
     /// The socket under the session (for timeouts and shutdown).
@@ -298,7 +307,10 @@ impl Read for &TlsHalf {
                 }
             }
             // Wait for bytes without holding the lock, so writers go on.
-            let n = (&*self.sock).read(&mut wire)?;
+            let n = match &self.gate {
+                Some(gate) => gate.read(&self.sock, &mut wire)?,
+                None => (&*self.sock).read(&mut wire)?,
+            };
             let mut conn = self.lock();
             if n == 0 {
                 // EOF without close_notify: rustls reports it as such.
