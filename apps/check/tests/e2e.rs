@@ -147,8 +147,12 @@ fn a_single_recv_fails_the_split_and_the_large_message() {
         &["byte-at-a-time", "large-message"],
         &[],
     );
+    // The server answers a short read, then takes body bytes for the next
+    // header and closes with bytes unread: a reset, which can overtake the
+    // short answer. Either way the reason says what went wrong.
+    let why = reason(&report, "large-message");
     assert!(
-        reason(&report, "large-message").contains("instead of 1048576"),
+        why.contains("instead of 1048576") || why.contains("reset"),
         "{report}"
     );
 }
