@@ -117,6 +117,9 @@ fn serve(ctx: &Ctx, stream: &Stream, peer: SocketAddr) -> AppResult {
             Ok(verdict) => verdict,
             Err(Lost(e)) => return Err(e),
             Err(Failed(verdict)) => {
+                // Nothing of a failed file is kept: a retry starts afresh.
+                let part = files::partial_name(&offer.name, offer.size);
+                let _ = std::fs::remove_file(ctx.args.dir.join(part));
                 // Tell the sender why, then stop reading what it still sends.
                 let _ = writer.send(Codec::MsgPack, &verdict);
                 let _ = stream.shutdown(Shutdown::Write);
@@ -186,10 +189,9 @@ fn receive_file(
 ) -> Result<Verdict, Failure> {
     let dir = &ctx.args.dir;
     let part = dir.join(files::partial_name(&offer.name, offer.size));
-    let fail = |message: String| {
-        let _ = std::fs::remove_file(&part);
-        Failed(Verdict::failure(message))
-    };
+    // What arrived is discarded by `serve` once this returns (and the file
+    // is closed: Windows does not delete an open file).
+    let fail = |message: String| Failed(Verdict::failure(message));
     let mut file = open_partial(&part, offset)
         .map_err(|e| fail(format!("cannot write {}: {e}", offer.name)))?;
     if offset > 0 {
@@ -259,7 +261,10 @@ fn receive_file(
         actual.as_deref(),
     );
     if !verdict.ok {
-        return Err(fail(verdict.message));
+        // A short transfer or a digest mismatch (damage on the way, a stale
+        // or planted partial file): the verdict keeps its `retry`, so the
+        // sender tries again, from byte 0 since the partial is discarded.
+        return Err(Failed(verdict));
     }
     let finished = file.sync_data().and_then(|()| {
         drop(file);

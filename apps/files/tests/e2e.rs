@@ -765,6 +765,28 @@ fn a_flipped_byte_fails_the_digest_and_keeps_nothing() {
     assert_eq!(names_in(dst.path()), Vec::<String>::new());
 }
 
+#[test]
+fn a_planted_partial_fails_the_digest_once_then_the_send_retries_from_zero() {
+    let (src, dst) = (TempDir::new("planted-src"), TempDir::new("planted-dst"));
+    let path = src.path().join("plantado.bin");
+    write_random(&path, 3 * MIB, 21);
+    // A partial of the right name and size whose bytes are not the file's:
+    // the receiver resumes after it, and the whole-file digest cannot match.
+    let part = dst
+        .path()
+        .join(files::partial_name("plantado.bin", 3 * MIB));
+    fs::write(&part, vec![0x5a_u8; MIB as usize]).unwrap();
+    let server = receiver(dst.path(), &[]);
+    let out = success(
+        "send over a planted partial",
+        send(&server, &[&path], &[]),
+        &server,
+    );
+    assert_same_file(&path, &dst.path().join("plantado.bin"));
+    assert_no_partials(dst.path());
+    assert!(!out.contains("resumed at"), "the last try resumed: {out}");
+}
+
 // ---------------------------------------------------------------------------
 // The notes' format (--compat)
 // ---------------------------------------------------------------------------
