@@ -718,6 +718,121 @@ pub fn judge(
     Verdict::success()
 }
 
+/// The slowest a sender may be: at least `min_bytes_per_sec` over every
+/// `window` of time the receiver spends waiting for it.
+///
+/// A stall timeout alone lets a sender hold a receiver's slot for ever by
+/// sending a byte just before each timeout; with a fixed number of slots,
+/// a few such senders lock everyone else out. The floor counts only the time
+/// spent waiting for the sender (the caller measures each read), so a
+/// receiver slowed by its own disk does not blame the sender.
+///
+/// ```
+/// use std::time::Duration;
+/// use trama_backend::files::RateFloor;
+///
+/// let mut floor = RateFloor::new(1024, Duration::from_secs(10));
+/// // 20 KiB in the first 10 s of waiting: fast enough, a new window starts.
+/// assert!(floor.record(20 * 1024, Duration::from_secs(10)).is_ok());
+/// // Then a byte every 5 s.
+/// assert!(floor.record(1, Duration::from_secs(5)).is_ok());
+/// let slow = floor.record(1, Duration::from_secs(5)).unwrap_err();
+/// assert_eq!(
+///     slow.to_string(),
+///     "the sender sent 2 bytes in 10.0 s of waiting (0 B/s), under the floor of 1024 B/s"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateFloor {
+    min_bytes_per_sec: u64,
+    window: Duration,
+    /// Waiting time and bytes in the current window.
+    waited: Duration,
+    bytes: u64,
+}
+
+/// A sender under its [`RateFloor`], with the numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooSlow {
+    /// Bytes in the window.
+    pub bytes: u64,
+    /// Waiting time in the window.
+    pub waited: Duration,
+    /// The floor, in bytes per second.
+    pub min: u64,
+}
+
+impl fmt::Display for TooSlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the sender sent {} bytes in {:.1} s of waiting ({} B/s), under the floor of {} B/s",
+            self.bytes,
+            self.waited.as_secs_f64(),
+            per_second(self.bytes, self.waited),
+            self.min
+        )
+    }
+}
+
+impl std::error::Error for TooSlow {}
+
+fn per_second(bytes: u64, waited: Duration) -> u64 {
+    let secs = waited.as_secs_f64();
+    if secs > 0.0 {
+        (bytes as f64 / secs) as u64
+    } else {
+        bytes
+    }
+}
+
+impl RateFloor {
+    /// At least `min_bytes_per_sec` over each `window` of waiting (a zero
+    /// window is taken as one second).
+    pub fn new(min_bytes_per_sec: u64, window: Duration) -> RateFloor {
+        RateFloor {
+            min_bytes_per_sec,
+            window: if window.is_zero() {
+                Duration::from_secs(1)
+            } else {
+                window
+            },
+            waited: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+
+    /// How long the next wait may last before the window closes: the
+    /// caller's read timeout should be no longer, so a silent sender is
+    /// judged when its window ends.
+    pub fn wait_limit(&self) -> Duration {
+        self.window.saturating_sub(self.waited)
+    }
+
+    /// `n` bytes arrived (0 for a wait that timed out) after waiting
+    /// `waited`. Once a whole window of waiting has gone by, it is judged:
+    /// under the floor is an error, else a new window starts.
+    pub fn record(&mut self, n: u64, waited: Duration) -> Result<(), TooSlow> {
+        self.bytes = self.bytes.saturating_add(n);
+        self.waited = self.waited.saturating_add(waited);
+        if self.waited < self.window {
+            return Ok(());
+        }
+        let need = u128::from(self.min_bytes_per_sec) * self.waited.as_millis() / 1000;
+        let (bytes, waited) = (self.bytes, self.waited);
+        self.bytes = 0;
+        self.waited = Duration::ZERO;
+        if u128::from(bytes) < need {
+            return Err(TooSlow {
+                bytes,
+                waited,
+                min: self.min_bytes_per_sec,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// True for a hex BLAKE3 digest: [`DIGEST_HEX_LEN`] hex digits (any case).
 pub fn is_digest(s: &str) -> bool {
     s.len() == DIGEST_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -1290,6 +1405,29 @@ mod tests {
 
     const D1: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
     const D2: &str = "0000000000000000a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+
+    #[test]
+    fn rate_floor_judges_each_window_of_waiting() {
+        let w = Duration::from_secs(10);
+        let mut f = RateFloor::new(100, w);
+        assert_eq!(f.wait_limit(), w);
+        // A fast sender: windows pass and restart.
+        for _ in 0..5 {
+            assert!(f.record(500, Duration::from_secs(2)).is_ok());
+        }
+        assert_eq!(f.wait_limit(), w);
+        // Silence, one timed-out wait per window: judged at the window's end.
+        assert!(f.record(0, Duration::from_secs(4)).is_ok());
+        assert_eq!(f.wait_limit(), Duration::from_secs(6));
+        let e = f.record(0, Duration::from_secs(6)).unwrap_err();
+        assert_eq!((e.bytes, e.waited, e.min), (0, w, 100));
+        // Exactly the floor passes; one byte under does not.
+        assert!(f.record(1000, w).is_ok());
+        assert!(f.record(999, w).is_err());
+        // A zero window is one second, not a division by zero.
+        let mut z = RateFloor::new(1, Duration::ZERO);
+        assert!(z.record(1, Duration::from_secs(1)).is_ok());
+    }
 
     #[test]
     fn judge_sizes() {
