@@ -13,7 +13,6 @@
 
 mod blocking;
 mod fleet;
-mod procinfo;
 mod report;
 mod single;
 mod stats;
@@ -24,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use trama_cli::{parse_duration, parse_size};
+use trama_cli::{parse_duration, parse_size, procfs};
 
 use fleet::{Fleet, FleetError, Job, Outcome, Plan};
 use report::{round, Report, Ticker};
@@ -393,7 +392,7 @@ fn watch(
     mode: &str,
 ) -> Result<Watched, BenchError> {
     let (addr, clients) = (plan.addr, plan.clients);
-    let rss_before = server_pid.and_then(procinfo::rss_kib);
+    let rss_before = server_pid.and_then(|pid| procfs::status_field(pid, "VmRSS"));
     let fleet = if blocking {
         Fleet::start_blocking(plan)?
     } else {
@@ -409,8 +408,8 @@ fn watch(
         }
         if let (Some(pid), Some(t), None) = (server_pid, connected_at, rss_held) {
             if t.elapsed() >= settle {
-                rss_held = procinfo::rss_kib(pid);
-                server_threads = procinfo::threads(pid);
+                rss_held = procfs::status_field(pid, "VmRSS");
+                server_threads = procfs::status_field(pid, "Threads");
             }
         }
         let p = fleet.progress();

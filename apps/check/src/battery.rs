@@ -30,10 +30,10 @@ pub fn run(
         dialect: opts.dialect,
         expect: opts.expect,
         spawned: server.is_some(),
-        procfs: sample::available(),
+        measures: sample::measures(),
     };
     let mut schedule = Schedule::with_checks(setup, checks);
-    let mut probe = Probe::new(addr, opts, server);
+    let mut probe = Probe::new(addr, opts, server, setup.measures);
     while let Some(check) = schedule.next() {
         if let Some(limit) = time_limit {
             if started.elapsed() >= limit {

@@ -234,8 +234,9 @@ fn list() -> String {
     let mut s = String::new();
     for c in Check::ALL {
         let needs = match c.requirement() {
-            Some(plan::Requirement::Process) => " [--spawn, Linux]",
-            Some(plan::Requirement::Framed) if c.needs_process() => " [framed, --spawn, Linux]",
+            Some(plan::Requirement::Process) if c == Check::ThreadsReleased => " [--spawn, Linux]",
+            Some(plan::Requirement::Process) => " [--spawn]",
+            Some(plan::Requirement::Framed) if c.needs_process() => " [framed, --spawn]",
             Some(plan::Requirement::Framed) => " [framed]",
             _ => "",
         };

@@ -67,7 +67,7 @@ pub enum Requirement {
     Framed,
     /// Needs to compare answers between messages: framed, or raw with echo.
     Comparable,
-    /// Needs the server's process (`--spawn`) and Linux's `/proc`.
+    /// Needs the server's process (`--spawn`).
     Process,
 }
 
@@ -177,7 +177,7 @@ impl Check {
         }
     }
 
-    /// Whether the check measures the server's process (needs `--spawn` and `/proc`).
+    /// Whether the check measures the server's process (needs `--spawn`).
     pub fn needs_process(self) -> bool {
         matches!(
             self,
@@ -246,8 +246,20 @@ pub struct Setup {
     pub expect: Expect,
     /// This tool started the server (`--spawn`), so its process can be measured.
     pub spawned: bool,
-    /// `/proc` can be read (Linux).
-    pub procfs: bool,
+    /// What this system lets the process checks measure.
+    pub measures: Measures,
+}
+
+/// What this system lets the process checks measure (`sample.rs` finds out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measures {
+    /// CPU time and resident memory of a process (sysinfo: Linux, macOS, Windows).
+    pub cpu_and_memory: bool,
+    /// Peak resident memory (Linux's `/proc`); without it, `memory-bounded`
+    /// watches the resident size alone.
+    pub peak_memory: bool,
+    /// Thread counts (Linux's `/proc`), which `threads-released` needs.
+    pub threads: bool,
 }
 
 impl Setup {
@@ -272,8 +284,17 @@ impl Setup {
             if !self.spawned {
                 return Some("measures the server's process: run with --spawn".to_string());
             }
-            if !self.procfs {
-                return Some("reads /proc, which only Linux has".to_string());
+            if !self.measures.cpu_and_memory {
+                return Some(
+                    "cannot read the processes of this system (sysinfo does not support it)"
+                        .to_string(),
+                );
+            }
+            if check == Check::ThreadsReleased && !self.measures.threads {
+                return Some(format!(
+                    "counts threads, which trama-check reads from Linux's /proc only (sysinfo gives no thread count on {})",
+                    std::env::consts::OS
+                ));
             }
         }
         None
@@ -376,7 +397,12 @@ mod tests {
             dialect,
             expect,
             spawned,
-            procfs: true,
+            // Linux: everything.
+            measures: Measures {
+                cpu_and_memory: true,
+                peak_memory: true,
+                threads: true,
+            },
         }
     }
 
@@ -446,15 +472,45 @@ mod tests {
     }
 
     #[test]
-    fn without_procfs_the_process_checks_say_linux() {
+    fn without_thread_counts_only_threads_released_is_skipped() {
+        // macOS and Windows: CPU time and memory, but no thread count.
         let mut s = setup(Dialect::Framed, Expect::Echo, true);
-        s.procfs = false;
+        s.measures = Measures {
+            cpu_and_memory: true,
+            peak_memory: false,
+            threads: false,
+        };
         let out = run(s, &[]);
-        assert_eq!(with(&out, Status::Skip).len(), 3);
+        assert_eq!(with(&out, Status::Skip), ["threads-released"]);
+        let threads = out
+            .iter()
+            .find(|o| o.check == Check::ThreadsReleased)
+            .unwrap();
+        assert!(threads.reason.contains("Linux"), "{}", threads.reason);
+        assert!(
+            threads.reason.contains(std::env::consts::OS),
+            "{}",
+            threads.reason
+        );
+    }
+
+    #[test]
+    fn without_process_readings_the_process_checks_are_skipped() {
+        let mut s = setup(Dialect::Framed, Expect::Echo, true);
+        s.measures = Measures {
+            cpu_and_memory: false,
+            peak_memory: false,
+            threads: false,
+        };
+        let out = run(s, &[]);
+        assert_eq!(
+            with(&out, Status::Skip),
+            ["memory-bounded", "idle-cpu", "threads-released"]
+        );
         assert!(out
             .iter()
             .filter(|o| o.status == Status::Skip)
-            .all(|o| o.reason.contains("Linux")));
+            .all(|o| o.reason.contains("cannot read the processes")));
     }
 
     #[test]

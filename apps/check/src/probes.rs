@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use trama_protocol::fault::{Fault, FaultSchedule, Step as FaultStep};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
-use crate::plan::{Check, Dialect, Expect};
-use crate::sample::{self, GroupSample};
+use crate::plan::{Check, Dialect, Expect, Measures};
+use crate::sample::{GroupSample, Owner, Sampler};
 use crate::spawn::Server;
 use crate::verdict::{self, mib, Verdict};
 
@@ -90,24 +90,34 @@ pub struct Probe<'a> {
     addr: SocketAddr,
     opts: &'a Options,
     server: Option<&'a mut Server>,
+    measures: Measures,
+    sampler: Sampler,
     baseline_threads: Option<u64>,
     references: HashMap<Vec<u8>, Vec<u8>>,
     clients_used: usize,
 }
 
 impl<'a> Probe<'a> {
-    /// Probes against `addr`; `server` if this tool started it.
-    pub fn new(addr: SocketAddr, opts: &'a Options, server: Option<&'a mut Server>) -> Probe<'a> {
+    /// Probes against `addr`; `server` if this tool started it, measured
+    /// as far as `measures` allow.
+    pub fn new(
+        addr: SocketAddr,
+        opts: &'a Options,
+        server: Option<&'a mut Server>,
+        measures: Measures,
+    ) -> Probe<'a> {
         let mut p = Probe {
             addr,
             opts,
             server,
+            measures,
+            sampler: Sampler::new(),
             baseline_threads: None,
             references: HashMap::new(),
             clients_used: 0,
         };
-        if sample::available() {
-            p.baseline_threads = p.sample().ok().map(|s| s.threads);
+        if measures.threads {
+            p.baseline_threads = p.sample().ok().and_then(|s| s.threads);
         }
         p
     }
@@ -239,8 +249,9 @@ impl<'a> Probe<'a> {
                 "the server was not started by this tool (--spawn)".into(),
             ));
         };
-        sample::sample_group(server.pgid())
-            .map_err(|e| Fail(format!("cannot read the server's process from /proc: {e}")))
+        self.sampler
+            .sample(Owner::server(server.pgid()))
+            .map_err(|e| Fail(format!("cannot read the server's processes: {e}")))
     }
 
     // ---- the checks ----
@@ -563,9 +574,11 @@ impl<'a> Probe<'a> {
         let mut growth = 0;
         loop {
             if let Ok(s) = self.sample() {
-                growth = growth
-                    .max(s.peak_rss.saturating_sub(before.peak_rss))
-                    .max(s.rss.saturating_sub(before.rss));
+                let peak = match (s.peak_rss, before.peak_rss) {
+                    (Some(now), Some(then)) => now.saturating_sub(then),
+                    _ => 0,
+                };
+                growth = growth.max(peak).max(s.rss.saturating_sub(before.rss));
             }
             if Instant::now() >= deadline {
                 break;
@@ -573,7 +586,12 @@ impl<'a> Probe<'a> {
             thread::sleep(POLL);
         }
         drop(hostile);
-        verdict::memory(growth, self.opts.memory_limit, announced)
+        let watched = if self.measures.peak_memory {
+            verdict::MemoryWatch::Peak
+        } else {
+            verdict::MemoryWatch::Sampled { every: POLL }
+        };
+        verdict::memory(growth, self.opts.memory_limit, announced, watched)
     }
 
     fn idle_cpu(&mut self) -> Verdict {
@@ -595,8 +613,8 @@ impl<'a> Probe<'a> {
             Err(Fail(e)) => return Verdict::fail(e),
         };
         let window_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let ticks = second.ticks_since(&first);
-        let percent = verdict::cpu_percent(ticks, sample::ticks_per_second(), window_ms);
+        let cpu_ms = second.cpu_ms_since(&first);
+        let percent = verdict::cpu_percent(cpu_ms, window_ms);
         verdict::idle_cpu(
             percent,
             self.opts.idle_cpu_limit,
@@ -648,7 +666,9 @@ impl<'a> Probe<'a> {
     fn threads_settled(&mut self, target: u64) -> Step<u64> {
         let deadline = Instant::now() + self.opts.settle;
         loop {
-            let n = self.sample()?.threads;
+            let Some(n) = self.sample()?.threads else {
+                return Err(Fail("this system gives no thread count".into()));
+            };
             if n <= target || Instant::now() >= deadline {
                 return Ok(n);
             }

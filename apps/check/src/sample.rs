@@ -1,188 +1,426 @@
-//! What only the server's process shows: CPU time, memory and threads of
-//! every process in the group `--spawn` created, read from Linux's `/proc`.
+//! What only the server's process shows: the CPU time, memory and threads
+//! of every process that belongs to the server `--spawn` started.
 //!
-//! The parsers are plain functions over the text of `/proc/PID/stat` and
-//! `/proc/PID/status`, so they are tested anywhere; reading `/proc` itself is
-//! Linux only, and elsewhere [`available`] is false and the checks that need
-//! it are skipped with that reason.
+//! The processes and their numbers come from the `sysinfo` crate, on Linux,
+//! macOS and Windows alike: each process's parent, start time, CPU time
+//! (user plus system) and resident size. Which of them are the server's: on
+//! Unix, those in the process group `--spawn` made, so a shell script that
+//! starts the real server, or a server that forks, is measured whole; on
+//! Windows, which has no process groups, the started process and its
+//! descendants.
+//!
+//! Two numbers sysinfo does not give come from Linux's `/proc/PID/status`
+//! (`trama_cli::procfs`): the peak resident size (`VmHWM`) and the thread
+//! count. Elsewhere they are unknown, and the checks say so:
+//! `memory-bounded` watches the resident size alone, sampled as it waits,
+//! and `threads-released` is skipped with that reason.
+//!
+//! Choosing the server's processes and adding up their numbers are plain
+//! functions ([`members`], [`GroupSample::of`]), tested anywhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io;
 
-/// One process's numbers from `/proc`.
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+use trama_cli::procfs;
+
+use crate::plan::Measures;
+
+/// One process, as sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ProcStat {
-    /// Process group id.
-    pub pgrp: i64,
-    /// User plus system CPU time, in clock ticks.
-    pub ticks: u64,
-    /// Threads.
-    pub threads: u64,
+pub struct ProcInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Parent's process id, if it has one.
+    pub parent: Option<u32>,
+    /// Process group (Unix; read only when groups are what is measured).
+    pub group: Option<i64>,
+    /// When it started, in seconds since the epoch.
+    pub start: u64,
+    /// User plus system CPU time, in milliseconds.
+    pub cpu_ms: u64,
+    /// Resident memory, in bytes.
+    pub rss: u64,
+    /// Peak resident memory, in bytes, where the system gives it (Linux).
+    pub peak_rss: Option<u64>,
+    /// Threads, where the system gives them (Linux).
+    pub threads: Option<u64>,
 }
 
-/// The numbers of a whole process group at one moment.
+/// Whose processes are measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Every process in this process group (Unix).
+    Group(i64),
+    /// This process and its descendants (Windows).
+    Tree(u32),
+}
+
+impl Owner {
+    /// The processes of the server `--spawn` started: its process group on
+    /// Unix (the started process leads it), the started process and its
+    /// descendants on Windows.
+    pub fn server(pgid: i64) -> Owner {
+        if cfg!(unix) {
+            Owner::Group(pgid)
+        } else {
+            // The id came from a u32 (`Child::id`).
+            Owner::Tree(u32::try_from(pgid).unwrap_or(u32::MAX))
+        }
+    }
+}
+
+/// The processes of `procs` that belong to `owner`.
+pub fn members(procs: &[ProcInfo], owner: Owner) -> Vec<&ProcInfo> {
+    match owner {
+        Owner::Group(group) => procs.iter().filter(|p| p.group == Some(group)).collect(),
+        Owner::Tree(root) => {
+            let mut children: HashMap<u32, Vec<&ProcInfo>> = HashMap::new();
+            for p in procs {
+                if let Some(parent) = p.parent.filter(|&parent| parent != p.pid) {
+                    children.entry(parent).or_default().push(p);
+                }
+            }
+            let mut found: Vec<&ProcInfo> = procs.iter().filter(|p| p.pid == root).collect();
+            let mut seen: HashSet<u32> = found.iter().map(|p| p.pid).collect();
+            let mut next = 0;
+            while let Some(&p) = found.get(next) {
+                next += 1;
+                for &child in children.get(&p.pid).into_iter().flatten() {
+                    // Windows keeps a dead parent's id in its children's
+                    // records, and may give that id to a new process: a
+                    // "child" older than its parent is not one.
+                    if child.start >= p.start && seen.insert(child.pid) {
+                        found.push(child);
+                    }
+                }
+            }
+            found
+        }
+    }
+}
+
+/// The numbers of a set of processes at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupSample {
-    /// CPU ticks per process id.
-    pub ticks: HashMap<i64, u64>,
-    /// Threads over all the group's processes.
-    pub threads: u64,
-    /// Peak resident memory (`VmHWM`) summed over the group, in bytes.
-    pub peak_rss: u64,
-    /// Current resident memory (`VmRSS`) summed over the group, in bytes.
+    /// CPU time in milliseconds, per process id.
+    pub cpu_ms: HashMap<u32, u64>,
+    /// Threads over all the processes, if the system gives every count.
+    pub threads: Option<u64>,
+    /// Peak resident memory summed over the processes, in bytes, if the
+    /// system gives every peak.
+    pub peak_rss: Option<u64>,
+    /// Resident memory summed over the processes, in bytes.
     pub rss: u64,
 }
 
 impl GroupSample {
-    /// CPU ticks used between `earlier` and `self` by the processes present
-    /// in both (a process that exited in between cannot be counted).
-    pub fn ticks_since(&self, earlier: &GroupSample) -> u64 {
-        self.ticks
+    /// The sums over `members`.
+    pub fn of(members: &[&ProcInfo]) -> GroupSample {
+        GroupSample {
+            cpu_ms: members.iter().map(|p| (p.pid, p.cpu_ms)).collect(),
+            threads: members.iter().map(|p| p.threads).sum(),
+            peak_rss: members.iter().map(|p| p.peak_rss).sum(),
+            rss: members.iter().map(|p| p.rss).sum(),
+        }
+    }
+
+    /// CPU milliseconds used between `earlier` and `self` by the processes
+    /// present in both (a process that exited in between cannot be counted).
+    pub fn cpu_ms_since(&self, earlier: &GroupSample) -> u64 {
+        self.cpu_ms
             .iter()
-            .filter_map(|(pid, now)| earlier.ticks.get(pid).map(|then| now.saturating_sub(*then)))
+            .filter_map(|(pid, now)| {
+                earlier
+                    .cpu_ms
+                    .get(pid)
+                    .map(|then| now.saturating_sub(*then))
+            })
             .sum()
     }
 }
 
-/// Parse the text of `/proc/PID/stat`. The command name (field 2) may hold
-/// spaces and parentheses, so fields are counted after its last `)`.
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state(3) ppid(4) pgrp(5) ... utime(14) stime(15) ... num_threads(20).
-    let field = |n: usize| fields.get(n - 3).copied();
-    let utime: u64 = field(14)?.parse().ok()?;
-    let stime: u64 = field(15)?.parse().ok()?;
-    Some(ProcStat {
-        pgrp: field(5)?.parse().ok()?,
-        ticks: utime.saturating_add(stime),
-        threads: field(20)?.parse().ok()?,
-    })
+/// What this system lets the process checks measure.
+pub fn measures() -> Measures {
+    // Linux's /proc as the peak and thread counts are read from it.
+    let procfs = procfs::status(std::process::id()).is_some();
+    Measures {
+        cpu_and_memory: sysinfo::IS_SUPPORTED_SYSTEM,
+        peak_memory: procfs,
+        threads: procfs,
+    }
 }
 
-/// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
-pub fn parse_status_bytes(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
-        let kib: u64 = rest.split_whitespace().next()?.parse().ok()?;
-        kib.checked_mul(1024)
-    })
+/// Samples processes. One lives for a whole run: sysinfo keeps what it
+/// listed and refreshes it.
+pub struct Sampler {
+    system: System,
 }
 
-/// Whether this system has the `/proc` these measurements read.
-pub fn available() -> bool {
-    cfg!(target_os = "linux") && std::path::Path::new("/proc/self/stat").is_file()
+impl Default for Sampler {
+    fn default() -> Sampler {
+        Sampler::new()
+    }
 }
 
-/// Every process in group `pgid` right now.
-#[cfg(target_os = "linux")]
-pub fn sample_group(pgid: i64) -> std::io::Result<GroupSample> {
-    let mut sample = GroupSample::default();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else {
-            continue;
-        };
-        // A process may exit between listing and reading: skip it then.
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(stat) = parse_stat(&stat) else {
-            continue;
-        };
-        if stat.pgrp != pgid {
-            continue;
-        }
-        sample.ticks.insert(pid, stat.ticks);
-        sample.threads += stat.threads;
-        if let Ok(status) = std::fs::read_to_string(entry.path().join("status")) {
-            sample.peak_rss += parse_status_bytes(&status, "VmHWM").unwrap_or(0);
-            sample.rss += parse_status_bytes(&status, "VmRSS").unwrap_or(0);
+impl Sampler {
+    /// A sampler that has listed nothing yet.
+    pub fn new() -> Sampler {
+        Sampler {
+            system: System::new(),
         }
     }
-    Ok(sample)
-}
 
-/// Every process in group `pgid` right now (not on this system).
-#[cfg(not(target_os = "linux"))]
-pub fn sample_group(_pgid: i64) -> std::io::Result<GroupSample> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "process sampling reads /proc, which only Linux has",
-    ))
-}
-
-/// Clock ticks per second, the unit of CPU times in `/proc/PID/stat`.
-pub fn ticks_per_second() -> u64 {
-    #[cfg(unix)]
-    {
-        use nix::unistd::{sysconf, SysconfVar};
-        if let Ok(Some(n)) = sysconf(SysconfVar::CLK_TCK) {
-            if let Ok(n) = u64::try_from(n) {
-                if n > 0 {
-                    return n;
+    /// The processes of `owner` right now.
+    pub fn sample(&mut self, owner: Owner) -> io::Result<GroupSample> {
+        if !sysinfo::IS_SUPPORTED_SYSTEM {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "sysinfo cannot list the processes of this system",
+            ));
+        }
+        // Threads are not listed as processes of their own (Linux would).
+        let what = ProcessRefreshKind::nothing()
+            .with_cpu()
+            .with_memory()
+            .without_tasks();
+        self.system
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, what);
+        let procs: Vec<ProcInfo> = self
+            .system
+            .processes()
+            .values()
+            .map(|p| {
+                let pid = p.pid().as_u32();
+                ProcInfo {
+                    pid,
+                    parent: p.parent().map(|q| q.as_u32()),
+                    group: match owner {
+                        Owner::Group(_) => process_group(pid),
+                        Owner::Tree(_) => None,
+                    },
+                    start: p.start_time(),
+                    cpu_ms: p.accumulated_cpu_time(),
+                    rss: p.memory(),
+                    peak_rss: None,
+                    threads: None,
                 }
-            }
-        }
+            })
+            .collect();
+        let mut found: Vec<ProcInfo> = members(&procs, owner).into_iter().copied().collect();
+        // A process gone since the listing is left out, as one that exited before it.
+        found.retain_mut(add_proc_status);
+        Ok(GroupSample::of(&found.iter().collect::<Vec<_>>()))
     }
-    // Linux reports USER_HZ, which is 100 on every architecture it runs on.
-    100
+}
+
+/// The process group of `pid`, if it can be read.
+#[cfg(unix)]
+fn process_group(pid: u32) -> Option<i64> {
+    use nix::unistd::{getpgid, Pid};
+    // getpgid(0) would be this tool's own group.
+    let pid = i32::try_from(pid).ok().filter(|&p| p > 0)?;
+    getpgid(Some(Pid::from_raw(pid)))
+        .ok()
+        .map(|g| i64::from(g.as_raw()))
+}
+
+/// Windows has no process groups (the tree is measured there).
+#[cfg(not(unix))]
+fn process_group(_pid: u32) -> Option<i64> {
+    None
+}
+
+/// Add the peak resident size and the thread count from Linux's
+/// `/proc/PID/status`; false if the process is gone. Elsewhere there is
+/// nothing to add, and they stay unknown.
+fn add_proc_status(p: &mut ProcInfo) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let Some(status) = procfs::status(p.pid) else {
+        return false;
+    };
+    // A zombie has no memory lines: it holds none.
+    let peak_kib = procfs::parse_status_field(&status, "VmHWM").unwrap_or(0);
+    p.peak_rss = Some(peak_kib.saturating_mul(1024));
+    p.threads = Some(procfs::parse_status_field(&status, "Threads").unwrap_or(0));
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn stat_fields_after_a_name_with_spaces_and_parens() {
-        let text = "4242 (python3 (a) b) S 1 4240 4240 0 -1 4194304 1234 0 0 0 \
-                    57 13 0 0 20 0 3 0 98765 123456789 2345 18446744073709551615";
-        let s = parse_stat(text).unwrap();
-        assert_eq!(s.pgrp, 4240);
-        assert_eq!(s.ticks, 70);
-        assert_eq!(s.threads, 3);
+    fn proc(pid: u32, parent: u32, group: i64, start: u64) -> ProcInfo {
+        ProcInfo {
+            pid,
+            parent: Some(parent),
+            group: Some(group),
+            start,
+            ..ProcInfo::default()
+        }
+    }
+
+    fn pids(found: &[&ProcInfo]) -> Vec<u32> {
+        let mut v: Vec<u32> = found.iter().map(|p| p.pid).collect();
+        v.sort_unstable();
+        v
     }
 
     #[test]
-    fn stat_that_is_cut_short_is_none() {
-        assert_eq!(parse_stat("4242 (x) S 1 4240"), None);
-        assert_eq!(parse_stat("no parens at all"), None);
-        assert_eq!(parse_stat(""), None);
+    fn a_group_is_every_process_in_it() {
+        let procs = [
+            proc(10, 1, 10, 100),
+            proc(11, 10, 10, 101),
+            // Its parent exited; it is still in the group.
+            proc(12, 1, 10, 102),
+            // Left the group (setsid) but is still a child.
+            proc(13, 10, 13, 103),
+            proc(20, 1, 20, 100),
+        ];
+        assert_eq!(pids(&members(&procs, Owner::Group(10))), [10, 11, 12]);
+        assert_eq!(pids(&members(&procs, Owner::Group(99))), [] as [u32; 0]);
     }
 
     #[test]
-    fn status_kb_lines() {
-        let text = "Name:\tpython3\nVmPeak:\t  300000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t3\n";
-        assert_eq!(parse_status_bytes(text, "VmHWM"), Some(20480 * 1024));
-        assert_eq!(parse_status_bytes(text, "VmRSS"), Some(10240 * 1024));
-        assert_eq!(parse_status_bytes(text, "VmSwap"), None);
-        assert_eq!(parse_status_bytes("VmRSS:\tlots kB\n", "VmRSS"), None);
+    fn a_tree_is_the_process_and_its_descendants() {
+        let procs = [
+            proc(10, 1, 0, 100),
+            proc(11, 10, 0, 101),
+            proc(12, 11, 0, 102),
+            proc(13, 12, 0, 103),
+            // A sibling of the root.
+            proc(20, 1, 0, 100),
+            // Claims a parent id that was reused: older than that parent.
+            proc(30, 11, 0, 50),
+            // Its own parent (some systems list the idle process so).
+            proc(0, 0, 0, 0),
+        ];
+        assert_eq!(pids(&members(&procs, Owner::Tree(10))), [10, 11, 12, 13]);
+        assert_eq!(pids(&members(&procs, Owner::Tree(12))), [12, 13]);
+        assert_eq!(pids(&members(&procs, Owner::Tree(0))), [0]);
+        assert_eq!(pids(&members(&procs, Owner::Tree(99))), [] as [u32; 0]);
     }
 
     #[test]
-    fn ticks_since_counts_processes_present_in_both() {
+    fn a_tree_with_a_cycle_ends() {
+        // Two records naming each other (pids reused while listing).
+        let procs = [proc(10, 11, 0, 100), proc(11, 10, 0, 100)];
+        assert_eq!(pids(&members(&procs, Owner::Tree(10))), [10, 11]);
+    }
+
+    #[test]
+    fn sums_know_what_every_process_gives() {
+        let a = ProcInfo {
+            pid: 1,
+            cpu_ms: 30,
+            rss: 1000,
+            peak_rss: Some(5000),
+            threads: Some(3),
+            ..ProcInfo::default()
+        };
+        let b = ProcInfo {
+            pid: 2,
+            cpu_ms: 70,
+            rss: 24,
+            peak_rss: Some(24),
+            threads: Some(1),
+            ..ProcInfo::default()
+        };
+        let s = GroupSample::of(&[&a, &b]);
+        assert_eq!(s.rss, 1024);
+        assert_eq!(s.peak_rss, Some(5024));
+        assert_eq!(s.threads, Some(4));
+        assert_eq!(s.cpu_ms, HashMap::from([(1, 30), (2, 70)]));
+        // Where the system gives no thread count or peak (macOS, Windows).
+        let c = ProcInfo {
+            pid: 3,
+            rss: 1,
+            ..ProcInfo::default()
+        };
+        let s = GroupSample::of(&[&a, &c]);
+        assert_eq!((s.threads, s.peak_rss, s.rss), (None, None, 1001));
+    }
+
+    #[test]
+    fn cpu_since_counts_processes_present_in_both() {
         let earlier = GroupSample {
-            ticks: HashMap::from([(1, 10), (2, 5)]),
+            cpu_ms: HashMap::from([(1, 100), (2, 50)]),
             ..GroupSample::default()
         };
         let now = GroupSample {
-            ticks: HashMap::from([(1, 40), (3, 1000)]),
+            cpu_ms: HashMap::from([(1, 400), (3, 10_000)]),
             ..GroupSample::default()
         };
-        assert_eq!(now.ticks_since(&earlier), 30);
+        assert_eq!(now.cpu_ms_since(&earlier), 300);
+        assert_eq!(earlier.cpu_ms_since(&now), 0);
     }
 
+    #[test]
+    fn own_process_is_found() {
+        let me = std::process::id();
+        #[cfg(unix)]
+        let owner = Owner::Group(process_group(me).unwrap());
+        #[cfg(not(unix))]
+        let owner = Owner::Tree(me);
+        let mut sampler = Sampler::new();
+        let s = sampler.sample(owner).unwrap();
+        assert!(s.rss > 0);
+        assert!(s.cpu_ms.contains_key(&me));
+        let m = measures();
+        assert_eq!(s.threads.is_some(), m.threads);
+        assert_eq!(s.peak_rss.is_some(), m.peak_memory);
+        if m.threads {
+            assert!(s.threads.unwrap() >= 1);
+            assert!(s.peak_rss.unwrap() >= s.rss / 2);
+        }
+        // CPU time only grows.
+        let burn = std::time::Instant::now();
+        while burn.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        let later = sampler.sample(owner).unwrap();
+        assert!(later.cpu_ms[&me] >= s.cpu_ms[&me]);
+    }
+
+    /// CPU ticks (user plus system) of this process from `/proc/self/stat`:
+    /// fields 14 and 15, counted after the command name's last `)`.
+    #[cfg(target_os = "linux")]
+    fn own_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        let field = |n: usize| fields[n - 3].parse::<u64>().unwrap();
+        field(14) + field(15)
+    }
+
+    /// On Linux the numbers are what `/proc` said before sysinfo read it:
+    /// CPU ticks of 10 ms (USER_HZ is 100 on every Linux), `VmRSS`.
     #[cfg(target_os = "linux")]
     #[test]
-    fn own_group_is_found() {
-        let pgid = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|t| parse_stat(&t))
-            .unwrap()
-            .pgrp;
-        let s = sample_group(pgid).unwrap();
-        assert!(s.threads >= 1);
-        assert!(s.rss > 0);
-        assert!(s.ticks.contains_key(&i64::from(std::process::id())));
+    fn on_linux_the_numbers_are_those_of_proc() {
+        let me = std::process::id();
+        let burn = std::time::Instant::now();
+        while burn.elapsed() < std::time::Duration::from_millis(100) {
+            std::hint::black_box(0u64);
+        }
+        let mut sampler = Sampler::new();
+        let before = own_ticks();
+        let rss_kib = procfs::status_field(me, "VmRSS").unwrap();
+        let s = sampler.sample(Owner::Tree(me)).unwrap();
+        let after = own_ticks();
+        let ms = s.cpu_ms[&me];
+        assert!(
+            before * 10 <= ms && ms <= after * 10,
+            "{before} {ms} {after}"
+        );
+        assert!(ms > 0);
+        // Memory moves a little between the two reads.
+        let rss = rss_kib * 1024;
+        assert!(s.rss.abs_diff(rss) < 4 << 20, "{} {rss}", s.rss);
+        // Other tests' threads come and go: the count itself is `Threads` of /proc/PID/status.
+        assert!(s.threads.is_some_and(|n| n >= 1));
     }
 }

@@ -33,6 +33,10 @@ const FAST: [&str; 8] = [
     "20ms",
 ];
 
+/// Thread counts are read on Linux only: elsewhere `threads-released` is
+/// skipped, whatever the server does (docs/CHECKS.md).
+const COUNTS_THREADS: bool = cfg!(target_os = "linux");
+
 /// One battery at a time.
 fn turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
@@ -111,8 +115,14 @@ fn expect_spawned_with(command: &str, flags: &[&str], failed: &[&str], skipped: 
     args.extend_from_slice(flags);
     let (code, report) = check_json(&args);
     let shown = serde_json::to_string_pretty(&report).unwrap();
-    assert_eq!(with(&report, "fail"), set(failed), "{shown}");
-    assert_eq!(with(&report, "skip"), set(skipped), "{shown}");
+    let (mut failed, mut skipped) = (failed.to_vec(), skipped.to_vec());
+    if !COUNTS_THREADS {
+        failed.retain(|c| *c != "threads-released");
+        skipped.retain(|c| *c != "threads-released");
+        skipped.push("threads-released");
+    }
+    assert_eq!(with(&report, "fail"), set(&failed), "{shown}");
+    assert_eq!(with(&report, "skip"), set(&skipped), "{shown}");
     assert_eq!(report["checks"].as_array().unwrap().len(), 13, "{shown}");
     assert_eq!(report["failed"], failed.len(), "{shown}");
     assert_eq!(report["skipped"], skipped.len(), "{shown}");
@@ -194,10 +204,15 @@ fn trusting_the_header_fails_memory() {
 #[test]
 fn threads_that_outlive_their_clients_fail_threads_released() {
     let report = expect_spawned(&defect("leak"), &["threads-released"], &[]);
-    assert!(
-        reason(&report, "threads-released").ends_with("threads of departed clients never end"),
-        "{report}"
-    );
+    let why = reason(&report, "threads-released");
+    if COUNTS_THREADS {
+        assert!(
+            why.ends_with("threads of departed clients never end"),
+            "{report}"
+        );
+    } else {
+        assert!(why.contains("Linux"), "{report}");
+    }
 }
 
 #[test]
@@ -216,6 +231,10 @@ fn a_bounded_pool_of_threads_is_not_a_leak() {
         "threads-released",
     ]);
     assert_eq!(code, 0, "{report}");
+    if !COUNTS_THREADS {
+        assert_eq!(report["passed"], 3, "{report}");
+        return;
+    }
     assert_eq!(report["passed"], 4, "{report}");
     // The pool's workers stay, so the second wave was needed to tell.
     assert!(

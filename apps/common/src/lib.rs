@@ -3,7 +3,10 @@
 //! The pieces every trama app shares, so each binary stays a page of flag
 //! parsing and wiring: the server flags ([`ServerArgs`]), human durations
 //! (`10s`, `500ms`, `off`), logging setup, and running a server until
-//! Ctrl-C or SIGTERM.
+//! Ctrl-C or SIGTERM; and what Linux's `/proc` says about a process
+//! ([`procfs`]).
+
+pub mod procfs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -192,7 +192,10 @@ fn a_server_that_dies_is_reported_and_its_held_line_goes_out_when_it_is_back() {
     console.expect(&format!("[1] {}", notes_reply(1, "guardado")));
 
     console.say("@all después");
-    console.expect_all(&[&format!("[1] {}", notes_reply(1, "después")), "[2] después"]);
+    console.expect_all(&[
+        format!("[1] {}", notes_reply(1, "después")).as_str(),
+        "[2] después",
+    ]);
     let lines = console.finish_ok();
     let guardado = lines.iter().filter(|l| l.contains("guardado")).count();
     assert_eq!(

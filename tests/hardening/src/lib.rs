@@ -131,24 +131,17 @@ pub fn wait_for_count(server: &ServerProcess, text: &str, n: usize) {
     }
 }
 
+pub use trama_cli::procfs::open_fds;
+
 /// One field of `/proc/PID/status` (e.g. `VmRSS` in KiB, `Threads`), on
 /// Linux; `None` elsewhere or if the process is gone.
 pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status
-        .lines()
-        .find(|l| l.split(':').next() == Some(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    trama_cli::procfs::status_field(pid, field)
 }
 
 /// Resident memory of a process in KiB (Linux), `None` elsewhere.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     proc_status(pid, "VmRSS")
-}
-
-/// Open file descriptors of a process (Linux), `None` elsewhere.
-pub fn open_fds(pid: u32) -> Option<usize> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// Wait until `probe()` is at most `bound` (or unknown, off Linux); panics
