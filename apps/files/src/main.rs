@@ -67,6 +67,14 @@ pub struct ReceiveArgs {
     /// Senders served at once (more wait in a short queue).
     #[arg(long, default_value_t = 16)]
     pub max_senders: usize,
+    /// Drop a sender slower than this many bytes per second over a
+    /// --rate-window of waiting for it, so a trickle cannot hold a slot
+    /// (e.g. 1KiB; 0 turns it off).
+    #[arg(long, default_value = "1KiB", value_parser = trama_cli::parse_size)]
+    pub min_rate: u64,
+    /// The window --min-rate is measured over.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub rate_window: Duration,
     /// Refuse files larger than this (e.g. 10GiB; default: no limit).
     #[arg(long, value_parser = trama_cli::parse_size)]
     pub max_size: Option<u64>,

@@ -1,16 +1,17 @@
 //! `trama-files receive`: many senders at once, each file verified, written
 //! to a temporary name and renamed only when complete.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use trama_backend::files::{
-    self, format_summary, human_bytes, Answer, DiskFacts, Done, Offer, Verdict,
+    self, format_summary, human_bytes, Answer, DiskFacts, Done, Offer, RateFloor, Verdict,
 };
 use trama_protocol::{Codec, FrameConfig, FrameReader, FrameWriter};
 use trama_transport::{PoolConfig, PoolHandle, PoolServer, Stream};
@@ -80,7 +81,8 @@ pub fn control_frames() -> FrameConfig {
 
 /// One sender's connection: offers, one after the other.
 fn serve(ctx: &Ctx, stream: &Stream, peer: SocketAddr) -> AppResult {
-    let mut reader = FrameReader::new(stream, control_frames());
+    let metered = Metered::new(stream, &ctx.args);
+    let mut reader = FrameReader::new(&metered, control_frames());
     let mut writer = FrameWriter::new(stream, FrameConfig::default());
     loop {
         let offer: Offer = match reader.recv(Codec::MsgPack) {
@@ -109,7 +111,7 @@ fn serve(ctx: &Ctx, stream: &Stream, peer: SocketAddr) -> AppResult {
                 continue;
             }
         };
-        let outcome = receive_file(ctx, stream, &mut reader, &offer, offset, peer);
+        let outcome = receive_file(ctx, &metered, &mut reader, &offer, offset, peer);
         if let Ok(mut busy) = ctx.busy.lock() {
             busy.remove(&offer.name);
         }
@@ -181,8 +183,8 @@ use Failure::{Failed, Lost};
 
 fn receive_file(
     ctx: &Ctx,
-    stream: &Stream,
-    reader: &mut FrameReader<&Stream>,
+    stream: &Metered<'_>,
+    reader: &mut FrameReader<&Metered<'_>>,
     offer: &Offer,
     offset: u64,
     peer: SocketAddr,
@@ -315,55 +317,20 @@ pub enum CopyError {
     Write(io::Error, u64),
 }
 
-/// Copy exactly `len` bytes from the connection into the file. On a plain
-/// connection without a hasher this is `std::io::copy` on the socket in
-/// 64 MiB steps (std moves socket to file through one buffer; `splice`
-/// needs a pipe on one side); otherwise (a hasher, or TLS, where every
-/// byte must come out of rustls) a loop through one buffer of [`CHUNK`].
+/// Copy exactly `len` bytes from the connection into the file, through one
+/// buffer of [`CHUNK`] (std's own socket-to-file copy is a buffer loop too:
+/// `splice` needs a pipe on one side), hashing on the way when asked. Every
+/// read goes through the stream's gate (so shutdown wakes it on every
+/// platform) and under the sender's rate floor.
+/// Copy exactly `len` bytes from the connection into the file, through one
+/// buffer of [`CHUNK`] (std's own socket-to-file copy is a buffer loop too:
+/// `splice` needs a pipe on one side), hashing on the way when asked. Every
+/// read goes through the stream's gate (so shutdown wakes it on every
+/// platform) and under the sender's rate floor. Never asks for more than
+/// what is left of the file, so the end-of-file message that follows stays
+/// in the connection (or in rustls) for the frame reader.
 fn copy_in(
-    stream: &Stream,
-    file: &mut File,
-    len: u64,
-    hasher: Option<&mut blake3::Hasher>,
-) -> Result<u64, CopyError> {
-    match (hasher, stream.as_tcp()) {
-        (None, Some(socket)) => copy_in_plain(socket, file, len),
-        (hasher, _) => copy_in_buffered(stream, file, len, hasher),
-    }
-}
-
-fn copy_in_plain(mut stream: &TcpStream, file: &mut File, len: u64) -> Result<u64, CopyError> {
-    // A failed io::copy does not say how many bytes it moved; the file's
-    // position does.
-    let start = file.stream_position().map_err(|e| CopyError::Write(e, 0))?;
-    let mut done = 0;
-    // Chunks of 64 MiB, so an early end can tell how far it got.
-    while done < len {
-        let step = (len - done).min(64 << 20);
-        match io::copy(&mut (&mut stream).take(step), file) {
-            Ok(0) => return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into(), done)),
-            Ok(n) => done += n,
-            Err(e) => {
-                let done = file
-                    .stream_position()
-                    .map_or(done, |at| at.saturating_sub(start));
-                // io::copy does not say which side failed; the error kind does.
-                return Err(if is_write_error(&e) {
-                    CopyError::Write(e, done)
-                } else {
-                    CopyError::Read(e, done)
-                });
-            }
-        }
-    }
-    Ok(done)
-}
-
-/// Never asks for more than what is left of the file, so the end-of-file
-/// message that follows stays in the connection (or in rustls) for the
-/// frame reader.
-fn copy_in_buffered(
-    mut stream: &Stream,
+    mut stream: &Metered<'_>,
     file: &mut File,
     len: u64,
     mut hasher: Option<&mut blake3::Hasher>,
@@ -388,13 +355,75 @@ fn copy_in_buffered(
     Ok(done)
 }
 
-fn is_write_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull
-            | io::ErrorKind::PermissionDenied
-            | io::ErrorKind::ReadOnlyFilesystem
-    ) || e.raw_os_error() == Some(27) // EFBIG
+/// A sender's connection read under `--min-rate`: each read waits at most
+/// until the floor's window of waiting closes (and never past the stall
+/// timeout), and a window under the floor ends the connection with the
+/// numbers, as a timeout. Without a floor, reads are the stream's own.
+struct Metered<'a> {
+    stream: &'a Stream,
+    stall: Duration,
+    floor: Option<RefCell<RateFloor>>,
+}
+
+impl<'a> Metered<'a> {
+    fn new(stream: &'a Stream, args: &ReceiveArgs) -> Metered<'a> {
+        let floor = (args.min_rate > 0)
+            .then(|| RefCell::new(RateFloor::new(args.min_rate, args.rate_window)));
+        Metered {
+            stream,
+            stall: args.stall_timeout,
+            floor,
+        }
+    }
+}
+
+impl Read for &Metered<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(floor) = &self.floor else {
+            return (&*self.stream).read(buf);
+        };
+        let too_slow = |e: files::TooSlow| {
+            io::Error::new(io::ErrorKind::TimedOut, format!("{e} (--min-rate)"))
+        };
+        let mut silent = Duration::ZERO;
+        loop {
+            let limit = floor
+                .borrow()
+                .wait_limit()
+                .min(self.stall.saturating_sub(silent))
+                .max(Duration::from_millis(1));
+            self.stream.set_read_timeout(Some(limit))?;
+            let start = Instant::now();
+            let got = (&*self.stream).read(buf);
+            let waited = start.elapsed();
+            match got {
+                Ok(n) => {
+                    floor
+                        .borrow_mut()
+                        .record(n as u64, waited)
+                        .map_err(too_slow)?;
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // The window closed, or the stall timeout ran out.
+                    floor.borrow_mut().record(0, waited).map_err(too_slow)?;
+                    silent += waited;
+                    if silent >= self.stall {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("nothing sent for {:?} (--stall-timeout)", self.stall),
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// Move the complete file into place.

@@ -147,6 +147,15 @@ fn try_send(
     let answer: Answer = match reader.recv(Codec::MsgPack) {
         Ok(Some(a)) => a,
         Ok(None) => return Err(Failure::Retry("the receiver closed the connection".into())),
+        // Usually a receiver whose every slot is taken: we wait in its queue.
+        Err(trama_protocol::Error::Io(e))
+            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+        {
+            return Err(Failure::Retry(format!(
+                "no answer to the offer within {:?} (--timeout; is every slot of the receiver taken?)",
+                args.timeout
+            )))
+        }
         Err(e) if stream.is_tls() => return Err(lost(&e)),
         Err(e) => return Err(plain_at_tls(&e).unwrap_or_else(|| lost(&e))),
     };

@@ -31,7 +31,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -628,6 +629,71 @@ fn stalled_sender_is_dropped_and_others_are_served() {
         len_of(&dst.join(files::partial_name("lento.bin", 1_000_000))),
         1000
     );
+}
+
+/// A sender that got `Ready` and trickles a byte every 200 ms (well under
+/// the stall timeout) until its connection is dropped or the test ends.
+fn trickler(server: &ServerProcess, name: &str, stop: &Arc<AtomicBool>) -> JoinHandle<()> {
+    let mut raw = RawSender::connect(server);
+    let offer = Offer::new(name, 1_000_000, false);
+    assert_eq!(raw.offer(&offer), Answer::Ready { offset: 0 });
+    let stop = stop.clone();
+    thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) && raw.stream.write_all(b"x").is_ok() {
+            thread::sleep(Duration::from_millis(200));
+        }
+    })
+}
+
+/// Every slot held by senders that trickle: with the rate floor off they
+/// lock a real sender out (the attack), with it they are dropped within a
+/// window and the real sender gets through.
+#[test]
+fn senders_that_trickle_are_dropped_by_the_rate_floor_and_others_get_a_slot() {
+    let src = TempDir::new("trickle-src");
+    let path = src.path().join("real.bin");
+    write_random(&path, 3 * MIB, 17);
+    let impatient = ["--timeout", "2s", "--retries", "2"];
+    for (floor, should_pass) in [("0", false), ("1KiB", true)] {
+        let dst = TempDir::new("trickle-dst");
+        let flags = [
+            "--max-senders",
+            "2",
+            "--stall-timeout",
+            "10s",
+            "--min-rate",
+            floor,
+            "--rate-window",
+            "1s",
+        ];
+        let server = receiver(dst.path(), &flags);
+        let stop = Arc::new(AtomicBool::new(false));
+        let slow: Vec<_> = ["a.bin", "b.bin"]
+            .iter()
+            .map(|name| trickler(&server, name, &stop))
+            .collect();
+        let mut cmd = Command::new(FILES);
+        cmd.args(["send", "--addr", &server.addr().to_string()])
+            .args(impatient)
+            .arg(&path)
+            .env_remove("RUST_LOG");
+        let run = ok(run_command(cmd, RUN_TIMEOUT));
+        stop.store(true, Ordering::SeqCst);
+        for t in slow {
+            t.join().unwrap();
+        }
+        if should_pass {
+            success("send past the tricklers", run, &server);
+            assert_same_file(&path, &dst.path().join("real.bin"));
+            let log = server.stderr_text();
+            assert!(log.contains("under the floor of 1024 B/s"), "{log}");
+        } else {
+            let (status, _, stderr) = &run;
+            // A runtime failure (1), not a usage error: it gave up waiting.
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            failure("send with every slot trickled and no floor", run);
+        }
+    }
 }
 
 /// After a cut cable the receiver still holds the sender's old connection:
