@@ -4,7 +4,14 @@
 //! The command runs through `sh -c` in a process group of its own, so
 //! `python3 servidor.py`, a shell script that starts two programs, or a
 //! server that forks all end up in one group; stopping sends SIGTERM to the
-//! group, waits a bounded time, then SIGKILL. The server is ready when its
+//! group, waits a bounded time, then SIGKILL. A process that leaves the
+//! group (`setsid`, a daemon's double fork) is out of its reach, so on Linux
+//! the command also runs as the first process of a PID namespace of its own
+//! (`unshare --pid --fork --kill-child`, with `--user --map-root-user` when
+//! not root): when the group is stopped that first process dies, and the
+//! kernel kills everything else in the namespace with it. Where no
+//! namespace can be made (user namespaces disabled, no `unshare`, macOS,
+//! Windows), trama-check says once that such processes may outlive the run. The server is ready when its
 //! address accepts a connection (a fixed `--addr`, polled with a deadline),
 //! or, without `--addr`, when it prints a line containing `listening on ADDR`
 //! on stdout or stderr (how test servers on port 0 say which port they got).
@@ -236,6 +243,61 @@ pub fn accepts(addr: SocketAddr, timeout: Duration) -> bool {
     }
 }
 
+/// The command prefix that runs a server in a PID namespace of its own,
+/// if this machine can make one (tried once; see the module docs). Says
+/// once on stderr when it cannot.
+fn contained() -> Option<&'static [&'static str]> {
+    static PREFIX: std::sync::OnceLock<Result<&'static [&'static str], String>> =
+        std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let found = pid_namespace();
+        if let Err(why) = &found {
+            eprintln!(
+                "trama-check: processes that leave the server's process group (setsid, \
+                 daemons) may outlive this run: {why}"
+            );
+        }
+        found
+    });
+    prefix.as_ref().ok().copied()
+}
+
+/// `unshare` with a new PID namespace, as root or in a user namespace of
+/// our own, if either starts `true` here.
+#[cfg(target_os = "linux")]
+fn pid_namespace() -> Result<&'static [&'static str], String> {
+    const AS_ROOT: &[&str] = &["unshare", "--pid", "--fork", "--kill-child"];
+    const AS_USER: &[&str] = &[
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--pid",
+        "--fork",
+        "--kill-child",
+    ];
+    let mut why = String::new();
+    for prefix in [AS_ROOT, AS_USER] {
+        let tried = Command::new(prefix[0])
+            .args(&prefix[1..])
+            .arg("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        match tried {
+            Ok(out) if out.status.success() => return Ok(prefix),
+            Ok(out) => why = String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            Err(e) => why = format!("cannot run unshare: {e}"),
+        }
+    }
+    Err(format!("no PID namespace can be made here ({why})"))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pid_namespace() -> Result<&'static [&'static str], String> {
+    Err("PID namespaces exist on Linux only".into())
+}
+
 /// A server this tool started; stopped (with its whole group) when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -262,7 +324,14 @@ impl Server {
             }
             None => None,
         };
-        let mut cmd = Command::new("sh");
+        let mut cmd = match contained() {
+            Some(prefix) => {
+                let mut cmd = Command::new(prefix[0]);
+                cmd.args(&prefix[1..]).arg("sh");
+                cmd
+            }
+            None => Command::new("sh"),
+        };
         cmd.arg("-c")
             .arg(&launch.command)
             .stdin(Stdio::null())

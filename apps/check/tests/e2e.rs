@@ -167,6 +167,39 @@ fn a_single_recv_fails_the_split_and_the_large_message() {
     );
 }
 
+/// A server that starts a helper in a session of its own (`setsid`): the
+/// helper is out of the server's process group, and must still be gone when
+/// trama-check ends (on Linux, through the server's PID namespace).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_helper_that_left_the_process_group_is_stopped_with_the_server() {
+    let pid_file = std::env::temp_dir().join(format!("trama-check-daemon-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pid_file);
+    let command = format!("{} --pid-file {}", defect("daemon"), quote(&pid_file));
+    expect_spawned(&command, &[], &[]);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let _ = std::fs::remove_file(&pid_file);
+    let proc_dir = PathBuf::from("/proc").join(pid.trim());
+    // A killed process lingers as a zombie until reaped: count it as gone.
+    let alive = || {
+        std::fs::read_to_string(proc_dir.join("stat"))
+            .map(|stat| !stat.contains(") Z "))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive() {
+        // Ours to end (the test started it), so the machine is left clean.
+        let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        panic!(
+            "the setsid helper (pid {}) outlived trama-check",
+            pid.trim()
+        );
+    }
+}
+
 #[test]
 fn a_spin_on_disconnect_fails_idle_cpu() {
     let report = expect_spawned(&defect("spin"), &["idle-cpu"], &["threads-released"]);

@@ -1,0 +1,36 @@
+"""Defect: the server leaves a daemon behind.
+
+A correct echo server (the same as correct.py) that, before it listens,
+starts a helper in a session of its own (setsid), as a program that
+daemonizes would: the helper is no longer in the server's process group,
+so stopping the group does not reach it. It writes its pid to the file
+named by --pid-file and sleeps. trama-check must stop it anyway.
+
+Usage: daemon.py --pid-file PATH [--port PORT]
+"""
+
+import os
+import subprocess
+import sys
+
+import correct
+from common import listen, serve_threads
+
+
+def main():
+    argv = sys.argv[1:]
+    i = argv.index("--pid-file")
+    pid_file = argv[i + 1]
+    del argv[i : i + 2]
+    sys.argv[1:] = argv
+    helper = subprocess.Popen(
+        [sys.executable, "-c", "import time\nwhile True: time.sleep(60)"],
+        start_new_session=True,
+    )
+    with open(pid_file, "w") as f:
+        f.write(str(helper.pid))
+    serve_threads(listen(), correct.handle)
+
+
+if __name__ == "__main__":
+    main()
