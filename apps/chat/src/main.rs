@@ -104,9 +104,13 @@ fn main() -> ExitCode {
 type AppResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 fn serve(args: Serve) -> AppResult {
-    let mut config = args
-        .server
-        .config(&args.addr, args.frame.frame_config(true)?);
+    // Chat lines are small: without --max-frame, frames past the chat's own
+    // limit are refused at their header, not held while they arrive.
+    let mut frame = args.frame.clone();
+    frame
+        .max_frame
+        .get_or_insert(trama_backend::chat::MAX_FRAME);
+    let mut config = args.server.config(&args.addr, frame.frame_config(true)?);
     config.auth = args.auth.config()?;
     config.tls = args.tls.config()?;
     trama_cli::serve(

@@ -163,6 +163,9 @@ pub struct ServerArgs {
     /// Drop a peer whose TCP stack stops answering for about this long (TCP keepalive; a host that vanished). "off": leave it to TCP (minutes).
     #[arg(long, default_value = "30s")]
     pub keepalive: Limit,
+    /// Bytes that incomplete frames may hold across the whole server; past it the connection holding the largest is dropped.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size_usize)]
+    pub incomplete_budget: usize,
 }
 
 /// The dead-server flag of the client apps.
@@ -188,6 +191,7 @@ impl ServerArgs {
         c.heartbeat = self.heartbeat.0;
         c.linger = self.linger;
         c.keepalive = self.keepalive.0;
+        c.incomplete_budget = self.incomplete_budget;
         c
     }
 }

@@ -27,6 +27,13 @@ use trama_protocol::{text, Actions, ConnId, DisconnectReason, Event, Service};
 
 /// Longest chat line accepted, in bytes.
 pub const MAX_LINE: usize = 4096;
+
+/// The frame limit a chat server should read with: a line up to this long
+/// gets the line-limit error as an answer (someone pasted too much); a
+/// longer frame is no chat line at all, and is refused at its header rather
+/// than held in memory while it arrives (the transport's default limit is
+/// 16 MiB, which thousands of connections could each half-fill).
+pub const MAX_FRAME: usize = 16 * MAX_LINE;
 /// Longest name, in characters.
 pub const MAX_NAME: usize = 32;
 /// `/who` names at most this many people.

@@ -77,6 +77,16 @@ pub enum DisconnectReason {
         /// How long it took nothing, in milliseconds.
         millis: u64,
     },
+    /// Incomplete frames across the server held more than the server's
+    /// budget for them, and this connection held the largest one.
+    OverBudget {
+        /// Bytes this connection held of its incomplete frame.
+        held: usize,
+        /// Bytes held in incomplete frames across the server.
+        total: usize,
+        /// The budget.
+        budget: usize,
+    },
     /// The server is shutting down.
     Shutdown,
 }
@@ -101,6 +111,15 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Stalled { queued, millis } => write!(
                 f,
                 "peer stopped reading: {queued} bytes queued for it, none taken in {millis} ms"
+            ),
+            DisconnectReason::OverBudget {
+                held,
+                total,
+                budget,
+            } => write!(
+                f,
+                "holding {held} bytes of an incomplete frame, the largest while incomplete \
+                 frames held {total} bytes across the server, over its budget of {budget}"
             ),
             DisconnectReason::Shutdown => write!(f, "server shutting down"),
         }
@@ -342,6 +361,16 @@ mod tests {
             }
             .to_string(),
             "peer stopped reading: 2000000 bytes queued for it, none taken in 10000 ms"
+        );
+        assert_eq!(
+            DisconnectReason::OverBudget {
+                held: 1_048_576,
+                total: 9_000_000,
+                budget: 8_388_608
+            }
+            .to_string(),
+            "holding 1048576 bytes of an incomplete frame, the largest while incomplete frames \
+             held 9000000 bytes across the server, over its budget of 8388608"
         );
         assert_eq!(ConnId(4).to_string(), "#4");
     }

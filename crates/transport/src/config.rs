@@ -58,6 +58,13 @@ pub struct ServerConfig {
     /// so a host that vanished is noticed. Default 30 s
     /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
     pub keepalive: Option<Duration>,
+    /// Bytes that incomplete frames may hold across the whole server. Each
+    /// connection's own is bounded by the frame limit, but thousands of
+    /// connections each halfway through a large frame would add up to GiBs;
+    /// past this budget the connection holding the largest incomplete frame
+    /// (on the I/O thread that saw the budget exceeded) is dropped, with the
+    /// numbers. Default 256 MiB.
+    pub incomplete_budget: usize,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +88,7 @@ impl Default for ServerConfig {
             auth: None,
             tls: None,
             keepalive: Some(crate::DEFAULT_KEEPALIVE),
+            incomplete_budget: 256 * 1024 * 1024,
         }
     }
 }

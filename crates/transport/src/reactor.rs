@@ -709,6 +709,7 @@ impl<S: Service> Reactor<S> {
         let now = Instant::now();
         conn.last_in = now;
         let skip_empty = core.config.heartbeat.is_some();
+        let held_before = conn.decoder.buffered_capacity();
         let mut frames = 0u64;
         let result = if workers.is_empty() {
             let mut service = service.lock().unwrap_or_else(|e| e.into_inner());
@@ -743,11 +744,44 @@ impl<S: Service> Reactor<S> {
                 Some(now)
             }
         };
+        let over_budget = core.hold_incomplete(held_before, conn.decoder.buffered_capacity());
         if let Err(e) = result {
             log::warn!("{id} {}: {e}", conn.peer);
             self.doom(id, DisconnectReason::Protocol(e.to_string()));
         }
+        if over_budget {
+            self.shed_incomplete();
+        }
         self.apply();
+    }
+
+    /// Incomplete frames hold more than the server's budget: drop this
+    /// thread's largest holders until the total is back under it (or this
+    /// thread holds nothing more to drop). Rare, so a scan is fine.
+    fn shed_incomplete(&mut self) {
+        let budget = self.core.config.incomplete_budget;
+        let mut total = self.core.incomplete.load(Ordering::Relaxed);
+        while total > budget {
+            let largest = self
+                .conns
+                .iter()
+                .flatten()
+                .filter(|c| !c.dead)
+                .map(|c| (c.decoder.buffered_capacity(), c.id))
+                .filter(|&(held, _)| held > 0)
+                .max();
+            let Some((held, id)) = largest else { return };
+            self.doom(
+                id,
+                DisconnectReason::OverBudget {
+                    held,
+                    total,
+                    budget,
+                },
+            );
+            // Given back when the connection is removed.
+            total = total.saturating_sub(held);
+        }
     }
 
     // ---- the service and its actions -------------------------------------
@@ -1123,6 +1157,8 @@ impl<S: Service> Reactor<S> {
             return;
         };
         self.free.push(slot);
+        self.core
+            .hold_incomplete(conn.decoder.buffered_capacity(), 0);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.core.stats.closed(&reason);
         match reason {

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -46,10 +46,25 @@ pub(crate) struct Core {
     pub(crate) stats: Stats,
     pub(crate) shutdown: AtomicBool,
     pub(crate) local_addr: SocketAddr,
+    /// Bytes held by incomplete frames, over every I/O thread.
+    pub(crate) incomplete: AtomicUsize,
     links: Vec<Link>,
 }
 
 impl Core {
+    /// A connection's incomplete frame went from holding `before` bytes to
+    /// `after`: true if incomplete frames now hold more than the budget.
+    pub(crate) fn hold_incomplete(&self, before: usize, after: usize) -> bool {
+        let total = if after >= before {
+            self.incomplete.fetch_add(after - before, Ordering::Relaxed) + (after - before)
+        } else {
+            self.incomplete
+                .fetch_sub(before - after, Ordering::Relaxed)
+                .saturating_sub(before - after)
+        };
+        total > self.config.incomplete_budget
+    }
+
     /// Which I/O thread owns a connection: ids are dealt out round-robin.
     pub(crate) fn owner(&self, id: ConnId) -> usize {
         (id.0 % self.links.len() as u64) as usize
@@ -250,6 +265,7 @@ impl<S: Service + 'static> Server<S> {
             stats: Stats::default(),
             shutdown: AtomicBool::new(false),
             local_addr,
+            incomplete: AtomicUsize::new(0),
             links,
         });
         let service = Arc::new(Mutex::new(service));

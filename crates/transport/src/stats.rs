@@ -119,9 +119,9 @@ impl Stats {
             DisconnectReason::PartialFrameTimeout { .. } | DisconnectReason::IdleTimeout { .. } => {
                 &self.dropped_timeout
             }
-            DisconnectReason::SlowReader { .. } | DisconnectReason::Stalled { .. } => {
-                &self.dropped_slow
-            }
+            DisconnectReason::SlowReader { .. }
+            | DisconnectReason::Stalled { .. }
+            | DisconnectReason::OverBudget { .. } => &self.dropped_slow,
             DisconnectReason::Closed(_) => &self.closed_by_service,
             DisconnectReason::Shutdown => &self.closed_shutdown,
             _ => &self.dropped_io,

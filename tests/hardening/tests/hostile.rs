@@ -304,3 +304,78 @@ fn a_burst_of_1000_connects_and_disconnects_leaves_nothing_behind() {
     }
     echo(&mut good, "y sigue");
 }
+
+/// Half-sent frames across many connections: each stays under the frame
+/// limit, together they pass the server's budget for incomplete frames, and
+/// the largest holders are dropped with the numbers while a client is served.
+#[test]
+fn incomplete_frames_past_the_servers_budget_drop_the_largest_holders() {
+    const N: usize = 8;
+    let budget = 4 << 20;
+    let server = serve(
+        "trama-echo",
+        &["serve", "--framed", "--incomplete-budget", "4MiB"],
+    );
+    let mut good = Framed::connect(server.addr());
+    echo(&mut good, "antes");
+    // Each announces 1 MiB and sends all but its last byte.
+    let body = 1usize << 20;
+    let mut held = Vec::new();
+    for _ in 0..N {
+        let mut c = Framed::connect(server.addr());
+        c.stream
+            .write_all(&u32::try_from(body).unwrap().to_be_bytes())
+            .unwrap();
+        // Written in pieces so the server reads (and holds) as it arrives.
+        for piece in vec![b'x'; body - 1].chunks(64 * 1024) {
+            if c.stream.write_all(piece).is_err() {
+                break; // dropped already
+            }
+        }
+        held.push(c);
+    }
+    let reason = format!("over its budget of {budget}");
+    // 8 MiB asked for, 4 allowed: at least four holders had to go.
+    wait_for_count(&server, &reason, N / 2);
+    let log = wait_for_log(&server, &reason);
+    assert!(log.contains("bytes of an incomplete frame"), "{log}");
+    echo(&mut good, "después");
+    // The ones still held are whole frames once their last byte comes.
+    let mut finished = 0;
+    for c in &mut held {
+        if c.stream.write_all(b"y").is_ok() {
+            if let Ok(Some(reply)) = c.recv() {
+                assert_eq!(reply.len(), body);
+                finished += 1;
+            }
+        }
+    }
+    assert!(
+        finished <= N / 2,
+        "{finished} of {N} were kept, over the budget"
+    );
+}
+
+/// `trama-chat serve` reads with the chat's own frame limit: a header for
+/// 16 MiB (legal under the transport's default) is no chat line, and is
+/// refused at the header instead of being held while it arrives.
+#[test]
+fn chat_refuses_a_frame_far_past_its_line_limit_at_the_header() {
+    let server = serve("trama-chat", &["serve"]);
+    let mut bad = Framed::connect(server.addr());
+    bad.stream.write_all(&(16u32 << 20).to_be_bytes()).unwrap();
+    let _ = bad.stream.write_all(&[b'x'; 1024]);
+    assert!(
+        bad.wait_closed(),
+        "a 16 MiB header left the connection open"
+    );
+    wait_for_log(
+        &server,
+        "dropped: protocol error: frame of 16777216 bytes exceeds the limit of 65536",
+    );
+    // A long line under the frame limit still gets the chat's answer.
+    let mut ana = Framed::connect(server.addr());
+    ana.send(&[b'x'; 5000]);
+    let answer = ana.recv_until("the line-limit error", |t| t.contains("exceeds the limit"));
+    assert!(answer.contains("4096"), "{answer}");
+}
