@@ -19,7 +19,7 @@
 //!
 //! | `type` | fields | meaning |
 //! |---|---|---|
-//! | `Hello` | `version`, `name`, `listen` (string or nil), `peers` (list of strings), `session` (optional integer) | the first frame each side sends on a new link |
+//! | `Hello` | `version`, `name`, `listen` (string or nil), `peers` (list of strings), `session` (optional integer), `next` (optional integer: the number of the sender's next line) | the first frame each side sends on a new link |
 //! | `Refuse` | `reason` | the link is refused (or retired, see below); the sender closes it |
 //! | `Msg` | `origin`, `seq`, `text` | a chat line, the `seq`-th one `origin` said |
 //! | `Peers` | `peers` (list of strings) | listen addresses the sender knows (gossip) |
@@ -80,10 +80,14 @@
 //!
 //! A peer that restarted (its host rebooted or vanished and came back) is
 //! not a duplicate: the links to its earlier run lead to a program that is
-//! gone, and whatever is sent on them is lost. Each run puts a number of its
-//! own in its Hello (`session`, see [`Mesh::with_session`]); a known name
-//! saying Hello with another non-zero session closes the old links at once
-//! ("NAME left (it restarted)") and joins as a newcomer.
+//! gone. Each run puts a number of its own in its Hello (`session`, see
+//! [`Mesh::with_session`]). But anyone can say a linked peer's name with a
+//! new session, so that alone does not drop the real link: a Hello with a
+//! linked name whose session differs from the one the link said (or is
+//! absent while that one is not) is refused, and a `Peers` frame is sent on
+//! the old link. If the program behind it is gone, that send fails (a
+//! rebooted host answers with a reset), the peer leaves ("NAME left") and
+//! its address is dialed, where the restarted peer answers and joins.
 //!
 //! A second link claiming a name that is already linked is taken for such a
 //! duplicate when both Hellos carry the same `listen` address (or one of them
@@ -139,6 +143,40 @@
 //! gap; a line of that origin that the first one overtook is then dropped,
 //! which takes a line overtaken at the very moment a peer first hears of its
 //! origin.
+//!
+//! # A participant with no key
+//!
+//! Anyone who can connect may say any name and pass on lines in any
+//! origin's name. What the rules still promise:
+//!
+//! - The lines of a peer linked to this one are judged by what that peer
+//!   says itself. Its Hello says the number of its next line (`next`); a line
+//!   in its name that comes through another peer is dropped
+//!   ([`Stats::forged`]) if it is numbered more than [`MAX_AHEAD`] past that
+//!   or past the highest the peer sent itself, or is ahead of it with a full
+//!   `reached` list. One within the bound is delivered (it may be a line the
+//!   peer said before it knew this one), and when the peer then sends a line
+//!   with the same number itself, that line is delivered too
+//!   ([`Stats::overridden`]): an honest peer never forwards a copy to a peer
+//!   the sayer reached itself, so the first one was not the peer's. So a
+//!   forged number cannot silence a linked peer, and a Hello forgets the
+//!   numbers said in its sender's name past `next + MAX_AHEAD`.
+//! - The origin table forgets the origin heard least recently (linked
+//!   peers last), so no flood of made-up origins keeps a newcomer unheard.
+//!   A forgotten origin's copies may be delivered again.
+//! - A Hello with a linked peer's name and another session is refused (see
+//!   above). The session is not a secret (a peer says it to whoever
+//!   connects), so a participant that copies it is taken for a second link
+//!   of that peer: then the tie-break may retire the real link.
+//! - Gossip dials at most [`MAX_DIALING`] addresses at once; at most
+//!   [`MAX_WAITING`] more wait, further ones are forgotten, and so is every
+//!   address whose dial fails.
+//!
+//! What they cannot promise: that a line is really from the origin it
+//! names, or that the lines of an origin not linked to this peer are not
+//! forged (forged lines then take those numbers from the real ones). With
+//! `--key-file` or TLS, only holders of the key (or certificate) link at
+//! all; see `docs/SECURITY.md`.
 //!
 //! # Addresses, dialing and gossip
 //!
@@ -203,12 +241,13 @@
 //! | a line | [`MAX_TEXT`] bytes |
 //! | an address | [`MAX_ADDR`] bytes |
 //! | addresses read from one Hello or `Peers`, and sent in one | [`MAX_GOSSIP`] |
-//! | addresses being dialed; addresses refused | [`MAX_KNOWN`] each |
-//! | origins remembered | [`MAX_ORIGINS`]; lines from further origins are dropped ([`Stats::overflow`]) |
+//! | addresses being dialed at once; waiting for a slot | [`MAX_DIALING`]; [`MAX_WAITING`] (further ones are forgotten) |
+//! | addresses refused | [`MAX_KNOWN`] |
+//! | origins remembered | [`MAX_ORIGINS`]; past it the least recently heard is forgotten ([`Stats::evicted`]) |
+//! | a linked origin's number, passed on by another peer | [`MAX_AHEAD`] past what it announced or sent itself |
 //! | numbers remembered per origin | [`WINDOW`] |
 //!
-//! There is no authentication: anyone who can connect may claim any name
-//! and send lines with any origin.
+//! There is no authentication: see "A participant with no key" above.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
