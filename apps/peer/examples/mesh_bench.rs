@@ -405,10 +405,7 @@ fn event_loop(bench: &Arc<Bench>, i: usize) {
             LinkEvent::Up { link, dialed, .. } => m.on_link_up(mesh::LinkId(link.0), dialed),
             LinkEvent::Message { link, payload } => m.on_frame(mesh::LinkId(link.0), &payload),
             LinkEvent::Down { link, reason } => m.on_link_down(mesh::LinkId(link.0), &reason),
-            LinkEvent::DialFailed { addr, .. } => {
-                m.dial_failed(&addr);
-                Vec::new()
-            }
+            LinkEvent::DialFailed { addr, .. } => m.dial_failed(&addr),
         };
         apply(bench, i, outs);
         drop(m);
@@ -435,6 +432,7 @@ fn apply(bench: &Arc<Bench>, i: usize, outs: Vec<Out>) {
             }
             Out::Dial { addr } => dial(bench, i, &addr),
             Out::Notice(text) => log::debug!("p{i}: {text}"),
+            Out::Warn(text) => log::warn!("p{i}: {text}"),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! `--compat` speaks the notes' own dialect instead: no greeting, raw text,
 //! each side dials the other and keeps both connections.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -136,6 +136,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Ctx {
         state: state.clone(),
         dialed: Arc::new(Mutex::new(HashSet::new())),
+        once: Arc::new(Mutex::new(Once::default())),
     };
     for addr in &cli.peers {
         // A mesh peer refuses a link to itself; dialing it again and again
@@ -185,7 +186,7 @@ fn say_or_hold(
 ) {
     if !m.peers().is_empty() {
         let outs = m.say(&line);
-        apply(node, ctx, outs);
+        apply(node, ctx, m, outs);
         return;
     }
     if held.len() >= HELD_MAX {
@@ -238,6 +239,43 @@ impl Compat {
     }
 }
 
+/// Dial `addr` once, for the mesh (an address it learned, or a peer that
+/// left): one thread while it connects and, if it does, while its link
+/// lasts. The mesh asks for at most [`mesh::MAX_DIALING`] at once and is
+/// told when each ends ([`Mesh::dial_failed`]), so their threads are bounded
+/// and an address that never answers is forgotten.
+fn dial_once(node: &PeerNode, ctx: &Ctx, m: &mut Mesh, addr: &str) -> Vec<Out> {
+    let fresh = ctx
+        .dialed
+        .lock()
+        .map(|d| !d.contains(addr))
+        .unwrap_or(false);
+    let Ok(mut once) = ctx.once.lock() else {
+        return Vec::new();
+    };
+    if !fresh || once.addrs.contains(addr) {
+        // Dialed already (by --peer, or once and not yet ended): nothing
+        // more to dial; the mesh may use the slot for another address.
+        log::debug!("{addr}: already being dialed");
+        return m.dial_failed(addr);
+    }
+    if let Err(e) = node.dial(addr, false) {
+        println!("* cannot dial {addr}: {e}");
+        return m.dial_failed(addr);
+    }
+    once.addrs.insert(addr.to_string());
+    Vec::new()
+}
+
+/// Dials made with [`dial_once`] that have not ended.
+#[derive(Default)]
+struct Once {
+    /// Their addresses.
+    addrs: HashSet<String>,
+    /// The links they made, and the address each was for.
+    links: HashMap<LinkId, String>,
+}
+
 /// Dial `addr` for as long as the peer there is not reachable some other way:
 /// when two peers dial each other, the mesh keeps one of the two links, and
 /// the dial whose link was dropped must not redial while the other stands.
@@ -271,7 +309,24 @@ fn dial(node: &PeerNode, ctx: &Ctx, addr: &str) {
 #[derive(Clone)]
 struct Ctx {
     state: Arc<Mutex<State>>,
+    /// Addresses given with --peer, dialed for as long as the peer runs.
     dialed: Arc<Mutex<HashSet<String>>>,
+    once: Arc<Mutex<Once>>,
+}
+
+/// A dial made by [`dial_once`] ended (it failed, or its link went down):
+/// forget it and tell the mesh.
+fn once_ended(ctx: &Ctx, m: &mut Mesh, addr: &str) -> Vec<Out> {
+    let mine = ctx
+        .once
+        .lock()
+        .map(|mut o| o.addrs.remove(addr))
+        .unwrap_or(false);
+    if mine {
+        m.dial_failed(addr)
+    } else {
+        Vec::new()
+    }
 }
 
 fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
@@ -314,26 +369,35 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
             },
             State::Mesh(m, held) => {
                 let outs = match event {
-                    LinkEvent::Up { link, dialed, .. } => {
+                    LinkEvent::Up { link, dialed, addr } => {
+                        if dialed {
+                            if let Ok(mut once) = ctx.once.lock() {
+                                if once.addrs.contains(&addr) {
+                                    once.links.insert(link, addr);
+                                }
+                            }
+                        }
                         m.on_link_up(mesh::LinkId(link.0), dialed)
                     }
                     LinkEvent::Message { link, payload } => {
                         m.on_frame(mesh::LinkId(link.0), &payload)
                     }
                     LinkEvent::Down { link, reason } => {
-                        m.on_link_down(mesh::LinkId(link.0), &reason)
+                        let mut outs = m.on_link_down(mesh::LinkId(link.0), &reason);
+                        let addr = ctx.once.lock().ok().and_then(|mut o| o.links.remove(&link));
+                        if let Some(addr) = addr {
+                            outs.extend(once_ended(ctx, m, &addr));
+                        }
+                        outs
                     }
-                    LinkEvent::DialFailed { addr, .. } => {
-                        m.dial_failed(&addr);
-                        Vec::new()
-                    }
+                    LinkEvent::DialFailed { addr, .. } => once_ended(ctx, m, &addr),
                 };
-                apply(node, ctx, outs);
+                apply(node, ctx, m, outs);
                 // A peer is here now: the held lines go out, in order.
                 if !held.is_empty() && !m.peers().is_empty() {
                     for line in std::mem::take(held) {
                         let outs = m.say(&line);
-                        apply(node, ctx, outs);
+                        apply(node, ctx, m, outs);
                     }
                 }
             }
@@ -342,8 +406,9 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
 }
 
 /// Carry out what the mesh rules asked for.
-fn apply(node: &PeerNode, ctx: &Ctx, outs: Vec<Out>) {
-    for out in outs {
+fn apply(node: &PeerNode, ctx: &Ctx, m: &mut Mesh, outs: Vec<Out>) {
+    let mut outs = VecDeque::from(outs);
+    while let Some(out) = outs.pop_front() {
         match out {
             Out::Send { link, wire } => match wire.encode() {
                 Ok(bytes) => {
@@ -358,8 +423,11 @@ fn apply(node: &PeerNode, ctx: &Ctx, outs: Vec<Out>) {
                 node.close(LinkId(link.0));
             }
             Out::Deliver { from, text } => println!("{from}: {text}"),
-            Out::Dial { addr } => dial(node, ctx, &addr),
+            Out::Dial { addr } => {
+                outs.extend(dial_once(node, ctx, m, &addr));
+            }
             Out::Notice(text) => println!("* {text}"),
+            Out::Warn(text) => log::warn!("{text}"),
         }
     }
 }

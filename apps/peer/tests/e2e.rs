@@ -389,6 +389,7 @@ fn hello(version: u32, name: &str, listen: Option<&str>) -> Wire {
         listen: listen.map(Into::into),
         peers: Vec::new(),
         session: 0,
+        next: 0,
     }
 }
 

@@ -19,7 +19,7 @@
 //!
 //! | `type` | fields | meaning |
 //! |---|---|---|
-//! | `Hello` | `version`, `name`, `listen` (string or nil), `peers` (list of strings), `session` (optional integer) | the first frame each side sends on a new link |
+//! | `Hello` | `version`, `name`, `listen` (string or nil), `peers` (list of strings), `session` (optional integer), `next` (optional integer: the number of the sender's next line) | the first frame each side sends on a new link |
 //! | `Refuse` | `reason` | the link is refused (or retired, see below); the sender closes it |
 //! | `Msg` | `origin`, `seq`, `text` | a chat line, the `seq`-th one `origin` said |
 //! | `Peers` | `peers` (list of strings) | listen addresses the sender knows (gossip) |
@@ -80,10 +80,14 @@
 //!
 //! A peer that restarted (its host rebooted or vanished and came back) is
 //! not a duplicate: the links to its earlier run lead to a program that is
-//! gone, and whatever is sent on them is lost. Each run puts a number of its
-//! own in its Hello (`session`, see [`Mesh::with_session`]); a known name
-//! saying Hello with another non-zero session closes the old links at once
-//! ("NAME left (it restarted)") and joins as a newcomer.
+//! gone. Each run puts a number of its own in its Hello (`session`, see
+//! [`Mesh::with_session`]). But anyone can say a linked peer's name with a
+//! new session, so that alone does not drop the real link: a Hello with a
+//! linked name whose session differs from the one the link said (or is
+//! absent while that one is not) is refused, and a `Peers` frame is sent on
+//! the old link. If the program behind it is gone, that send fails (a
+//! rebooted host answers with a reset), the peer leaves ("NAME left") and
+//! its address is dialed, where the restarted peer answers and joins.
 //!
 //! A second link claiming a name that is already linked is taken for such a
 //! duplicate when both Hellos carry the same `listen` address (or one of them
@@ -139,6 +143,40 @@
 //! gap; a line of that origin that the first one overtook is then dropped,
 //! which takes a line overtaken at the very moment a peer first hears of its
 //! origin.
+//!
+//! # A participant with no key
+//!
+//! Anyone who can connect may say any name and pass on lines in any
+//! origin's name. What the rules still promise:
+//!
+//! - The lines of a peer linked to this one are judged by what that peer
+//!   says itself. Its Hello says the number of its next line (`next`); a line
+//!   in its name that comes through another peer is dropped
+//!   ([`Stats::forged`]) if it is numbered more than [`MAX_AHEAD`] past that
+//!   or past the highest the peer sent itself, or is ahead of it with a full
+//!   `reached` list. One within the bound is delivered (it may be a line the
+//!   peer said before it knew this one), and when the peer then sends a line
+//!   with the same number itself, that line is delivered too
+//!   ([`Stats::overridden`]): an honest peer never forwards a copy to a peer
+//!   the sayer reached itself, so the first one was not the peer's. So a
+//!   forged number cannot silence a linked peer, and a Hello forgets the
+//!   numbers said in its sender's name past `next + MAX_AHEAD`.
+//! - The origin table forgets the origin heard least recently (linked
+//!   peers last), so no flood of made-up origins keeps a newcomer unheard.
+//!   A forgotten origin's copies may be delivered again.
+//! - A Hello with a linked peer's name and another session is refused (see
+//!   above). The session is not a secret (a peer says it to whoever
+//!   connects), so a participant that copies it is taken for a second link
+//!   of that peer: then the tie-break may retire the real link.
+//! - Gossip dials at most [`MAX_DIALING`] addresses at once; at most
+//!   [`MAX_WAITING`] more wait, further ones are forgotten, and so is every
+//!   address whose dial fails.
+//!
+//! What they cannot promise: that a line is really from the origin it
+//! names, or that the lines of an origin not linked to this peer are not
+//! forged (forged lines then take those numbers from the real ones). With
+//! `--key-file` or TLS, only holders of the key (or certificate) link at
+//! all; see `docs/SECURITY.md`.
 //!
 //! # Addresses, dialing and gossip
 //!
@@ -203,12 +241,13 @@
 //! | a line | [`MAX_TEXT`] bytes |
 //! | an address | [`MAX_ADDR`] bytes |
 //! | addresses read from one Hello or `Peers`, and sent in one | [`MAX_GOSSIP`] |
-//! | addresses being dialed; addresses refused | [`MAX_KNOWN`] each |
-//! | origins remembered | [`MAX_ORIGINS`]; lines from further origins are dropped ([`Stats::overflow`]) |
+//! | addresses being dialed at once; waiting for a slot | [`MAX_DIALING`]; [`MAX_WAITING`] (further ones are forgotten) |
+//! | addresses refused | [`MAX_KNOWN`] |
+//! | origins remembered | [`MAX_ORIGINS`]; past it the least recently heard is forgotten ([`Stats::evicted`]) |
+//! | a linked origin's number, passed on by another peer | [`MAX_AHEAD`] past what it announced or sent itself |
 //! | numbers remembered per origin | [`WINDOW`] |
 //!
-//! There is no authentication: anyone who can connect may claim any name
-//! and send lines with any origin.
+//! There is no authentication: see "A participant with no key" above.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -239,13 +278,26 @@ pub const MAX_ADDR: usize = 255;
 /// in one.
 pub const MAX_GOSSIP: usize = 64;
 
-/// At most this many addresses are tracked as being dialed, and as many as
-/// refused; further ones are not dialed.
+/// At most this many addresses are remembered as refused.
 pub const MAX_KNOWN: usize = 1024;
 
-/// At most this many origins are remembered for duplicate detection; lines
-/// from further origins are dropped.
+/// At most this many addresses are dialed at once ([`Out::Dial`] not yet
+/// answered by a Hello or [`Mesh::dial_failed`]).
+pub const MAX_DIALING: usize = 8;
+
+/// At most this many learned addresses wait for a dial slot; further ones
+/// are forgotten ([`Stats::addrs_dropped`]).
+pub const MAX_WAITING: usize = 64;
+
+/// At most this many origins are remembered for duplicate detection; past
+/// it, the one heard least recently that is not a linked peer is forgotten
+/// ([`Stats::evicted`]).
 pub const MAX_ORIGINS: usize = 1024;
+
+/// A line of a linked peer that arrives through another peer may be numbered
+/// at most this far past the highest number that peer has announced or sent
+/// itself; further ones are dropped ([`Stats::forged`]).
+pub const MAX_AHEAD: u64 = 64;
 
 /// Per origin, the sequence numbers remembered above the contiguous mark.
 pub const WINDOW: u64 = 4096;
@@ -305,6 +357,11 @@ pub enum Wire {
         /// its old links lead to a program that is gone.
         #[serde(default, skip_serializing_if = "is_zero")]
         session: u64,
+        /// The number the sender's next line will have (absent or 0: not
+        /// said). Lines of the sender that other peers pass on may run at
+        /// most [`MAX_AHEAD`] past it (or past the sender's own lines).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        next: u64,
     },
     /// The link is refused, or retired when `reason` starts with
     /// [`DUPLICATE_LINK`]; the sender sends nothing more on it.
@@ -408,6 +465,8 @@ pub enum Out {
     },
     /// A status line for the console: joined, left, refused, not sent.
     Notice(String),
+    /// A line for the app's log: input that was dropped, with the numbers.
+    Warn(String),
 }
 
 /// A linked peer, for `/peers`.
@@ -435,8 +494,16 @@ pub struct Stats {
     pub forwarded: u64,
     /// Times an origin's numbers jumped more than [`WINDOW`] past its mark.
     pub gaps: u64,
-    /// Lines dropped because [`MAX_ORIGINS`] origins were already remembered.
-    pub overflow: u64,
+    /// Origins forgotten to make room past [`MAX_ORIGINS`].
+    pub evicted: u64,
+    /// Lines of a linked peer, passed on by another, dropped because they
+    /// were numbered past what that peer could have sent ([`MAX_AHEAD`]).
+    pub forged: u64,
+    /// Lines a linked peer sent itself, delivered although a line with the
+    /// same number had come from another peer first (which was not its).
+    pub overridden: u64,
+    /// Learned addresses forgotten because [`MAX_WAITING`] were waiting.
+    pub addrs_dropped: u64,
 }
 
 // ---------------------------------------------------------------------------
@@ -525,6 +592,21 @@ struct Window {
 }
 
 impl Window {
+    /// The origin says its next number is `next`: lines it said since
+    /// may be on their way by other paths, but none past `next + MAX_AHEAD`.
+    /// Numbers above that were said by someone else: forget them. If they
+    /// moved the mark, the mark goes back to `next - 1` (a line of the few
+    /// in flight may then be delivered twice: the price of a forgery).
+    fn clamp(&mut self, next: u64) {
+        let top = next.saturating_sub(1).saturating_add(MAX_AHEAD);
+        if self.mark > top {
+            self.mark = next.saturating_sub(1);
+            self.above.clear();
+        } else {
+            self.above.retain(|&n| n <= top);
+        }
+    }
+
     fn accept(&mut self, seq: u64) -> Seen {
         if seq <= self.mark || self.above.contains(&seq) {
             return Seen::Old;
@@ -594,6 +676,21 @@ struct Peer {
     links: Vec<LinkId>,
     /// The session its Hello carried (0: none).
     session: u64,
+    /// The highest number it could have used: its Hello's `next` less one,
+    /// or the highest of the lines it sent us itself.
+    heard: u64,
+    /// Numbers of its lines above `heard` that came through other peers:
+    /// if the peer itself then sends a line with one of them, that one is
+    /// its own and is delivered too.
+    unconfirmed: BTreeSet<u64>,
+}
+
+/// One origin's numbers, and when it was last heard (the mesh's own count
+/// of lines received: no clock).
+#[derive(Debug, Default)]
+struct Origin {
+    window: Window,
+    heard_at: u64,
 }
 
 /// The state of one peer of the mesh: its links, the peers behind them, the
@@ -607,8 +704,12 @@ pub struct Mesh {
     links: BTreeMap<LinkId, Link>,
     peers: BTreeMap<String, Peer>,
     dialing: BTreeSet<String>,
+    /// Learned addresses waiting for a dial slot, oldest first.
+    waiting: std::collections::VecDeque<String>,
     refused: BTreeSet<String>,
-    origins: BTreeMap<String, Window>,
+    origins: BTreeMap<String, Origin>,
+    /// Lines received so far: the "clock" of [`Origin::heard_at`].
+    ticks: u64,
     stats: Stats,
     session: u64,
 }
@@ -625,8 +726,10 @@ impl Mesh {
             links: BTreeMap::new(),
             peers: BTreeMap::new(),
             dialing: BTreeSet::new(),
+            waiting: std::collections::VecDeque::new(),
             refused: BTreeSet::new(),
             origins: BTreeMap::new(),
+            ticks: 0,
             stats: Stats::default(),
             session: 0,
         }
@@ -733,10 +836,16 @@ impl Mesh {
         out
     }
 
-    /// The app gave up dialing `addr`: the mesh may ask for it again when it
-    /// learns it anew.
-    pub fn dial_failed(&mut self, addr: &str) {
-        self.dialing.remove(addr);
+    /// The dial of `addr` ended without a Hello from a peer listening
+    /// there (it failed, or its link went down first): the mesh forgets the
+    /// address (it may ask for it again when it learns it anew) and may ask
+    /// to dial a waiting one in its place.
+    pub fn dial_failed(&mut self, addr: &str) -> Vec<Out> {
+        let mut out = Vec::new();
+        if self.dialing.remove(addr) {
+            self.dial_waiting(&mut out);
+        }
+        out
     }
 
     /// True if a link with the peer at `addr` was refused, by either side:
@@ -774,6 +883,7 @@ impl Mesh {
             listen: self.listen.clone(),
             peers: self.known_addrs(),
             session: self.session,
+            next: self.next_seq,
         }
     }
 
@@ -822,7 +932,45 @@ impl Mesh {
             && !self.dialing.contains(addr)
             && !self.refused.contains(addr)
             && !self.linked(addr)
-            && self.dialing.len() < MAX_KNOWN
+    }
+
+    /// Dial `addr` if a slot is free, or keep it waiting for one; true if
+    /// it was news. At most [`MAX_DIALING`] dials at once and
+    /// [`MAX_WAITING`] addresses waiting: past that, it is forgotten.
+    fn want_dial(&mut self, addr: &str, out: &mut Vec<Out>) -> bool {
+        if !self.may_dial(addr) || self.waiting.iter().any(|a| a == addr) {
+            return false;
+        }
+        if self.dialing.len() < MAX_DIALING {
+            self.dialing.insert(addr.to_string());
+            out.push(Out::Dial { addr: addr.into() });
+        } else if self.waiting.len() < MAX_WAITING {
+            self.waiting.push_back(addr.to_string());
+        } else {
+            self.stats.addrs_dropped += 1;
+            if self.stats.addrs_dropped.is_power_of_two() {
+                out.push(Out::Warn(format!(
+                    "address {} forgotten: {MAX_DIALING} being dialed and {MAX_WAITING} waiting ({} forgotten so far)",
+                    quote(addr),
+                    self.stats.addrs_dropped
+                )));
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Fill free dial slots from the waiting addresses.
+    fn dial_waiting(&mut self, out: &mut Vec<Out>) {
+        while self.dialing.len() < MAX_DIALING {
+            let Some(addr) = self.waiting.pop_front() else {
+                return;
+            };
+            if self.may_dial(&addr) {
+                self.dialing.insert(addr.clone());
+                out.push(Out::Dial { addr });
+            }
+        }
     }
 
     /// Never dial `addr` again by ourselves.
@@ -889,10 +1037,7 @@ impl Mesh {
         if let Some(reason) = departure {
             out.push(Out::Notice(format!("{name} left ({reason})")));
             if let Some(addr) = listen {
-                if self.may_dial(&addr) {
-                    self.dialing.insert(addr.clone());
-                    out.push(Out::Dial { addr });
-                }
+                self.want_dial(&addr, out);
             }
         }
     }
@@ -911,8 +1056,9 @@ impl Mesh {
                     listen,
                     peers,
                     session,
+                    next,
                 },
-            ) => self.on_hello(link, version, (name, session), listen, &peers, out),
+            ) => self.on_hello(link, version, (name, session, next), listen, &peers, out),
             (None, Wire::Refuse { reason }) => {
                 out.push(Out::Notice(format!(
                     "{link} refused: {}",
@@ -955,7 +1101,7 @@ impl Mesh {
         &mut self,
         link: LinkId,
         version: u32,
-        (name, session): (String, u64),
+        (name, session, next): (String, u64, u64),
         listen: Option<String>,
         peers: &[String],
         out: &mut Vec<Out>,
@@ -999,8 +1145,26 @@ impl Mesh {
         }
 
         if let Some(peer) = self.peers.get(&name) {
-            if session != 0 && peer.session != 0 && peer.session != session {
-                self.restarted(&name, out);
+            // A linked name from another session: the peer restarted, or
+            // someone else claims its name. Nothing proves which, so the
+            // link it has stays; the link's other end is asked something
+            // (gossip): if it is gone, that fails, "NAME left" follows and
+            // the mesh dials NAME's address, where a restarted NAME answers.
+            if peer.session != 0 && peer.session != session {
+                let reason = format!(
+                    "the name {} is linked here already, from another session; \
+                     a restarted peer is let in once its old link is gone",
+                    quote(&name)
+                );
+                if let Some(old) = self.active(peer) {
+                    out.push(Out::Send {
+                        link: old,
+                        wire: Wire::Peers {
+                            peers: self.known_addrs(),
+                        },
+                    });
+                }
+                return self.refuse(link, named, reason, out);
             }
         }
 
@@ -1010,6 +1174,17 @@ impl Mesh {
             let known = was_dialing || self.linked(addr);
             self.refused.remove(addr);
             news = !known;
+            if was_dialing {
+                self.dial_waiting(out);
+            }
+        }
+        // It has used no number from `next` on: anything above that was
+        // said in its name by someone else.
+        let heard = next.saturating_sub(1);
+        if next != 0 {
+            if let Some(origin) = self.origins.get_mut(&name) {
+                origin.window.clamp(next);
+            }
         }
         if let Some(state) = self.links.get_mut(&link) {
             state.state = State::Up(Up {
@@ -1027,6 +1202,7 @@ impl Mesh {
                 if peer.session == 0 {
                     peer.session = session;
                 }
+                peer.heard = peer.heard.max(heard);
                 true
             }
             None => {
@@ -1036,6 +1212,8 @@ impl Mesh {
                         listen,
                         links: vec![link],
                         session,
+                        heard,
+                        unconfirmed: BTreeSet::new(),
                     },
                 );
                 out.push(Out::Notice(format!("{name} joined")));
@@ -1051,33 +1229,12 @@ impl Mesh {
         }
     }
 
-    /// `name` said Hello from a new session: the program behind its old
-    /// links is gone (its host vanished or rebooted, and nothing told us yet).
-    /// Close them at once, so no line is sent into them, and forget the peer;
-    /// the new link then joins as a newcomer.
-    fn restarted(&mut self, name: &str, out: &mut Vec<Out>) {
-        let Some(peer) = self.peers.remove(name) else {
-            return;
-        };
-        for l in peer.links {
-            self.links.remove(&l);
-            out.push(Out::Close {
-                link: l,
-                reason: format!("{name} restarted; this link led to its previous run"),
-            });
-        }
-        out.push(Out::Notice(format!("{name} left (it restarted)")));
-    }
-
-    /// Ask to dial the new addresses in `addrs`; true if there was one.
+    /// Ask to dial the new addresses in `addrs` (or keep them waiting);
+    /// true if there was one.
     fn learn(&mut self, addrs: &[String], out: &mut Vec<Out>) -> bool {
         let mut news = false;
         for addr in addrs.iter().take(MAX_GOSSIP) {
-            if self.may_dial(addr) {
-                self.dialing.insert(addr.clone());
-                out.push(Out::Dial { addr: addr.clone() });
-                news = true;
-            }
+            news |= self.want_dial(addr, out);
         }
         news
     }
@@ -1212,6 +1369,50 @@ impl Mesh {
         self.forget(link, None, out);
     }
 
+    /// Check `seq` against `origin`'s numbers, making room for a new origin
+    /// by forgetting the one heard least recently, linked peers last.
+    fn accept(&mut self, origin: &str, seq: u64, out: &mut Vec<Out>) -> Seen {
+        self.ticks += 1;
+        if !self.origins.contains_key(origin) && self.origins.len() >= MAX_ORIGINS {
+            let peers = &self.peers;
+            let oldest = self
+                .origins
+                .iter()
+                .min_by_key(|(name, o)| (peers.contains_key(*name), o.heard_at))
+                .map(|(name, _)| name.clone());
+            if let Some(name) = oldest {
+                self.origins.remove(&name);
+                self.stats.evicted += 1;
+                if self.stats.evicted.is_power_of_two() {
+                    out.push(Out::Warn(format!(
+                        "forgot the numbers of origin {} to make room for {} ({MAX_ORIGINS} remembered, {} forgotten so far)",
+                        quote(&name),
+                        quote(origin),
+                        self.stats.evicted
+                    )));
+                }
+            }
+        }
+        // A linked origin's numbers start near what it announced: a line
+        // passed on ahead of it must not close the numbers below.
+        let base = self
+            .peers
+            .get(origin)
+            .map_or(0, |p| p.heard.saturating_sub(WINDOW / 2));
+        let entry = self
+            .origins
+            .entry(origin.to_string())
+            .or_insert_with(|| Origin {
+                window: Window {
+                    mark: base,
+                    above: BTreeSet::new(),
+                },
+                heard_at: 0,
+            });
+        entry.heard_at = self.ticks;
+        entry.window.accept(seq)
+    }
+
     /// A line arrived on `link`, from the peer `from`.
     #[allow(clippy::too_many_arguments)]
     fn on_msg(
@@ -1243,19 +1444,64 @@ impl Mesh {
             self.stats.duplicates += 1;
             return;
         }
-        let full = self.origins.len() >= MAX_ORIGINS;
-        let seen = match self.origins.get_mut(&origin) {
-            Some(window) => window.accept(seq),
-            None if !full => {
-                let mut window = Window::default();
-                let seen = window.accept(seq);
-                self.origins.insert(origin.clone(), window);
+        let first_hand = origin == from;
+        // A line of a linked peer that another peer passes on: it may not
+        // run past what that peer could have sent.
+        if !first_hand {
+            if let Some(peer) = self.peers.get(&origin) {
+                let ahead = seq.saturating_sub(peer.heard);
+                let problem = if ahead > MAX_AHEAD {
+                    Some(format!(
+                        "{ahead} past the highest it could have used ({}), limit {MAX_AHEAD}",
+                        peer.heard
+                    ))
+                } else if ahead > 0 && peer.unconfirmed.len() as u64 >= MAX_AHEAD {
+                    Some(format!(
+                        "{MAX_AHEAD} of its lines already came through others ahead of it"
+                    ))
+                } else if ahead > 0 && reached.len() >= MAX_REACHED {
+                    Some(format!(
+                        "ahead of it, with a full list of {MAX_REACHED} peers reached"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    self.stats.forged += 1;
+                    if self.stats.forged.is_power_of_two() {
+                        out.push(Out::Warn(format!(
+                            "dropped a line of {origin} numbered {seq} passed on by {from}: {problem} ({} such lines so far)",
+                            self.stats.forged
+                        )));
+                    }
+                    return;
+                }
+            }
+        }
+        let seen = self.accept(&origin, seq, out);
+        let seen = match (first_hand, seen, self.peers.get_mut(&origin)) {
+            (true, seen, Some(peer)) => {
+                peer.heard = peer.heard.max(seq);
+                let floor = peer.heard.saturating_sub(MAX_AHEAD);
+                let own = peer.unconfirmed.remove(&seq);
+                peer.unconfirmed.retain(|&n| n > floor);
+                if seen == Seen::Old && own {
+                    // The copy that came first through another peer was not
+                    // this one: it never sends a number twice, and a peer
+                    // that forwards skips those the sayer reached itself.
+                    self.stats.overridden += 1;
+                    Seen::New
+                } else {
+                    seen
+                }
+            }
+            (false, seen @ (Seen::New | Seen::Gap), Some(peer)) => {
+                if seq > peer.heard {
+                    peer.unconfirmed.insert(seq);
+                }
                 seen
             }
-            None => {
-                self.stats.overflow += 1;
-                return;
-            }
+            (_, seen, _) => seen,
         };
         match seen {
             Seen::Old => {
@@ -1312,6 +1558,7 @@ mod tests {
             listen: listen.map(Into::into),
             peers: peers.iter().map(|s| s.to_string()).collect(),
             session: 0,
+            next: 0,
         }
         .encode()
         .unwrap()
@@ -1437,31 +1684,49 @@ mod tests {
             listen: Some(listen.into()),
             peers: vec![],
             session,
+            next: 0,
         }
         .encode()
         .unwrap()
     }
 
     #[test]
-    fn a_restarted_peer_replaces_its_old_links_at_once() {
+    fn a_linked_name_from_another_session_is_refused_and_the_old_link_asked() {
         let mut ana = Mesh::new("ana", Some("a:1".into())).with_session(1);
         // Its Hello carries the session.
         let outs = ana.on_link_up(LinkId(1), false);
         assert!(matches!(sends(&outs)[0].1, Wire::Hello { session: 1, .. }));
         ana.on_frame(LinkId(1), &hello_session("bea", "b:1", 7));
 
-        // bea's host vanished, nothing told ana; bea starts again and dials.
-        ana.on_link_up(LinkId(2), false);
-        let outs = ana.on_frame(LinkId(2), &hello_session("bea", "b:1", 8));
-        assert_eq!(closes(&outs), [LinkId(1)]);
-        assert_eq!(notices(&outs), ["bea left (it restarted)", "bea joined"]);
-        // Lines now go on the new link only, and none is retired.
+        // bea restarted (or someone claims to be bea): nothing proves which.
+        for (link, claim) in [(2, 8), (3, 0)] {
+            ana.on_link_up(LinkId(link), false);
+            let outs = ana.on_frame(LinkId(link), &hello_session("bea", "b:1", claim));
+            // The old link is asked something, the new one refused.
+            assert!(matches!(
+                sends(&outs)[..],
+                [(LinkId(1), Wire::Peers { .. }), (l, Wire::Refuse { .. })] if l == LinkId(link)
+            ));
+            assert_eq!(closes(&outs), [LinkId(link)]);
+            assert!(
+                notices(&outs)[0].contains("from another session"),
+                "{outs:?}"
+            );
+            assert!(!ana.refused("b:1"));
+        }
+        // The real link is untouched.
+        assert_eq!(ana.peers()[0].link, LinkId(1));
         let outs = ana.say("hola");
-        let on: Vec<LinkId> = sends(&outs).iter().map(|(l, _)| *l).collect();
-        assert_eq!(on, [LinkId(2)]);
-        assert_eq!(ana.peers()[0].link, LinkId(2));
-        // The old link's end is old news.
-        assert!(ana.on_link_down(LinkId(1), "timed out").is_empty());
+        assert_eq!(sends(&outs)[0].0, LinkId(1));
+
+        // The old link fails (bea's host did restart): bea left, its address
+        // is dialed, and the new bea joins.
+        let outs = ana.on_link_down(LinkId(1), "connection reset");
+        assert_eq!(notices(&outs), ["bea left (connection reset)"]);
+        assert_eq!(dials(&outs), ["b:1"]);
+        ana.on_link_up(LinkId(4), true);
+        let outs = ana.on_frame(LinkId(4), &hello_session("bea", "b:1", 8));
+        assert_eq!(notices(&outs), ["bea joined"]);
     }
 
     #[test]
@@ -1497,6 +1762,7 @@ mod tests {
                 listen: Some("10.0.0.5:7000".into()),
                 peers: vec!["10.0.0.6:7000".into()],
                 session: 0,
+                next: 0,
             },
             Wire::Hello {
                 version: 1,
@@ -1504,6 +1770,7 @@ mod tests {
                 listen: None,
                 peers: vec![],
                 session: 0,
+                next: 0,
             },
             Wire::Refuse {
                 reason: "no".into(),
@@ -1582,6 +1849,7 @@ mod tests {
                 listen: None,
                 peers: vec![],
                 session: 0,
+                next: 0,
             }
         );
         // An unknown type is an error, not a guess.
@@ -1642,6 +1910,7 @@ mod tests {
                     listen: Some("a:1".into()),
                     peers: vec!["b:1".into()],
                     session: 0,
+                    next: 1,
                 }
             }]
         );
@@ -1700,6 +1969,7 @@ mod tests {
             listen: Some("b:1".into()),
             peers: vec![],
             session: 0,
+            next: 0,
         };
         let outs = ana.on_frame(LinkId(1), &v2.encode().unwrap());
         let reason = refusal(&outs, LinkId(1));
@@ -2058,9 +2328,11 @@ mod tests {
 
     #[test]
     fn out_of_order_copies_through_a_triangle_are_delivered_once() {
-        // cid is linked to ana (link 1) and bea (link 2); ana says 1, 2, 3 and
-        // bea forwards them, so each arrives twice, in no particular order.
-        let mut cid = linked("cid", None, &[("ana", None), ("bea", None)]);
+        // cid is linked to dan (link 1) and bea (link 2), not to ana; ana
+        // says 1, 2, 3 and both forward them, so each arrives twice, in no
+        // particular order. (A linked origin's own lines come from it, and
+        // no honest peer forwards a copy to a peer the sayer reached.)
+        let mut cid = linked("cid", None, &[("dan", None), ("bea", None)]);
         let arrivals = [
             (LinkId(2), 3),
             (LinkId(1), 1),
@@ -2088,8 +2360,8 @@ mod tests {
                 ("ana".into(), "line 2".into())
             ]
         );
-        // Forwarded only when first seen, never back to where it came from or
-        // to its origin: lines 1 and 2 came first from ana, so bea gets them.
+        // Forwarded only when first seen, never back to where it came from:
+        // line 3 came first from bea, so dan gets it; 1 and 2 go to bea.
         let forwarded: Vec<(LinkId, u64)> = forwards
             .iter()
             .map(|(l, w)| match w {
@@ -2097,7 +2369,7 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(forwarded, [(LinkId(2), 1), (LinkId(2), 2)]);
+        assert_eq!(forwarded, [(LinkId(1), 3), (LinkId(2), 1), (LinkId(2), 2)]);
         let stats = cid.stats();
         assert_eq!(
             (
@@ -2106,7 +2378,7 @@ mod tests {
                 stats.forwarded,
                 stats.gaps
             ),
-            (3, 3, 2, 0)
+            (3, 3, 3, 0)
         );
     }
 
@@ -2237,18 +2509,146 @@ mod tests {
     }
 
     #[test]
-    fn origins_are_bounded() {
-        let mut m = linked("ana", None, &[("bea", None)]);
-        for i in 0..MAX_ORIGINS {
+    fn origins_are_bounded_and_the_least_recently_heard_is_forgotten() {
+        let mut m = linked("ana", None, &[("bea", None), ("cid", None)]);
+        // cid is linked and heard first: its numbers are kept however many
+        // origins come after it.
+        m.on_frame(LinkId(2), &msg("cid", 1, "x"));
+        for i in 0..MAX_ORIGINS + 10 {
             m.on_frame(LinkId(1), &msg(&format!("o{i}"), 1, "x"));
         }
-        assert!(delivered(&m.on_frame(LinkId(1), &msg("late", 1, "x"))).is_empty());
-        assert_eq!(m.stats().overflow, 1);
-        assert_eq!(m.stats().delivered, MAX_ORIGINS as u64);
-        // Known origins still get through.
+        assert_eq!(m.origins.len(), MAX_ORIGINS);
+        assert_eq!(m.stats().evicted, 11);
+        assert_eq!(m.stats().delivered, MAX_ORIGINS as u64 + 11);
+        // A newcomer is heard.
+        let late = m.on_frame(LinkId(1), &msg("late", 1, "x"));
+        assert_eq!(delivered(&late), [("late", "x")]);
+        // cid is remembered: its line 1 again is a copy.
+        assert!(delivered(&m.on_frame(LinkId(2), &msg("cid", 1, "x"))).is_empty());
+        // Recently heard origins too.
+        let o = format!("o{}", MAX_ORIGINS + 9);
+        assert!(delivered(&m.on_frame(LinkId(1), &msg(&o, 1, "x"))).is_empty());
+        // The price: o0, forgotten, is new again.
         assert_eq!(
-            delivered(&m.on_frame(LinkId(1), &msg("o3", 2, "y"))).len(),
+            delivered(&m.on_frame(LinkId(1), &msg("o0", 1, "x"))).len(),
             1
+        );
+    }
+
+    fn hello_next(name: &str, listen: Option<&str>, next: u64) -> Vec<u8> {
+        Wire::Hello {
+            version: PROTOCOL_VERSION,
+            name: name.into(),
+            listen: listen.map(Into::into),
+            peers: vec![],
+            session: 0,
+            next,
+        }
+        .encode()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_line_passed_on_in_a_linked_peers_name_may_not_run_past_it() {
+        // ana is linked to bea (next line 1000) and to zed.
+        let mut ana = Mesh::new("ana", None);
+        ana.on_link_up(LinkId(1), true);
+        ana.on_frame(LinkId(1), &hello_next("bea", None, 1000));
+        ana.on_link_up(LinkId(2), true);
+        ana.on_frame(LinkId(2), &hello_next("zed", None, 1));
+        // zed passes on a "line of bea" numbered near 2^64: dropped.
+        let outs = ana.on_frame(LinkId(2), &msg("bea", u64::MAX - 1, "forged"));
+        assert!(delivered(&outs).is_empty());
+        assert_eq!(ana.stats().forged, 1);
+        assert!(
+            matches!(&outs[..], [Out::Warn(w)] if w.contains("limit 64")),
+            "{outs:?}"
+        );
+        // ... and one just past the limit.
+        let outs = ana.on_frame(LinkId(2), &msg("bea", 999 + MAX_AHEAD + 1, "forged"));
+        assert!(delivered(&outs).is_empty());
+        // Within it, it is taken (bea may have said it before it knew ana)...
+        let outs = ana.on_frame(LinkId(2), &msg("bea", 1000, "forged"));
+        assert_eq!(delivered(&outs), [("bea", "forged")]);
+        // ... but bea's own line 1000, from bea, is delivered all the same.
+        let outs = ana.on_frame(LinkId(1), &msg("bea", 1000, "real"));
+        assert_eq!(delivered(&outs), [("bea", "real")]);
+        assert_eq!(ana.stats().overridden, 1);
+        // Once only.
+        assert!(delivered(&ana.on_frame(LinkId(1), &msg("bea", 1000, "real"))).is_empty());
+        assert!(delivered(&ana.on_frame(LinkId(2), &msg("bea", 1000, "x"))).is_empty());
+        // bea's next lines, and its earlier ones passed on, get through.
+        assert_eq!(
+            delivered(&ana.on_frame(LinkId(1), &msg("bea", 1001, "a"))).len(),
+            1
+        );
+        assert_eq!(
+            delivered(&ana.on_frame(LinkId(2), &msg("bea", 998, "b"))).len(),
+            1
+        );
+        // A full list of peers reached, ahead of bea: dropped.
+        let full: Vec<String> = (0..MAX_REACHED).map(|i| format!("p{i}")).collect();
+        let wire = Wire::Msg {
+            origin: "bea".into(),
+            seq: 1002,
+            text: "x".into(),
+            reached: full,
+        };
+        assert!(delivered(&ana.on_frame(LinkId(2), &wire.encode().unwrap())).is_empty());
+        // Origins that are not linked are taken as they come.
+        assert_eq!(
+            delivered(&ana.on_frame(LinkId(2), &msg("eva", u64::MAX, "e"))).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_hello_forgets_numbers_its_sender_has_not_used() {
+        let mut ana = linked("ana", None, &[("zed", None)]);
+        // Before bea links, zed passes on lines in its name, one near 2^64.
+        for seq in [5, 6, u64::MAX - 1] {
+            ana.on_frame(LinkId(1), &msg("bea", seq, "x"));
+        }
+        // bea links saying its next line is 7: 5 and 6 stay seen, the rest is forgotten.
+        ana.on_link_up(LinkId(2), true);
+        ana.on_frame(LinkId(2), &hello_next("bea", None, 7));
+        assert!(delivered(&ana.on_frame(LinkId(2), &msg("bea", 6, "x"))).is_empty());
+        assert_eq!(
+            delivered(&ana.on_frame(LinkId(2), &msg("bea", 7, "real"))),
+            [("bea", "real")]
+        );
+    }
+
+    #[test]
+    fn gossip_dials_a_bounded_number_of_addresses() {
+        let mut ana = linked("ana", None, &[("zed", None)]);
+        let mut asked = Vec::new();
+        for frame in 0..16 {
+            let addrs: Vec<String> = (0..MAX_GOSSIP).map(|i| format!("h{frame}:{i}")).collect();
+            let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+            let outs = ana.on_frame(LinkId(1), &peers_frame(&addrs));
+            asked.extend(dials(&outs).into_iter().map(String::from));
+        }
+        assert_eq!(asked.len(), MAX_DIALING);
+        assert_eq!(ana.waiting.len(), MAX_WAITING);
+        assert_eq!(
+            ana.stats().addrs_dropped,
+            (16 * MAX_GOSSIP - MAX_DIALING - MAX_WAITING) as u64
+        );
+        // Each failure forgets its address and dials a waiting one.
+        let mut total = asked.len();
+        while let Some(addr) = asked.pop() {
+            let outs = ana.dial_failed(&addr);
+            asked.extend(dials(&outs).into_iter().map(String::from));
+            total += dials(&outs).len();
+            assert!(ana.dialing.len() <= MAX_DIALING);
+        }
+        assert_eq!(total, MAX_DIALING + MAX_WAITING);
+        assert!(ana.dialing.is_empty() && ana.waiting.is_empty());
+        // Forgotten: learned again, dialed again.
+        assert_eq!(
+            dials(&ana.on_frame(LinkId(1), &peers_frame(&["h0:0"]))),
+            ["h0:0"]
         );
     }
 
@@ -2306,12 +2706,15 @@ mod tests {
         let mut many: Vec<String> = vec!["bad addr".into(), String::new()];
         many.extend((0..100).map(|i| format!("x:{i}")));
         let outs = bea.on_frame(LinkId(1), &Wire::Peers { peers: many }.encode().unwrap());
-        assert_eq!(dials(&outs).len(), MAX_GOSSIP - 2);
+        // At most MAX_DIALING at once (d:1 is one); the rest wait.
+        assert_eq!(dials(&outs).len(), MAX_DIALING - 1);
+        assert_eq!(bea.waiting.len(), MAX_GOSSIP - 2 - (MAX_DIALING - 1));
         for (_, wire) in sends(&outs) {
             let Wire::Peers { peers } = wire else {
                 panic!()
             };
-            assert_eq!(peers.len(), MAX_GOSSIP);
+            // Linked peers and the addresses being dialed.
+            assert_eq!(peers.len(), 2 + MAX_DIALING);
         }
     }
 
@@ -2487,7 +2890,10 @@ mod tests {
                         Some(to) => {
                             self.connect(from, to);
                         }
-                        None => self.nodes[from].dial_failed(&addr),
+                        None => {
+                            let outs = self.nodes[from].dial_failed(&addr);
+                            self.handle(from, outs);
+                        }
                     }
                 }
                 Ev::Frame { conn, to, bytes } => {
@@ -2546,6 +2952,7 @@ mod tests {
                     Out::Deliver { from, text } => self.got[node].push((from, text)),
                     Out::Dial { addr } => self.dial(node, &addr),
                     Out::Notice(s) => self.notices[node].push(s),
+                    Out::Warn(_) => {}
                 }
             }
         }
@@ -2801,5 +3208,148 @@ mod tests {
         net.dial(0, "z:1");
         net.run();
         assert!(net.nodes[0].dialing.is_empty());
+    }
+
+    // --- a hostile participant ---------------------------------------------
+
+    use proptest::prelude::*;
+
+    /// One frame zed sends ana: what, in whose name, which number (relative
+    /// to where that origin's numbers start), how many peers listed.
+    #[derive(Debug, Clone)]
+    enum Forge {
+        Msg {
+            origin: usize,
+            seq: i64,
+            top: bool,
+            reached: usize,
+        },
+        Peers(u8),
+        Refuse(bool),
+        Hello,
+    }
+
+    fn forge() -> impl Strategy<Value = Forge> {
+        prop_oneof![
+            8 => (0..6usize, -3..80i64, any::<bool>(), 0..=MAX_REACHED).prop_map(
+                |(origin, seq, top, reached)| Forge::Msg { origin, seq, top, reached }
+            ),
+            1 => any::<u8>().prop_map(Forge::Peers),
+            1 => any::<bool>().prop_map(Forge::Refuse),
+            1 => Just(Forge::Hello),
+        ]
+    }
+
+    /// Honest peer `who` says a line, or zed sends a forged frame, or the
+    /// network moves `n` events.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Say(usize),
+        Forge(Forge),
+        Run(u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            2 => (0..3usize).prop_map(Step::Say),
+            4 => forge().prop_map(Step::Forge),
+            2 => any::<u8>().prop_map(Step::Run),
+        ]
+    }
+
+    const HONEST: [&str; 3] = ["ana", "bea", "cid"];
+    /// Where each origin's numbers start: the honest ones from the clock,
+    /// as the app does; then zed, and made-up origins.
+    const FIRST: [u64; 6] = [3_000_000, 1_000_000, 2_000_000, 1, 1, 7];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// With any frames from one link, every line of every honest peer
+        /// reaches every other honest peer exactly once.
+        #[test]
+        fn forged_frames_from_one_link_cost_no_honest_line(
+            steps in proptest::collection::vec(step(), 1..60),
+            seed in any::<u64>(),
+        ) {
+            let names = ["ana", "bea", "cid", "zed"];
+            let specs: Vec<(&str, Option<&str>)> = names.iter().map(|n| (*n, None)).collect();
+            let mut net = Net::new(&specs, seed | 1);
+            for i in 0..4 {
+                net.nodes[i] = Mesh::new(names[i], None)
+                    .with_first_seq(FIRST[i])
+                    .with_session(i as u64 + 1);
+            }
+            net.connect(0, 1);
+            net.connect(0, 2);
+            net.connect(1, 2);
+            let zed = net.connect(3, 0);
+            net.run();
+            let origins = ["ana", "bea", "cid", "zed", "o1", "o2"];
+            let mut lines = Vec::new();
+            for (k, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Say(who) => {
+                        let text = format!("{} #{k}", HONEST[who]);
+                        let linked = net.say(who, &text);
+                        lines.push((who, text, linked));
+                    }
+                    Step::Run(n) => {
+                        for _ in 0..n % 16 {
+                            net.step();
+                        }
+                    }
+                    Step::Forge(f) => {
+                        // zed's end of its link; nothing once it is closed.
+                        if net.conns[zed].closed[0] || net.conns[zed].closed[1] {
+                            continue;
+                        }
+                        let wire = match f {
+                            Forge::Msg { origin, seq, top, reached } => Wire::Msg {
+                                origin: origins[origin].into(),
+                                seq: if top {
+                                    u64::MAX - (seq.unsigned_abs() % 3)
+                                } else {
+                                    FIRST[origin].saturating_add_signed(seq).max(1)
+                                },
+                                text: "forged".into(),
+                                reached: names.iter().cycle().take(reached).map(|n| n.to_string()).collect(),
+                            },
+                            Forge::Peers(n) => Wire::Peers {
+                                peers: (0..n % 70).map(|i| format!("x{i}:1")).collect(),
+                            },
+                            Forge::Refuse(dup) => Wire::Refuse {
+                                reason: if dup { format!("{DUPLICATE_LINK}: zed") } else { "no".into() },
+                            },
+                            Forge::Hello => Wire::Hello {
+                                version: PROTOCOL_VERSION,
+                                name: "bea".into(),
+                                listen: None,
+                                peers: vec![],
+                                session: 99,
+                                next: 1,
+                            },
+                        };
+                        net.pending.push(Ev::Frame { conn: zed, to: 1, bytes: wire.encode().unwrap() });
+                    }
+                }
+            }
+            net.run();
+            // Every honest line, at every other honest peer, exactly once.
+            for (sayer, text, _) in &lines {
+                for (i, got) in net.got.iter().enumerate().take(3) {
+                    let n = got.iter().filter(|(f, t)| f == HONEST[*sayer] && t == text).count();
+                    let want = usize::from(i != *sayer);
+                    prop_assert_eq!(n, want, "{} got {:?} {} times", HONEST[i], text, n);
+                }
+            }
+            // The honest links all stand.
+            for (i, me) in HONEST.iter().enumerate() {
+                let peers: Vec<String> = net.nodes[i].peers().into_iter().map(|p| p.name).collect();
+                for name in HONEST.iter().filter(|n| *n != me) {
+                    prop_assert!(peers.contains(&name.to_string()), "{} lost {}", me, name);
+                }
+            }
+        }
     }
 }

@@ -130,6 +130,7 @@ fn random_bytes_on_a_peer_link_are_refused_and_the_peer_goes_on() {
         listen: None,
         peers: Vec::new(),
         session: 0,
+        next: 0,
     };
     bea.send(&hello.encode().unwrap());
     let line = Wire::Msg {

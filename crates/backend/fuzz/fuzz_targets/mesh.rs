@@ -68,7 +68,7 @@ impl App {
                     assert_ne!(from, self.mesh.name());
                 }
                 Out::Dial { addr } => assert!(!addr.is_empty()),
-                Out::Notice(_) => {}
+                Out::Notice(_) | Out::Warn(_) => {}
             }
         }
         for link in closed {
@@ -135,6 +135,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                     listen: addr(u)?,
                     peers: addrs(u)?,
                     session: u.arbitrary()?,
+                    next: u.arbitrary()?,
                 };
                 app.frame(link, &wire);
             }
