@@ -504,6 +504,11 @@ pub struct Stats {
     pub overridden: u64,
     /// Learned addresses forgotten because [`MAX_WAITING`] were waiting.
     pub addrs_dropped: u64,
+    /// Numbers taken back as unseen because their origin's Hello said it
+    /// had not used them yet (someone else had, in its name, or the window
+    /// jumped there): a line of the origin's still in flight with such a
+    /// number may be delivered again.
+    pub rewound: u64,
 }
 
 // ---------------------------------------------------------------------------
@@ -597,13 +602,20 @@ impl Window {
     /// Numbers above that were said by someone else: forget them. If they
     /// moved the mark, the mark goes back to `next - 1` (a line of the few
     /// in flight may then be delivered twice: the price of a forgery).
-    fn clamp(&mut self, next: u64) {
+    ///
+    /// Returns how many delivered numbers it forgot.
+    fn clamp(&mut self, next: u64) -> u64 {
         let top = next.saturating_sub(1).saturating_add(MAX_AHEAD);
+        let before = self.above.len() as u64;
         if self.mark > top {
-            self.mark = next.saturating_sub(1);
+            let back = next.saturating_sub(1);
+            let forgotten = (self.mark - back).saturating_add(before);
+            self.mark = back;
             self.above.clear();
+            forgotten
         } else {
             self.above.retain(|&n| n <= top);
+            before - self.above.len() as u64
         }
     }
 
@@ -1183,7 +1195,8 @@ impl Mesh {
         let heard = next.saturating_sub(1);
         if next != 0 {
             if let Some(origin) = self.origins.get_mut(&name) {
-                origin.window.clamp(next);
+                let forgotten = origin.window.clamp(next);
+                self.stats.rewound = self.stats.rewound.saturating_add(forgotten);
             }
         }
         if let Some(state) = self.links.get_mut(&link) {
@@ -2612,6 +2625,8 @@ mod tests {
         // bea links saying its next line is 7: 5 and 6 stay seen, the rest is forgotten.
         ana.on_link_up(LinkId(2), true);
         ana.on_frame(LinkId(2), &hello_next("bea", None, 7));
+        // Every number from 7 up to the forged one is taken back as unseen.
+        assert_eq!(ana.stats().rewound, u64::MAX - 1 - 6);
         assert!(delivered(&ana.on_frame(LinkId(2), &msg("bea", 6, "x"))).is_empty());
         assert_eq!(
             delivered(&ana.on_frame(LinkId(2), &msg("bea", 7, "real"))),
