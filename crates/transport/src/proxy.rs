@@ -566,6 +566,8 @@ fn pump(
         // Checked in `bind`; never here.
         Err(_) => None,
     };
+    // Only the Linux splice path breaks out to the label.
+    #[cfg_attr(not(target_os = "linux"), allow(unused_labels))]
     let (end, bytes, reset_seen) = 'moved: {
         // Nothing to look at, record or change: on Linux the kernel moves
         // the bytes (splice through a pipe) without copying them into this
