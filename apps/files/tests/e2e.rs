@@ -796,6 +796,7 @@ fn notes_sender(server: &ServerProcess, path: &Path) {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn compat_send_to_the_notes_python_receiver() {
     let src = TempDir::new("compat-send-src");
     let dst = TempDir::new("compat-send-dst");
@@ -818,6 +819,7 @@ fn compat_send_to_the_notes_python_receiver() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn notes_python_sender_to_compat_receive_once() {
     let src = TempDir::new("compat-recv-src");
     let dst = TempDir::new("compat-recv-dst");
@@ -832,6 +834,7 @@ fn notes_python_sender_to_compat_receive_once() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn compat_receiver_numbers_later_files_instead_of_overwriting() {
     let src = TempDir::new("compat-num-src");
     let dst = TempDir::new("compat-num-dst");
