@@ -779,9 +779,11 @@ impl Engine {
                             return;
                         }
                     }
-                    // A short read drained the socket: the next read would
-                    // only say "would block" (edge-triggered: new bytes wake us).
-                    if n < self.buf.len() {
+                    // A short read drained the socket: on epoll and kqueue
+                    // the next read would only say "would block", and new
+                    // bytes raise a new event. mio on Windows re-arms only
+                    // after WouldBlock, so there we read until it.
+                    if cfg!(unix) && n < self.buf.len() {
                         break;
                     }
                 }

@@ -418,6 +418,7 @@ fn other_header_widths_and_orders() {
 /// notes' style (a thread per client, 4-byte big-endian frames), whose
 /// replies are longer than the requests.
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn a_python_server_in_the_notes_style() {
     let mut cmd = Command::new(ok(python3()));
     cmd.arg("-u")

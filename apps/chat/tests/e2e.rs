@@ -265,6 +265,7 @@ fn a_client_that_vanishes_mid_frame_leaves_and_the_room_goes_on() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn python_clients_and_join_talk_both_ways() {
     let server = serve();
     let (host, port) = (
@@ -321,6 +322,7 @@ fn python_clients_and_join_talk_both_ways() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn join_talks_to_the_notes_python_server_and_exits_after_its_input() {
     let server = notes_server();
     // No --name: the notes' server knows no commands.

@@ -136,6 +136,7 @@ fn expect_spawned_with(command: &str, flags: &[&str], failed: &[&str], skipped: 
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "--spawn needs sh; no Windows support yet")]
 fn trama_echo_framed_passes_everything() {
     let command = format!("{} serve --framed --addr 127.0.0.1:0", quote(&trama_echo()));
     let report = expect_spawned(&command, &[], &[]);
@@ -146,11 +147,13 @@ fn trama_echo_framed_passes_everything() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn the_correct_python_server_passes_everything() {
     expect_spawned(&defect("correct"), &[], &[]);
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn a_single_recv_fails_the_split_and_the_large_message() {
     let report = expect_spawned(
         &defect("single_recv"),
@@ -201,12 +204,14 @@ fn a_helper_that_left_the_process_group_is_stopped_with_the_server() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn a_spin_on_disconnect_fails_idle_cpu() {
     let report = expect_spawned(&defect("spin"), &["idle-cpu"], &["threads-released"]);
     assert!(reason(&report, "idle-cpu").contains("spins"), "{report}");
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn one_client_at_a_time_fails_concurrency() {
     let report = expect_spawned(
         &defect("serial"),
@@ -220,6 +225,7 @@ fn one_client_at_a_time_fails_concurrency() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn trusting_the_header_fails_memory() {
     // The later of two equal flags wins (after FAST): a longer watch, for a loaded machine.
     let report = expect_spawned_with(
@@ -235,6 +241,7 @@ fn trusting_the_header_fails_memory() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn threads_that_outlive_their_clients_fail_threads_released() {
     let report = expect_spawned(&defect("leak"), &["threads-released"], &[]);
     let why = reason(&report, "threads-released");
@@ -249,6 +256,7 @@ fn threads_that_outlive_their_clients_fail_threads_released() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn a_bounded_pool_of_threads_is_not_a_leak() {
     let _turn = turn();
     let (code, report) = check_json(&[
@@ -277,6 +285,7 @@ fn a_bounded_pool_of_threads_is_not_a_leak() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn the_notes_echo_server_ends_with_its_first_client() {
     let _turn = turn();
     let python = ok(python3());
@@ -338,6 +347,7 @@ fn a_server_that_never_listens_is_an_error() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn batch_gives_the_expected_table() {
     let _turn = turn();
     let dir = std::env::temp_dir().join(format!("trama-check-batch-{}", std::process::id()));
@@ -429,6 +439,7 @@ fn batch_gives_the_expected_table() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn batch_stops_a_submission_at_its_time_limit() {
     let _turn = turn();
     let dir = std::env::temp_dir().join(format!("trama-check-limit-{}", std::process::id()));
@@ -467,6 +478,7 @@ fn batch_stops_a_submission_at_its_time_limit() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn reply_mode_compares_with_the_answer_to_the_whole_message() {
     let _turn = turn();
     // The notes' chat server answers "Acción asociada a ..." to every non-empty message.

@@ -163,6 +163,7 @@ fn trama_send(addr: &str, key: &Path, legacy: bool, text: &str) -> RunOutput {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn python_clients_and_listeners_with_authkey_against_trama_for_every_python() {
     let dir = KeyDir::new("py");
     let key = dir.key("key", KEY, 0o600);

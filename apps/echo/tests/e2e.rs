@@ -66,6 +66,7 @@ fn send(server: &ServerProcess, args: &[&str]) -> String {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn unframed_server_answers_the_notes_json_client() {
     let server = serve(&[]);
     let out = python("echo_json_client.py", &server, &[]);
@@ -73,6 +74,7 @@ fn unframed_server_answers_the_notes_json_client() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn unframed_server_answers_the_notes_pickle_client() {
     let server = serve(&[]);
     let out = python("echo_pickle_client.py", &server, &[]);
@@ -86,6 +88,7 @@ fn expected_lines() -> String {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn framed_server_answers_a_python_framed_client() {
     let server = serve(&["--framed"]);
     let out = python("framed_client.py", &server, &MESSAGES);
@@ -93,6 +96,7 @@ fn framed_server_answers_a_python_framed_client() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn framed_server_answers_multiprocessing_connection() {
     let server = serve(&["--framed"]);
     let out = python("mp_client.py", &server, &MESSAGES);
@@ -134,12 +138,14 @@ fn notes_server(extra: &[&str]) -> ServerProcess {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn send_raw_text_to_the_notes_python_server() {
     let server = notes_server(&[]);
     assert_eq!(send(&server, &["--raw", "--text", "hola"]), "hola\n");
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn send_framed_text_to_the_notes_python_framed_server() {
     let server = notes_server(&["--framed"]);
     assert_eq!(send(&server, &["--text", "hola"]), "hola\n");

@@ -884,6 +884,7 @@ fn notes_sender(server: &ServerProcess, path: &Path) {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn compat_send_to_the_notes_python_receiver() {
     let src = TempDir::new("compat-send-src");
     let dst = TempDir::new("compat-send-dst");
@@ -906,6 +907,7 @@ fn compat_send_to_the_notes_python_receiver() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn notes_python_sender_to_compat_receive_once() {
     let src = TempDir::new("compat-recv-src");
     let dst = TempDir::new("compat-recv-dst");
@@ -920,6 +922,7 @@ fn notes_python_sender_to_compat_receive_once() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn compat_receiver_numbers_later_files_instead_of_overwriting() {
     let src = TempDir::new("compat-num-src");
     let dst = TempDir::new("compat-num-dst");
@@ -1040,6 +1043,10 @@ fn single_read_loses_data() {
             // 1: the notes' first receiver: one read.
             let mut s = TcpStream::connect(addr).unwrap();
             // The receiver hangs up after its one read; the rest may fail.
+            // Windows fails the blocked send then (WSAECONNRESET), as Linux
+            // does; wine 8 at times leaves it blocked for good, so a timeout
+            // ends it there (never reached elsewhere).
+            s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
             let _ = s.write_all(&data);
             drop(s);
             // 2: a 4-byte big-endian length, then the bytes.

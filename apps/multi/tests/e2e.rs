@@ -101,6 +101,7 @@ fn connected(label: &str, addr: SocketAddr) -> String {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn the_notes_two_servers_each_answer_their_own_lines() {
     let uno = notes_server(0, 1);
     let dos = notes_server(0, 2);
@@ -163,6 +164,7 @@ fn framed_and_raw_servers_together_addressed_by_name_and_number() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn a_server_that_dies_is_reported_and_its_held_line_goes_out_when_it_is_back() {
     let uno = notes_server(0, 1);
     let addr = uno.addr();

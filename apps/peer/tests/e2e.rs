@@ -568,6 +568,7 @@ fn finish_compat(trama: Proc, py: Proc, role: u32) {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn compat_as_cliente_2_after_the_notes_cliente_1() {
     let t = reserve();
     let mut py = notes_peer(1, 0, t);
@@ -584,6 +585,7 @@ fn compat_as_cliente_2_after_the_notes_cliente_1() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn compat_as_cliente_2_before_the_notes_cliente_1() {
     let (t, p) = (reserve(), reserve());
     let mut trama = compat(&t.to_string(), p);
@@ -604,6 +606,7 @@ fn compat_as_cliente_2_before_the_notes_cliente_1() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn compat_as_cliente_1_before_the_notes_cliente_2() {
     let p = reserve();
     let mut trama = compat("127.0.0.1:0", p);
@@ -622,6 +625,7 @@ fn compat_as_cliente_1_before_the_notes_cliente_2() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn compat_as_cliente_1_after_the_notes_cliente_2_answers_half_of_the_talk() {
     // The notes' order is cliente_1 first: cliente_2 dials once, and finds
     // nobody. trama still dials it, so trama's lines are answered; the

@@ -564,6 +564,7 @@ fn record_then_replay_against_the_echo_server() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn a_python_client_through_the_tap_to_chat_with_its_frames_shown() {
     let server = chat_server();
     let (mut tap, addr) = tap(server.addr(), &["--json"]);

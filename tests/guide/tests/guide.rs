@@ -5,27 +5,35 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
 
-use trama_guide_tests::{
-    cargo_examples, console_blocks, direct_examples, exercise_blocks, problems, shows_verbatim,
-    trama_programs, Block, Marker, Step,
+use trama_guide_tests::{console_blocks, exercise_blocks, problems, shows_verbatim, Block, Marker};
+
+// What running the guide's commands needs (unix only: see guide_and_guia_commands_run).
+#[cfg(unix)]
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
+    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
 };
+#[cfg(unix)]
+use trama_guide_tests::{cargo_examples, direct_examples, trama_programs, Step};
+#[cfg(unix)]
 use trama_test_support::READY_PREFIX;
 
 /// Blocks run at once.
+#[cfg(unix)]
 const PARALLEL_BLOCKS: usize = 4;
 /// A foreground command that takes longer than this is killed and fails.
+#[cfg(unix)]
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a background server may take to print `listening on ADDR`, and
 /// a background program to print the lines the guide shows after it.
+#[cfg(unix)]
 const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn workspace() -> PathBuf {
@@ -137,6 +145,9 @@ fn guide_and_guia_exercise_tests_match_their_solutions() {
     assert!(shown > 0, "the guide shows no exercise test");
 }
 
+// The console blocks are POSIX shell sessions (sh -c, python3, kill, process
+// groups, symlinks): they are the guide's commands on Linux and macOS.
+#[cfg(unix)]
 #[test]
 fn guide_and_guia_commands_run() {
     let files = guide_files();
@@ -212,6 +223,7 @@ fn guide_and_guia_commands_run() {
 /// Builds the packages of the programs the guide runs (each app's package
 /// is named like its binary) and the examples it runs with `cargo run`, and
 /// returns the directory holding the binaries.
+#[cfg(unix)]
 fn build(programs: &BTreeSet<String>, examples: &BTreeSet<(String, String)>) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<this test> -> target/<profile>
@@ -255,6 +267,7 @@ fn build(programs: &BTreeSet<String>, examples: &BTreeSet<(String, String)>) -> 
 
 /// A shell command running in a process group of its own, its stdout
 /// (where the command's stderr is also sent) read line by line.
+#[cfg(unix)]
 struct Spawned {
     child: Child,
     /// For a background program: kept open and never written, like a
@@ -265,6 +278,7 @@ struct Spawned {
     reader: Option<thread::JoinHandle<()>>,
 }
 
+#[cfg(unix)]
 impl Spawned {
     fn start(mut cmd: Command, background: bool) -> std::io::Result<Spawned> {
         cmd.stdin(if background {
@@ -336,6 +350,7 @@ impl Spawned {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Spawned {
     fn drop(&mut self) {
         self.kill_group();
@@ -343,11 +358,13 @@ impl Drop for Spawned {
 }
 
 /// A program started with `&`, with the step that started it.
+#[cfg(unix)]
 struct Background {
     step: Step,
     spawned: Spawned,
 }
 
+#[cfg(unix)]
 fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     // Commands name the Python programs and scripts as `tests/python/...`
@@ -435,6 +452,7 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
 }
 
 /// Waits for the background program's `listening on ADDR` line.
+#[cfg(unix)]
 fn wait_ready(bg: &Background) -> Result<String, String> {
     let deadline = Instant::now() + BACKGROUND_TIMEOUT;
     loop {

@@ -291,7 +291,12 @@ fn a_burst_of_1000_connects_and_disconnects_leaves_nothing_behind() {
         }
     }
     echo(&mut good, "después");
-    wait_for_count(&server, " connected", 1001);
+    // Linux hands the server every connection, even one reset while it
+    // waited to be accepted. Windows fails the accept of such a connection
+    // instead (WSAECONNRESET; wine 8: WSAENOTCONN), so there only the 750
+    // that were not reset are sure to be logged.
+    let surely_accepted = if cfg!(target_os = "linux") { 1001 } else { 751 };
+    wait_for_count(&server, " connected", surely_accepted);
     if let Some(fds0) = fds0 {
         wait_at_most("the server's open files", fds0 as u64, || {
             open_fds(pid).map(|n| n as u64)
