@@ -69,10 +69,28 @@ pub fn set_keepalive(socket: SockRef<'_>, dead_after: Duration) -> std::io::Resu
         target_os = "netbsd",
         target_os = "windows"
     ))]
-    let keepalive = keepalive
-        .with_interval((dead_after / 10).max(second))
-        .with_retries(5);
-    socket.set_tcp_keepalive(&keepalive)?;
+    let timed = keepalive.with_interval((dead_after / 10).max(second));
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "windows"
+    ))]
+    let keepalive = timed.clone().with_retries(5);
+    match socket.set_tcp_keepalive(&keepalive) {
+        Ok(()) => {}
+        // TCP_KEEPCNT (the probe count) exists from Windows 10 version 1703
+        // on (Microsoft's "IPPROTO_TCP socket options"); older Windows, and
+        // wine, refuse it with WSAENOPROTOOPT. The time and interval are
+        // still set, and Windows' own count applies (10 probes).
+        #[cfg(windows)]
+        Err(_) => socket.set_tcp_keepalive(&timed)?,
+        #[cfg(not(windows))]
+        Err(e) => return Err(e),
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     socket.set_tcp_user_timeout(Some(dead_after.max(second)))?;
     Ok(())
