@@ -59,7 +59,8 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// this works against the notes' servers, which know nothing of heartbeats.
 pub fn set_keepalive(socket: SockRef<'_>, dead_after: Duration) -> std::io::Result<()> {
     let second = Duration::from_secs(1);
-    let keepalive = TcpKeepalive::new().with_time((dead_after / 2).max(second));
+    let (time, interval) = ((dead_after / 2).max(second), (dead_after / 10).max(second));
+    let keepalive = TcpKeepalive::new().with_time(time);
     #[cfg(any(
         target_os = "linux",
         target_os = "android",
@@ -69,28 +70,17 @@ pub fn set_keepalive(socket: SockRef<'_>, dead_after: Duration) -> std::io::Resu
         target_os = "netbsd",
         target_os = "windows"
     ))]
-    let timed = keepalive.with_interval((dead_after / 10).max(second));
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "windows"
-    ))]
-    let keepalive = timed.clone().with_retries(5);
-    match socket.set_tcp_keepalive(&keepalive) {
-        Ok(()) => {}
-        // TCP_KEEPCNT (the probe count) exists from Windows 10 version 1703
-        // on (Microsoft's "IPPROTO_TCP socket options"); older Windows, and
-        // wine, refuse it with WSAENOPROTOOPT. The time and interval are
-        // still set, and Windows' own count applies (10 probes).
-        #[cfg(windows)]
-        Err(_) => socket.set_tcp_keepalive(&timed)?,
-        #[cfg(not(windows))]
-        Err(e) => return Err(e),
-    }
+    let keepalive = keepalive.with_interval(interval).with_retries(5);
+    let set = socket.set_tcp_keepalive(&keepalive);
+    // TCP_KEEPCNT (the probe count) exists from Windows 10 version 1703 on
+    // (Microsoft's "IPPROTO_TCP socket options"); older Windows, and wine,
+    // refuse it with WSAENOPROTOOPT. The time and interval are then set
+    // alone, and Windows' own count applies (10 probes).
+    #[cfg(windows)]
+    let set = set.or_else(|_| {
+        socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(time).with_interval(interval))
+    });
+    set?;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     socket.set_tcp_user_timeout(Some(dead_after.max(second)))?;
     Ok(())
