@@ -377,9 +377,12 @@ pub fn serve<S: Service + 'static>(
     if let Err(e) = ctrlc::set_handler(move || stopper.shutdown()) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
-    eprintln!("listening on {}", server.local_addr());
-    on_start(&handle);
-    server.run()?;
+    let addr = server.local_addr();
+    // Said once every thread runs, so what a test measures then is final.
+    server.run_after_start(|| {
+        eprintln!("listening on {addr}");
+        on_start(&handle);
+    })?;
     log::info!("stopped; {}", handle.stats());
     Ok(())
 }

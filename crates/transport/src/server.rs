@@ -306,9 +306,17 @@ impl<S: Service + 'static> Server<S> {
     /// until [`ServerHandle::shutdown`] is called; returns once every thread
     /// has been joined.
     pub fn run(self) -> Result<()> {
+        self.run_after_start(|| {})
+    }
+
+    /// [`run`](Server::run), calling `started` once every other thread is
+    /// running (the place to say "listening": a test that counts the
+    /// server's threads then finds them all).
+    pub fn run_after_start(self, started: impl FnOnce()) -> Result<()> {
         let mut reactors = self.reactors;
         let first = reactors.remove(0);
         let mut threads = spawn_all(reactors, self.workers, &self.service, &self.core)?;
+        started();
         first.run();
         join(&mut threads);
         Ok(())
