@@ -109,7 +109,6 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| cli.listen.clone());
-    eprintln!("listening on {local}");
     if let Err(e) = ctrlc::set_handler(|| std::process::exit(0)) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
@@ -153,6 +152,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let (node, ctx) = (node.clone(), ctx.clone());
         std::thread::spawn(move || event_loop(&node, &ctx, quiet))
     };
+    // Said once every thread of an idle peer runs, so whoever waits for this
+    // line (tests, scripts) sees the peer as it will stay.
+    eprintln!("listening on {local}");
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         if line.trim().is_empty() {

@@ -224,6 +224,19 @@ fn threads(pid: u32) -> Option<u64> {
     })
 }
 
+/// Names of the threads of process `pid`, for a failure message.
+fn thread_names(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return String::new();
+    };
+    let names: Vec<String> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.join(", ")
+}
+
 #[test]
 fn gossip_of_1024_addresses_dials_through_a_bounded_number_of_threads() {
     let mut ana = peer("ana", &[]);
@@ -262,7 +275,11 @@ fn gossip_of_1024_addresses_dials_through_a_bounded_number_of_threads() {
             if now <= base {
                 break;
             }
-            assert!(Instant::now() < deadline, "{now} threads, {base} before");
+            assert!(
+                Instant::now() < deadline,
+                "{now} threads, {base} before: {}",
+                thread_names(ana.pid())
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
