@@ -25,8 +25,6 @@
 //!   frames with an end marker.
 //! - [`Codec`]: JSON and MessagePack for typed values; [`text()`] for UTF-8.
 //! - [`Transform`]: the hook for course formats (XOR, checksums, numbering).
-//! - [`Observer`] and [`render`]: watch frames go by without touching them
-//!   (`trama-tap`).
 //! - [`Service`], [`Event`], [`Actions`], [`ConnId`]: the contract between the
 //!   transport (`trama-transport`) and the logic (`trama-backend`).
 //!
@@ -74,9 +72,7 @@ mod codec;
 mod config;
 mod decoder;
 mod error;
-pub mod fault;
 mod frame;
-pub mod observe;
 mod reader;
 mod service;
 mod stream;
@@ -91,7 +87,6 @@ pub use config::{
 pub use decoder::Decoder;
 pub use error::{Error, Result};
 pub use frame::Header;
-pub use observe::{render, DecodeAs, Direction, FrameNote, Note, Observer, Rendered};
 pub use reader::{Body, FrameReader};
 pub use service::{Action, Actions, ConnId, DisconnectReason, Event, Service};
 pub use stream::{write_stream, StreamReader};
