@@ -27,6 +27,10 @@
 //! - [`Transform`]: the hook for course formats (XOR, checksums, numbering).
 //! - [`Service`], [`Event`], [`Actions`], [`ConnId`]: the contract between the
 //!   transport (`trama-transport`) and the logic (`trama-backend`).
+//! - `auth`: the shared-key handshake of the notes' `multiprocessing`
+//!   connections, behind the `key` feature (on by default). Without it
+//!   (`default-features = false`) the crate is framing and codecs alone and
+//!   pulls in no hash function and no OS randomness.
 //!
 //! ## Examples to run and copy
 //!
@@ -67,6 +71,7 @@
 //! # Ok::<(), trama_protocol::Error>(())
 //! ```
 
+#[cfg(feature = "key")]
 pub mod auth;
 mod codec;
 mod config;
