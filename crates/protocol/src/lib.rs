@@ -19,6 +19,8 @@
 //!
 //! - [`FrameWriter`] / [`FrameReader`]: blocking, over any `Write` / `Read`.
 //! - [`Decoder`]: sans-IO, for readiness loops; fed bytes in any pieces.
+//! - [`FrameBoundary`]: the decoder's rules for where frames begin and end,
+//!   for code that follows frames without assembling them.
 //! - [`FrameReader::read_body`] and [`FrameWriter::send_body`]: one header,
 //!   then a body of up to the header's width streamed in constant memory.
 //! - [`write_stream`] / [`StreamReader`]: any amount of data as a sequence of
@@ -73,6 +75,7 @@
 
 #[cfg(feature = "key")]
 pub mod auth;
+mod boundary;
 mod codec;
 mod config;
 mod decoder;
@@ -84,6 +87,7 @@ mod stream;
 mod transform;
 mod writer;
 
+pub use boundary::{FrameBoundary, Part, Span};
 pub use codec::{text, Codec};
 pub use config::{
     ByteOrder, FrameConfig, FrameConfigBuilder, Framing, HeaderWidth, DEFAULT_MAX_FRAME_LEN,

@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde::{Deserialize, Serialize};
 use trama_protocol::{
-    write_stream, ByteOrder, Codec, Decoder, Error, FrameConfig, FrameReader, FrameWriter,
-    HeaderWidth, StreamReader,
+    write_stream, ByteOrder, Codec, Decoder, Error, FrameBoundary, FrameConfig, FrameReader,
+    FrameWriter, HeaderWidth, Part, StreamReader,
 };
 
 /// A source that returns one byte per read, like the slowest network.
@@ -135,6 +135,42 @@ fn run_decoder(config: FrameConfig, bytes: &[u8], cuts: &[usize]) -> (Vec<Vec<u8
     (frames, end, dec)
 }
 
+/// Follow `bytes` with a bare `FrameBoundary` fed in the pieces given by
+/// `cuts`: the frames its spans delimit, and how the stream ended, judged as
+/// a decoder judges (a header over the limit stops it).
+fn run_boundary(config: FrameConfig, bytes: &[u8], cuts: &[usize]) -> (Vec<Vec<u8>>, End) {
+    let mut b = FrameBoundary::new(config);
+    let limit = config.max_frame_len() as u64;
+    let (mut frames, mut payload) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    for &end in cuts.iter().chain(std::iter::once(&bytes.len())) {
+        let mut piece = &bytes[start..end];
+        while let Some(span) = b.next(piece) {
+            assert!(span.len > 0 && span.len <= piece.len(), "{span:?}");
+            if let Some(len) = span.announced.filter(|&len| len > limit) {
+                return (frames, End::TooLarge { len, limit });
+            }
+            if span.part == Part::Payload {
+                payload.extend_from_slice(&piece[..span.len]);
+            }
+            if span.ends_frame {
+                frames.push(std::mem::take(&mut payload));
+            }
+            piece = &piece[span.len..];
+        }
+        start = end;
+    }
+    let end = match (b.header_got(), b.payload()) {
+        (0, None) => End::Clean,
+        (got, None) => End::TruncatedHeader {
+            got,
+            expected: config.header_len(),
+        },
+        (_, Some((got, expected))) => End::TruncatedPayload { got, expected },
+    };
+    (frames, end)
+}
+
 /// Read frames with a `FrameReader` until the end or an error.
 fn run_reader<R: Read>(mut reader: FrameReader<R>) -> (Vec<Vec<u8>>, End) {
     let mut frames = Vec::new();
@@ -148,6 +184,44 @@ fn run_reader<R: Read>(mut reader: FrameReader<R>) -> (Vec<Vec<u8>>, End) {
 }
 
 proptest! {
+    #[test]
+    fn the_boundary_tracker_and_the_decoder_agree_at_any_split(
+        (base, payloads) in frames_strategy(0),
+        noise in vec(any::<u8>(), 0..64),
+        flips in vec((any::<Index>(), any::<u8>()), 0..3),
+        cuts in vec(any::<Index>(), 0..12),
+        limit in 0usize..3000,
+        unframed in any::<bool>(),
+    ) {
+        // Well-formed frames, then maybe damage and trailing noise, under a
+        // limit that damaged headers often pass: any stream, any split.
+        let framing = if unframed {
+            trama_protocol::Framing::Unframed
+        } else {
+            trama_protocol::Framing::LengthPrefixed
+        };
+        let config = FrameConfig::builder()
+            .framing(framing)
+            .width(base.width())
+            .order(base.order())
+            .max_frame_len(limit.clamp(1, base.max_frame_len()))
+            .build()
+            .unwrap();
+        let mut wire = encode(base, &payloads);
+        for (at, byte) in &flips {
+            if !wire.is_empty() {
+                let i = at.index(wire.len());
+                wire[i] = *byte;
+            }
+        }
+        wire.extend_from_slice(&noise);
+        let cuts = cut_points(&cuts, wire.len());
+        let (tracked, tracked_end) = run_boundary(config, &wire, &cuts);
+        let (decoded, decoded_end, _) = run_decoder(config, &wire, &cuts);
+        prop_assert_eq!(tracked, decoded);
+        prop_assert_eq!(tracked_end, decoded_end);
+    }
+
     #[test]
     fn decoder_round_trips_at_any_split(
         (config, payloads) in frames_strategy(0),

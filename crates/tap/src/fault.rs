@@ -69,7 +69,7 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
-use trama_protocol::FrameConfig;
+use trama_protocol::{FrameBoundary, FrameConfig, Part};
 
 use crate::{hex_pairs, Direction};
 
@@ -505,11 +505,9 @@ pub struct FaultSchedule {
     bandwidth: Option<u64>,
     split: Option<(usize, Duration)>,
     limit: Option<(u64, LimitKind)>,
-    // Frame tracking.
+    // Frame tracking, by the decoder's own rules.
+    bounds: FrameBoundary,
     frame: u64,
-    header: [u8; 8],
-    header_got: usize,
-    payload_left: u64,
     payload_len: u64,
     cut_left: u64,
     action: Action,
@@ -537,10 +535,8 @@ impl FaultSchedule {
             bandwidth: None,
             split: None,
             limit: None,
+            bounds: FrameBoundary::new(config),
             frame: 0,
-            header: [0; 8],
-            header_got: 0,
-            payload_left: 0,
             payload_len: 0,
             cut_left: 0,
             action: Action::Pass,
@@ -651,46 +647,25 @@ impl FaultSchedule {
     /// Stage one: frame-level faults. Emits writes of input ranges, injected
     /// bytes, sleeps, notes, and a close for a cut.
     fn frames(&mut self, input: &[u8], out: &mut Vec<Step>) {
-        let hl = self.config.header_len();
         let mut pos = 0;
-        while pos < input.len() {
-            if self.header_got < hl {
-                if self.header_got == 0 {
-                    self.start_frame(out);
-                }
-                let take = (hl - self.header_got).min(input.len() - pos);
-                self.header[self.header_got..self.header_got + take]
-                    .copy_from_slice(&input[pos..pos + take]);
-                match &mut self.action {
-                    Action::Pass => write(out, pos..pos + take),
-                    Action::Duplicate(buf) => {
-                        buf.extend_from_slice(&input[pos..pos + take]);
-                        write(out, pos..pos + take);
-                    }
-                    Action::Drop | Action::Corrupt(_) | Action::Cut => {}
-                }
-                self.header_got += take;
-                pos += take;
-                if self.header_got == hl {
-                    self.header_done(out);
-                    if self.finished {
-                        return;
-                    }
-                }
-                continue;
+        while let Some(span) = self.bounds.next(&input[pos..]) {
+            let r = pos..pos + span.len;
+            pos = r.end;
+            if span.starts_frame {
+                self.start_frame(out);
             }
-            let take = usize::try_from(self.payload_left)
-                .map_or(input.len() - pos, |left| left.min(input.len() - pos));
-            match &mut self.action {
-                Action::Pass | Action::Corrupt(_) => write(out, pos..pos + take),
-                Action::Drop => {}
-                Action::Duplicate(buf) => {
-                    buf.extend_from_slice(&input[pos..pos + take]);
-                    write(out, pos..pos + take);
+            match (&mut self.action, span.part) {
+                // A header to replace or to hold back (a drop, a cut) is not written.
+                (Action::Drop | Action::Corrupt(_) | Action::Cut, Part::Header) => {}
+                (Action::Pass | Action::Corrupt(_), _) => write(out, r.clone()),
+                (Action::Drop, Part::Payload) => {}
+                (Action::Duplicate(buf), _) => {
+                    buf.extend_from_slice(&input[r.clone()]);
+                    write(out, r.clone());
                 }
-                Action::Cut => {
-                    let n = usize::try_from(self.cut_left).map_or(take, |c| c.min(take));
-                    write(out, pos..pos + n);
+                (Action::Cut, Part::Payload) => {
+                    let n = usize::try_from(self.cut_left).map_or(r.len(), |c| c.min(r.len()));
+                    write(out, r.start..r.start + n);
                     self.cut_left -= n as u64;
                     if self.cut_left == 0 {
                         self.cut(out);
@@ -698,9 +673,13 @@ impl FaultSchedule {
                     }
                 }
             }
-            pos += take;
-            self.payload_left -= take as u64;
-            if self.payload_left == 0 {
+            if let Some(len) = span.announced {
+                self.header_done(len, out);
+                if self.finished {
+                    return;
+                }
+            }
+            if span.ends_frame {
                 self.end_frame(out);
             }
         }
@@ -719,17 +698,14 @@ impl FaultSchedule {
         }
     }
 
-    fn header_done(&mut self, out: &mut Vec<Step>) {
-        let hl = self.config.header_len();
+    fn header_done(&mut self, len: u64, out: &mut Vec<Step>) {
+        let header = self.bounds.header();
         let k = self.frame;
-        let len = self.config.parse_header(&self.header[..hl]);
-        self.header_got = hl;
-        self.payload_left = len;
         self.payload_len = len;
         match &self.action {
             Action::Corrupt(bytes) => out.push(Step::Fired(format!(
                 "frame {k}: header {} replaced by {}",
-                hex_pairs(&self.header[..hl]),
+                hex_pairs(header),
                 hex_pairs(bytes)
             ))),
             Action::Drop => out.push(Step::Fired(format!("frame {k} ({len} bytes) dropped"))),
@@ -742,22 +718,17 @@ impl FaultSchedule {
             }
             Action::Cut if len == 0 => {
                 // An empty frame has no middle but its header's.
-                out.push(Step::Inject(self.header[..hl / 2].to_vec()));
+                out.push(Step::Inject(header[..header.len() / 2].to_vec()));
                 self.cut(out);
-                return;
             }
             Action::Cut => {
-                out.push(Step::Inject(self.header[..hl].to_vec()));
+                out.push(Step::Inject(header.to_vec()));
                 self.cut_left = len / 2;
                 if self.cut_left == 0 {
                     self.cut(out);
-                    return;
                 }
             }
             _ => {}
-        }
-        if len == 0 {
-            self.end_frame(out);
         }
     }
 
@@ -770,7 +741,6 @@ impl FaultSchedule {
             )));
             out.push(Step::Inject(buf));
         }
-        self.header_got = 0;
     }
 
     fn cut(&mut self, out: &mut Vec<Step>) {

@@ -14,7 +14,7 @@
 //! [`render`](crate::render) turns a payload (or the first bytes of one) into something a
 //! person can read: UTF-8 text, JSON, MessagePack shown as JSON, or hex.
 
-use trama_protocol::FrameConfig;
+use trama_protocol::{FrameBoundary, FrameConfig, Part};
 
 /// Which way bytes travel through a proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,17 +123,6 @@ pub enum Note {
     },
 }
 
-/// Where the observer is in the stream.
-#[derive(Debug)]
-enum State {
-    /// Collecting header bytes (`got` of them so far).
-    Header { got: usize },
-    /// Inside a payload of `len` bytes, `got` of which have passed.
-    Payload { len: u64, got: u64 },
-    /// After a header over the limit: counting bytes only.
-    Lost,
-}
-
 /// Follows one direction of a stream and reports each frame as it completes.
 ///
 /// ```
@@ -152,11 +141,14 @@ enum State {
 /// ```
 #[derive(Debug)]
 pub struct Observer {
-    config: FrameConfig,
+    /// Where frames begin and end, by the decoder's own rules.
+    bounds: FrameBoundary,
     show: usize,
-    state: State,
-    header: [u8; 8],
+    /// After a header over the limit: counting bytes only.
+    lost: bool,
     head: Vec<u8>,
+    /// Payload length of the frame in progress.
+    len: u64,
     /// Bytes seen so far.
     offset: u64,
     /// Offset of the current frame's first byte.
@@ -172,11 +164,11 @@ impl Observer {
     /// bytes of each frame.
     pub fn new(config: FrameConfig, show: usize) -> Observer {
         Observer {
-            config,
+            bounds: FrameBoundary::new(config),
             show,
-            state: State::Header { got: 0 },
-            header: [0; 8],
+            lost: false,
             head: Vec::new(),
+            len: 0,
             offset: 0,
             frame_start: 0,
             frames: 0,
@@ -186,7 +178,7 @@ impl Observer {
 
     /// The wire format being followed.
     pub fn config(&self) -> &FrameConfig {
-        &self.config
+        self.bounds.config()
     }
 
     /// Bytes fed so far.
@@ -201,7 +193,7 @@ impl Observer {
 
     /// True once a header over the limit stopped the decoding.
     pub fn is_lost(&self) -> bool {
-        matches!(self.state, State::Lost)
+        self.lost
     }
 
     /// Heap bytes held for the frame in progress (at most `show`).
@@ -215,114 +207,88 @@ impl Observer {
     /// the configured read size, as a receiver reading that much at a time
     /// would see it).
     pub fn feed(&mut self, mut input: &[u8], notes: &mut Vec<Note>) {
-        if self.config.is_unframed() {
-            for chunk in input.chunks(self.config.max_frame_len().max(1)) {
+        while !input.is_empty() {
+            if self.lost {
+                self.skipped += input.len() as u64;
+                self.offset += input.len() as u64;
+                return;
+            }
+            let Some(span) = self.bounds.next(input) else {
+                return;
+            };
+            let (bytes, rest) = input.split_at(span.len);
+            input = rest;
+            if span.starts_frame {
+                self.frame_start = self.offset;
                 self.frames += 1;
-                let keep = chunk.len().min(self.show);
+                // Unframed, a piece is its own whole frame.
+                self.len = bytes.len() as u64;
+            }
+            self.offset += bytes.len() as u64;
+            if let Some(len) = span.announced {
+                let limit = self.config().max_frame_len() as u64;
+                if len > limit {
+                    notes.push(Note::Oversize {
+                        index: self.frames,
+                        offset: self.frame_start,
+                        len,
+                        limit,
+                        header: self.bounds.header().to_vec(),
+                    });
+                    self.lost = true;
+                    continue;
+                }
+                self.len = len;
+            }
+            if span.part == Part::Payload {
+                self.keep(bytes);
+            }
+            if span.ends_frame {
                 notes.push(Note::Frame(FrameNote {
                     index: self.frames,
-                    offset: self.offset,
-                    len: chunk.len() as u64,
-                    head: chunk[..keep].to_vec(),
+                    offset: self.frame_start,
+                    len: self.len,
+                    head: std::mem::take(&mut self.head),
                 }));
-                self.offset += chunk.len() as u64;
-            }
-            return;
-        }
-        let hl = self.config.header_len();
-        while !input.is_empty() {
-            match self.state {
-                State::Lost => {
-                    self.skipped += input.len() as u64;
-                    self.offset += input.len() as u64;
-                    return;
-                }
-                State::Header { got } => {
-                    if got == 0 {
-                        self.frame_start = self.offset;
-                        self.frames += 1;
-                    }
-                    let take = (hl - got).min(input.len());
-                    self.header[got..got + take].copy_from_slice(&input[..take]);
-                    input = &input[take..];
-                    self.offset += take as u64;
-                    if got + take < hl {
-                        self.state = State::Header { got: got + take };
-                        continue;
-                    }
-                    let len = self.config.parse_header(&self.header[..hl]);
-                    let limit = self.config.max_frame_len() as u64;
-                    if len > limit {
-                        notes.push(Note::Oversize {
-                            index: self.frames,
-                            offset: self.frame_start,
-                            len,
-                            limit,
-                            header: self.header[..hl].to_vec(),
-                        });
-                        self.state = State::Lost;
-                        continue;
-                    }
-                    self.state = State::Payload { len, got: 0 };
-                    self.complete_if_done(notes);
-                }
-                State::Payload { len, got } => {
-                    let want = len - got;
-                    let take = usize::try_from(want).map_or(input.len(), |w| w.min(input.len()));
-                    let room = self.show.saturating_sub(self.head.len()).min(take);
-                    if room > 0 {
-                        // Reserve once, to what this frame can show at most.
-                        if self.head.capacity() == 0 {
-                            let cap = usize::try_from(len).map_or(self.show, |l| l.min(self.show));
-                            self.head.reserve_exact(cap);
-                        }
-                        self.head.extend_from_slice(&input[..room]);
-                    }
-                    input = &input[take..];
-                    self.offset += take as u64;
-                    self.state = State::Payload {
-                        len,
-                        got: got + take as u64,
-                    };
-                    self.complete_if_done(notes);
-                }
             }
         }
     }
 
-    fn complete_if_done(&mut self, notes: &mut Vec<Note>) {
-        if let State::Payload { len, got } = self.state {
-            if got == len {
-                notes.push(Note::Frame(FrameNote {
-                    index: self.frames,
-                    offset: self.frame_start,
-                    len,
-                    head: std::mem::take(&mut self.head),
-                }));
-                self.state = State::Header { got: 0 };
+    /// Keep what fits of the first `show` payload bytes.
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = self.show.saturating_sub(self.head.len()).min(bytes.len());
+        if room > 0 {
+            // Reserve once, to what this frame can show at most.
+            if self.head.capacity() == 0 {
+                let cap = usize::try_from(self.len).map_or(self.show, |l| l.min(self.show));
+                self.head.reserve_exact(cap);
             }
+            self.head.extend_from_slice(&bytes[..room]);
         }
     }
 
     /// The stream ended: a [`Note::Truncated`] if it ended inside a frame.
     pub fn finish(&self) -> Option<Note> {
-        match self.state {
-            State::Header { got } if got > 0 => Some(Note::Truncated {
-                index: self.frames,
-                offset: self.frame_start,
-                in_header: true,
-                got: got as u64,
-                expected: self.config.header_len() as u64,
-            }),
-            State::Payload { len, got } => Some(Note::Truncated {
+        if self.lost {
+            return None;
+        }
+        if let Some((got, len)) = self.bounds.payload() {
+            return Some(Note::Truncated {
                 index: self.frames,
                 offset: self.frame_start,
                 in_header: false,
                 got,
                 expected: len,
-            }),
-            _ => None,
+            });
         }
+        let got = self.bounds.header_got();
+        (got > 0).then(|| Note::Truncated {
+            index: self.frames,
+            offset: self.frame_start,
+            in_header: true,
+            got: got as u64,
+            expected: self.config().header_len() as u64,
+        })
     }
 }
 
