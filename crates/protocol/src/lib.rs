@@ -27,6 +27,7 @@
 //! - [`Transform`]: the hook for course formats (XOR, checksums, numbering).
 //! - [`Observer`] and [`render`]: watch frames go by without touching them
 //!   (`trama-tap`).
+//! - [`Backoff`]: the one rule for waiting before a reconnection.
 //! - [`Service`], [`Event`], [`Actions`], [`ConnId`]: the contract between the
 //!   transport (`trama-transport`) and the logic (`trama-backend`).
 //!
@@ -70,6 +71,7 @@
 //! ```
 
 pub mod auth;
+mod backoff;
 mod codec;
 mod config;
 mod decoder;
@@ -83,6 +85,7 @@ mod stream;
 mod transform;
 mod writer;
 
+pub use backoff::{Backoff, Retries};
 pub use codec::{text, Codec};
 pub use config::{
     ByteOrder, FrameConfig, FrameConfigBuilder, Framing, HeaderWidth, DEFAULT_MAX_FRAME_LEN,
