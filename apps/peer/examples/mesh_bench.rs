@@ -177,12 +177,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut peers = Vec::new();
     let mut addrs = Vec::new();
     for i in 0..args.peers {
-        let node = PeerNode::start(PeerConfig {
-            listen: Some("127.0.0.1:0".into()),
-            frame,
-            backoff_max: Duration::from_millis(250),
-            ..PeerConfig::default()
-        })?;
+        let node = PeerNode::start(
+            PeerConfig::default()
+                .with_listen(Some("127.0.0.1:0".into()))
+                .with_frame(frame)
+                .with_backoff(
+                    trama_protocol::Backoff::default().with_max(Duration::from_millis(250)),
+                ),
+        )?;
         let addr = node
             .local_addr()
             .ok_or("a peer has no listen address")?

@@ -62,10 +62,7 @@ struct Cli {
 /// ones it dials: it needs its certificate and a CA, or neither.
 fn peer_tls(cli: &Cli) -> Result<Option<PeerTls>, String> {
     match (cli.tls_server.config()?, cli.tls_client.config()?) {
-        (Some(acceptor), Some(connector)) => Ok(Some(PeerTls {
-            acceptor,
-            connector,
-        })),
+        (Some(acceptor), Some(connector)) => Ok(Some(PeerTls::new(acceptor, connector))),
         (None, None) => Ok(None),
         _ => Err("TLS needs --tls-cert and --tls-key (for the links we accept) and --tls-ca (for the peers we dial)".into()),
     }
@@ -96,15 +93,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .max_frame_len(mesh::MAX_FRAME)
             .build()?
     };
-    let node = Arc::new(PeerNode::start(PeerConfig {
-        listen: Some(cli.listen.clone()),
-        frame,
-        backoff_max: cli.max_backoff,
-        auth: cli.auth.config()?,
-        keepalive: cli.keepalive.keepalive.0,
-        tls: peer_tls(&cli)?,
-        ..PeerConfig::default()
-    })?);
+    let node = Arc::new(PeerNode::start(
+        PeerConfig::default()
+            .with_listen(Some(cli.listen.clone()))
+            .with_frame(frame)
+            .with_auth(cli.auth.config()?)
+            .with_keepalive(cli.keepalive.keepalive.0)
+            .with_tls(peer_tls(&cli)?)
+            .with_backoff(trama_protocol::Backoff::default().with_max(cli.max_backoff)),
+    )?);
     let local = node
         .local_addr()
         .map(|a| a.to_string())

@@ -224,6 +224,7 @@ impl Verdict {
 /// Why a name is not one the receiver may create. Each message quotes the
 /// name (control characters escaped, long names cut) and says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     Empty,
