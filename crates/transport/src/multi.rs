@@ -290,13 +290,14 @@ fn supervise(
     asleep: &Receiver<()>,
     stop: &AtomicBool,
 ) {
-    let mut backoff = config.dial.backoff.min;
+    // A seed of its own, so dialers that fail together retry apart.
+    let mut retries = config.dial.backoff.retries(fastrand::u64(..));
     let mut reported_down = false;
     while !stop.load(Ordering::SeqCst) {
         let reason = match crate::net::connect(&link.spec.addr, config.dial.connect_timeout) {
             Ok(stream) => match serve(index, link, stream, config, tx, stop) {
                 Ok(reason) => {
-                    backoff = config.dial.backoff.min;
+                    retries.reset();
                     reported_down = false;
                     reason
                 }
@@ -307,8 +308,7 @@ fn supervise(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-        let wait = (backoff + jitter).min(config.dial.backoff.max);
+        let wait = retries.next_delay();
         if !reported_down {
             reported_down = true;
             let _ = tx.send(MultiEvent::Down {
@@ -327,7 +327,6 @@ fn supervise(
             // The client is closing.
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        backoff = (backoff * 2).min(config.dial.backoff.max);
     }
 }
 

@@ -461,7 +461,8 @@ type Keep = Arc<dyn Fn() -> bool + Send + Sync>;
 fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
     let config = &shared.config;
     let persistent = keep.is_some();
-    let mut backoff = config.dial.backoff.min;
+    // A seed of its own, so dialers that fail together retry apart.
+    let mut retries = config.dial.backoff.retries(fastrand::u64(..));
     while !shared.stop.load(Ordering::SeqCst) {
         if keep.is_some_and(|k| !k()) {
             match shared.asleep.recv_timeout(config.dial.backoff.max) {
@@ -471,7 +472,7 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
         }
         match dial_once(config, addr) {
             Ok(ready) => {
-                backoff = config.dial.backoff.min;
+                retries.reset();
                 match start_link(shared, ready, true, addr.to_string()) {
                     // Stay with the link until it ends, then (if persistent) redial.
                     Ok((_, reader)) => {
@@ -484,8 +485,7 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
                 }
             }
             Err(e) => {
-                let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-                let wait = (backoff + jitter).min(config.dial.backoff.max);
+                let wait = retries.next_delay();
                 let _ = shared.tx.send(LinkEvent::DialFailed {
                     addr: addr.to_string(),
                     reason: e.to_string(),
@@ -498,7 +498,6 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
-                backoff = (backoff * 2).min(config.dial.backoff.max);
                 continue;
             }
         }
@@ -506,7 +505,7 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
             return;
         }
         // Brief pause before redialing a link that just ended.
-        match shared.asleep.recv_timeout(backoff) {
+        match shared.asleep.recv_timeout(config.dial.backoff.min) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
