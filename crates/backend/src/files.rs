@@ -3,9 +3,11 @@
 //! The app `trama-files` opens the files and the connections; this module
 //! decides everything that can be decided without them: which names a
 //! receiver may create, what the temporary file is called, where a transfer
-//! resumes, whether what arrived is what was sent, how long to wait before
-//! retrying, and how to print sizes, rates and summaries. Every rule is a
-//! plain function of plain values, tested without I/O.
+//! resumes, whether what arrived is what was sent, and how to print sizes,
+//! rates and summaries. Every rule is a plain function of plain values,
+//! tested without I/O. (How long to wait before retrying is
+//! `trama_protocol::Backoff`, the rule every part of trama that reconnects
+//! uses.)
 //!
 //! # The wire protocol (version [`PROTOCOL_VERSION`])
 //!
@@ -890,62 +892,6 @@ pub fn bytes_to_send(offer: &Offer, offset: u64) -> Result<u64, BadOffset> {
     })
 }
 
-/// Capped exponential backoff between reconnection attempts.
-///
-/// The delay before attempt `n` (from 0) is `base_ms * 2^n` plus the
-/// caller's jitter, never more than `max_ms`. The backend has no clock and no
-/// random numbers, so the caller draws the jitter (uniform in `0..=base_ms`;
-/// larger values are cut to `base_ms`) and sleeps.
-///
-/// ```
-/// use std::time::Duration;
-/// use trama_backend::files::Backoff;
-/// let mut b = Backoff::new(100, 1000);
-/// let delays: Vec<_> = (0..6).map(|_| b.next_delay(0).as_millis()).collect();
-/// assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
-/// b.reset();
-/// assert_eq!(b.next_delay(50), Duration::from_millis(150));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first delay, in milliseconds.
-    pub base_ms: u64,
-    /// The longest delay, in milliseconds.
-    pub max_ms: u64,
-    /// Delays handed out since the last [`reset`](Backoff::reset).
-    pub attempt: u32,
-}
-
-impl Backoff {
-    /// Start at `base_ms`, double each time, stop growing at `max_ms`.
-    pub fn new(base_ms: u64, max_ms: u64) -> Backoff {
-        Backoff {
-            base_ms,
-            max_ms,
-            attempt: 0,
-        }
-    }
-
-    /// The delay before the next attempt, with `jitter` milliseconds added
-    /// (at most `base_ms`) and the result capped at `max_ms`.
-    pub fn next_delay(&mut self, jitter: u64) -> Duration {
-        let exponential = 1u64
-            .checked_shl(self.attempt)
-            .and_then(|factor| self.base_ms.checked_mul(factor))
-            .unwrap_or(u64::MAX);
-        let ms = exponential
-            .saturating_add(jitter.min(self.base_ms))
-            .min(self.max_ms);
-        self.attempt = self.attempt.saturating_add(1);
-        Duration::from_millis(ms)
-    }
-
-    /// Start over from `base_ms` (after a success).
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Progress and summaries
 // ---------------------------------------------------------------------------
@@ -1491,46 +1437,6 @@ mod tests {
             e.to_string(),
             "the receiver asked to resume at byte 2000 of a 1000-byte file"
         );
-    }
-
-    // --- Backoff ---------------------------------------------------------
-
-    #[test]
-    fn backoff_doubles_then_caps() {
-        let mut b = Backoff::new(250, 5000);
-        let got: Vec<u128> = (0..8).map(|_| b.next_delay(0).as_millis()).collect();
-        assert_eq!(got, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
-        assert_eq!(b.attempt, 8);
-        b.reset();
-        assert_eq!(b.attempt, 0);
-        assert_eq!(b.next_delay(0), Duration::from_millis(250));
-    }
-
-    #[test]
-    fn backoff_jitter_is_bounded_and_capped() {
-        let mut b = Backoff::new(100, 1000);
-        assert_eq!(b.next_delay(100), Duration::from_millis(200));
-        assert_eq!(b.next_delay(u64::MAX), Duration::from_millis(300));
-        for _ in 0..10 {
-            b.next_delay(100);
-        }
-        assert_eq!(b.next_delay(100), Duration::from_millis(1000));
-    }
-
-    #[test]
-    fn backoff_never_overflows() {
-        let mut b = Backoff::new(u64::MAX / 2, u64::MAX);
-        for _ in 0..200 {
-            b.next_delay(u64::MAX);
-        }
-        assert_eq!(b.next_delay(0), Duration::from_millis(u64::MAX));
-        b.attempt = u32::MAX;
-        b.next_delay(0);
-        assert_eq!(b.attempt, u32::MAX);
-        let mut zero = Backoff::new(0, 1000);
-        assert_eq!(zero.next_delay(5), Duration::ZERO);
-        let mut inverted = Backoff::new(500, 100);
-        assert_eq!(inverted.next_delay(0), Duration::from_millis(100));
     }
 
     // --- numbered_name ---------------------------------------------------
