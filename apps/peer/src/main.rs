@@ -376,13 +376,11 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                                 }
                             }
                         }
-                        m.on_link_up(mesh::LinkId(link.0), dialed)
+                        m.on_link_up(link, dialed)
                     }
-                    LinkEvent::Message { link, payload } => {
-                        m.on_frame(mesh::LinkId(link.0), &payload)
-                    }
+                    LinkEvent::Message { link, payload } => m.on_frame(link, &payload),
                     LinkEvent::Down { link, reason } => {
-                        let mut outs = m.on_link_down(mesh::LinkId(link.0), &reason);
+                        let mut outs = m.on_link_down(link, &reason);
                         let addr = ctx.once.lock().ok().and_then(|mut o| o.links.remove(&link));
                         if let Some(addr) = addr {
                             outs.extend(once_ended(ctx, m, &addr));
@@ -411,15 +409,15 @@ fn apply(node: &PeerNode, ctx: &Ctx, m: &mut Mesh, outs: Vec<Out>) {
         match out {
             Out::Send { link, wire } => match wire.encode() {
                 Ok(bytes) => {
-                    if let Err(e) = node.send(LinkId(link.0), &bytes) {
-                        log::debug!("send on link {} failed: {e}", link.0);
+                    if let Err(e) = node.send(link, &bytes) {
+                        log::debug!("send on {link} failed: {e}");
                     }
                 }
                 Err(e) => log::warn!("cannot encode: {e}"),
             },
             Out::Close { link, reason } => {
-                log::info!("closing link {}: {reason}", link.0);
-                node.close(LinkId(link.0));
+                log::info!("closing {link}: {reason}");
+                node.close(link);
             }
             Out::Deliver { from, text } => println!("{from}: {text}"),
             Out::Dial { addr } => {

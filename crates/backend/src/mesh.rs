@@ -250,7 +250,6 @@
 //! There is no authentication: see "A participant with no key" above.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use trama_protocol::Codec;
@@ -419,16 +418,10 @@ impl Wire {
 // What the app sees
 // ---------------------------------------------------------------------------
 
-/// One link (one TCP connection), named by the app. Ids must not be reused
-/// while the mesh may still hear of the old link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LinkId(pub u64);
-
-impl fmt::Display for LinkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "link {}", self.0)
-    }
-}
+/// One link (one TCP connection), named by the app (with the id the
+/// transport's peer node gave it). Ids must not be reused while the mesh may
+/// still hear of the old link.
+pub use trama_protocol::LinkId;
 
 /// An effect for the app to carry out, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -96,7 +96,7 @@ pub use error::{Error, Result};
 pub use frame::Header;
 pub use observe::{render, DecodeAs, Direction, FrameNote, Note, Observer, Rendered};
 pub use reader::{Body, FrameReader};
-pub use service::{Action, Actions, ConnId, DisconnectReason, Event, Service};
+pub use service::{Action, Actions, ConnId, DisconnectReason, Event, LinkId, Service};
 pub use stream::{write_stream, StreamReader};
 pub use transform::Transform;
 pub use writer::{write_all_parts, FrameWriter};

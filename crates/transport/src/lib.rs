@@ -74,10 +74,12 @@ pub use error::{Error, Result};
 pub use multi::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
 pub use net::{connect, set_keepalive, DEFAULT_KEEPALIVE};
 pub use options::{DialOptions, LinkOptions};
-pub use peer::{LinkEvent, LinkId, PeerConfig, PeerNode, PeerTls};
+pub use peer::{LinkEvent, PeerConfig, PeerNode, PeerTls};
 pub use pool::{PoolConfig, PoolHandle, PoolServer};
 pub use proxy::{End, Proxy, ProxyConfig, ProxyEvent, ProxyHandle};
 pub use server::{RunningServer, Server, ServerHandle};
 pub use stats::StatsSnapshot;
 pub use stream::Stream;
 pub use tls::{TlsAcceptor, TlsConnector};
+/// The id of a peer node's link, shared with the mesh rules of `trama-backend`.
+pub use trama_protocol::LinkId;

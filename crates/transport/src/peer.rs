@@ -17,22 +17,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::auth::Role;
-use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
+use trama_protocol::{FrameConfig, FrameReader, FrameWriter, LinkId};
 
 use crate::gate::Gate;
 use crate::options::{backoff_setter, dial_setters, with};
 use crate::stream::{Duplex, Stream, TlsRole};
 use crate::{DialOptions, Error, Result, TlsAcceptor, TlsConnector};
-
-/// Identifies one link (one TCP connection) for the life of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LinkId(pub u64);
-
-impl std::fmt::Display for LinkId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "link {}", self.0)
-    }
-}
 
 /// What happened on a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
