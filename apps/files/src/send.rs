@@ -7,7 +7,8 @@ use std::net::Shutdown;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use trama_backend::files::{self, format_summary, Answer, Done, Offer, Verdict, PROTOCOL_VERSION};
+use crate::progress::format_summary;
+use trama_backend::files::{self, Answer, Done, Offer, Verdict, PROTOCOL_VERSION};
 use trama_protocol::auth::Role;
 use trama_protocol::{Backoff, Codec, FrameConfig, FrameReader, FrameWriter};
 use trama_transport::{Error, Stream};
