@@ -71,11 +71,9 @@ struct Tally {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     trama_cli::raise_open_file_limit();
-    let config = ClientConfig {
-        connect_timeout: Duration::from_secs(20),
-        inbox: 4096,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_connect_timeout(Duration::from_secs(20))
+        .with_inbox(4096);
     if args.hold {
         return hold(&args.addr, args.clients);
     }

@@ -110,9 +110,11 @@ fn serve(args: Serve) -> AppResult {
     frame
         .max_frame
         .get_or_insert(trama_backend::chat::MAX_FRAME);
-    let mut config = args.server.config(&args.addr, frame.frame_config(true)?);
-    config.auth = args.auth.config()?;
-    config.tls = args.tls.config()?;
+    let config = args
+        .server
+        .config(&args.addr, frame.frame_config(true)?)
+        .with_auth(args.auth.config()?)
+        .with_tls(args.tls.config()?);
     trama_cli::serve(
         config,
         Chat::new().with_notice_limit(args.notice_limit),
@@ -130,14 +132,12 @@ enum End {
 }
 
 fn join(args: Join) -> AppResult {
-    let config = ClientConfig {
-        frame: args.frame.frame_config(true)?,
-        connect_timeout: args.connect_timeout,
-        auth: args.auth.config()?,
-        tls: args.tls.config()?,
-        keepalive: args.keepalive.keepalive.0,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_frame(args.frame.frame_config(true)?)
+        .with_connect_timeout(args.connect_timeout)
+        .with_auth(args.auth.config()?)
+        .with_tls(args.tls.config()?)
+        .with_keepalive(args.keepalive.keepalive.0);
     let client = Arc::new(Client::connect(&args.addr, config)?);
     eprintln!("connected to {}", client.peer_addr());
 

@@ -179,20 +179,21 @@ pub struct KeepaliveArgs {
 impl ServerArgs {
     /// The server configuration for `addr` and `frame`.
     pub fn config(&self, addr: &str, frame: FrameConfig) -> ServerConfig {
-        let mut c = ServerConfig::new(addr).with_frame(frame);
-        c.max_connections = self.max_connections;
-        c.partial_frame_timeout = self.frame_timeout.0;
-        c.idle_timeout = self.idle_timeout.0;
-        c.max_outbound = self.max_outbound;
-        if let Some(n) = self.io_threads {
-            c.io_threads = n.max(1);
+        let c = ServerConfig::new(addr)
+            .with_frame(frame)
+            .with_max_connections(self.max_connections)
+            .with_partial_frame_timeout(self.frame_timeout.0)
+            .with_idle_timeout(self.idle_timeout.0)
+            .with_max_outbound(self.max_outbound)
+            .with_workers(self.workers)
+            .with_heartbeat(self.heartbeat.0)
+            .with_linger(self.linger)
+            .with_keepalive(self.keepalive.0)
+            .with_incomplete_budget(self.incomplete_budget);
+        match self.io_threads {
+            Some(n) => c.with_io_threads(n.max(1)),
+            None => c,
         }
-        c.workers = self.workers;
-        c.heartbeat = self.heartbeat.0;
-        c.linger = self.linger;
-        c.keepalive = self.keepalive.0;
-        c.incomplete_budget = self.incomplete_budget;
-        c
     }
 }
 
@@ -241,11 +242,9 @@ impl AuthArgs {
             (None, _) => return Ok(None),
         };
         let key = read_key_file(&path)?;
-        let mut config = AuthConfig::new(key);
-        config.policy = AuthPolicy {
-            allow_legacy_md5: self.allow_legacy_md5,
-        };
-        config.timeout = self.handshake_timeout;
+        let config = AuthConfig::new(key)
+            .with_policy(AuthPolicy::default().with_legacy_md5(self.allow_legacy_md5))
+            .with_timeout(self.handshake_timeout);
         if self.allow_legacy_md5 {
             log::warn!("legacy HMAC-MD5 handshakes are allowed (--allow-legacy-md5)");
         }

@@ -119,9 +119,11 @@ type AppResult = Result<(), Box<dyn std::error::Error>>;
 
 fn serve(args: Serve) -> AppResult {
     let frame = args.frame.frame_config(args.framed)?;
-    let mut config = args.server.config(&args.addr, frame);
-    config.auth = args.auth.config()?;
-    config.tls = args.tls.config()?;
+    let config = args
+        .server
+        .config(&args.addr, frame)
+        .with_auth(args.auth.config()?)
+        .with_tls(args.tls.config()?);
     trama_cli::serve(config, Echo, |_| {})?;
     Ok(())
 }
@@ -159,13 +161,11 @@ fn send(args: Send) -> AppResult {
         }
         send_raw(&args.addr, &bytes, args.timeout)?
     } else {
-        let config = ClientConfig {
-            frame: args.frame.frame_config(true)?,
-            connect_timeout: args.timeout,
-            auth,
-            tls,
-            ..ClientConfig::default()
-        };
+        let config = ClientConfig::default()
+            .with_frame(args.frame.frame_config(true)?)
+            .with_connect_timeout(args.timeout)
+            .with_auth(auth)
+            .with_tls(tls);
         let client = Client::connect(&args.addr, config)?;
         let reply = client.request(&bytes, args.timeout)?;
         client.close();

@@ -55,16 +55,14 @@ pub fn run(args: &ReceiveArgs) -> AppResult {
 /// The pool settings both receivers use (fails on an unusable key file or
 /// TLS identity).
 pub fn pool_config(args: &ReceiveArgs) -> Result<PoolConfig, String> {
-    Ok(PoolConfig {
-        addr: args.addr.clone(),
-        threads: args.max_senders.max(1),
-        queue: args.max_senders.max(1) * 4,
-        read_timeout: Some(args.stall_timeout),
-        write_timeout: Some(args.stall_timeout),
-        auth: args.auth.config()?,
-        tls: args.tls.config()?,
-        ..PoolConfig::default()
-    })
+    Ok(PoolConfig::default()
+        .with_addr(args.addr.clone())
+        .with_threads(args.max_senders.max(1))
+        .with_queue(args.max_senders.max(1) * 4)
+        .with_read_timeout(Some(args.stall_timeout))
+        .with_write_timeout(Some(args.stall_timeout))
+        .with_auth(args.auth.config()?)
+        .with_tls(args.tls.config()?))
 }
 
 /// The frames of control messages, limited to [`files::MAX_CONTROL_FRAME`]:

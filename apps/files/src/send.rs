@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::progress::format_summary;
-use trama_backend::files::{self, Answer, Backoff, Done, Offer, Verdict, PROTOCOL_VERSION};
+use trama_backend::files::{self, Answer, Done, Offer, Verdict, PROTOCOL_VERSION};
 use trama_protocol::auth::Role;
-use trama_protocol::{Codec, FrameConfig, FrameReader, FrameWriter};
+use trama_protocol::{Backoff, Codec, FrameConfig, FrameReader, FrameWriter};
 use trama_transport::{Error, Stream};
 
 use crate::progress::Progress;
@@ -75,7 +75,8 @@ fn send_with_retries(
         size: meta.len(),
         verify: !args.no_verify,
     };
-    let mut backoff = Backoff::new(250, 5000);
+    let mut retries =
+        Backoff::new(Duration::from_millis(250), Duration::from_secs(5)).retries(fastrand::u64(..));
     let mut attempt = 0;
     loop {
         match try_send(args, conn, &mut file, &offer) {
@@ -87,7 +88,7 @@ fn send_with_retries(
                 if attempt > args.retries {
                     return Err(format!("{e}; gave up after {} tries", attempt));
                 }
-                let delay = backoff.next_delay(fastrand::u64(0..=250));
+                let delay = retries.next_delay();
                 log::warn!(
                     "{}: {e}; trying again in {} ms ({attempt} of {})",
                     offer.name,

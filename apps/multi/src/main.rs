@@ -68,11 +68,7 @@ fn parse_server(index: usize, text: &str) -> Result<ServerSpec, String> {
     if !addr.contains(':') {
         return Err(format!("{text:?}: expected HOST:PORT"));
     }
-    Ok(ServerSpec {
-        name,
-        addr: addr.to_string(),
-        frame,
-    })
+    Ok(ServerSpec::new(name, addr.to_string()).with_frame(frame))
 }
 
 fn main() -> ExitCode {
@@ -94,15 +90,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .map(|(i, s)| parse_server(i, s))
         .collect::<Result<Vec<_>, _>>()?;
     let labels: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
-    let config = MultiConfig {
-        connect_timeout: cli.connect_timeout,
-        backoff_max: cli.max_backoff,
-        queue: cli.queue,
-        auth: cli.auth.config()?,
-        keepalive: cli.keepalive.keepalive.0,
-        tls: cli.tls.config()?,
-        ..MultiConfig::default()
-    };
+    let config = MultiConfig::default()
+        .with_connect_timeout(cli.connect_timeout)
+        .with_queue(cli.queue)
+        .with_auth(cli.auth.config()?)
+        .with_keepalive(cli.keepalive.keepalive.0)
+        .with_tls(cli.tls.config()?)
+        .with_backoff(trama_protocol::Backoff::default().with_max(cli.max_backoff));
     let multi = Arc::new(MultiClient::start(servers, config)?);
     if let Err(e) = ctrlc::set_handler(|| std::process::exit(0)) {
         log::warn!("cannot install the Ctrl-C handler: {e}");

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use trama_backend::mesh::{self, Mesh, Out};
 use trama_protocol::FrameConfig;
-use trama_transport::{LinkEvent, LinkId, PeerConfig, PeerNode};
+use trama_transport::{LinkEvent, PeerConfig, PeerNode};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Topology {
@@ -177,12 +177,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut peers = Vec::new();
     let mut addrs = Vec::new();
     for i in 0..args.peers {
-        let node = PeerNode::start(PeerConfig {
-            listen: Some("127.0.0.1:0".into()),
-            frame,
-            backoff_max: Duration::from_millis(250),
-            ..PeerConfig::default()
-        })?;
+        let node = PeerNode::start(
+            PeerConfig::default()
+                .with_listen(Some("127.0.0.1:0".into()))
+                .with_frame(frame)
+                .with_backoff(
+                    trama_protocol::Backoff::default().with_max(Duration::from_millis(250)),
+                ),
+        )?;
         let addr = node
             .local_addr()
             .ok_or("a peer has no listen address")?
@@ -402,9 +404,9 @@ fn event_loop(bench: &Arc<Bench>, i: usize) {
         };
         let mut m = lock(&peer.mesh);
         let outs = match event {
-            LinkEvent::Up { link, dialed, .. } => m.on_link_up(mesh::LinkId(link.0), dialed),
-            LinkEvent::Message { link, payload } => m.on_frame(mesh::LinkId(link.0), &payload),
-            LinkEvent::Down { link, reason } => m.on_link_down(mesh::LinkId(link.0), &reason),
+            LinkEvent::Up { link, dialed, .. } => m.on_link_up(link, dialed),
+            LinkEvent::Message { link, payload } => m.on_frame(link, &payload),
+            LinkEvent::Down { link, reason } => m.on_link_down(link, &reason),
             LinkEvent::DialFailed { addr, .. } => m.dial_failed(&addr),
         };
         apply(bench, i, outs);
@@ -419,10 +421,10 @@ fn apply(bench: &Arc<Bench>, i: usize, outs: Vec<Out>) {
         match out {
             Out::Send { link, wire } => {
                 if let Ok(bytes) = wire.encode() {
-                    let _ = peer.node.send(LinkId(link.0), &bytes);
+                    let _ = peer.node.send(link, &bytes);
                 }
             }
-            Out::Close { link, .. } => peer.node.close(LinkId(link.0)),
+            Out::Close { link, .. } => peer.node.close(link),
             Out::Deliver { text, .. } => {
                 let at = Instant::now();
                 if let Some(id) = line_id(&text) {

@@ -62,10 +62,7 @@ struct Cli {
 /// ones it dials: it needs its certificate and a CA, or neither.
 fn peer_tls(cli: &Cli) -> Result<Option<PeerTls>, String> {
     match (cli.tls_server.config()?, cli.tls_client.config()?) {
-        (Some(acceptor), Some(connector)) => Ok(Some(PeerTls {
-            acceptor,
-            connector,
-        })),
+        (Some(acceptor), Some(connector)) => Ok(Some(PeerTls::new(acceptor, connector))),
         (None, None) => Ok(None),
         _ => Err("TLS needs --tls-cert and --tls-key (for the links we accept) and --tls-ca (for the peers we dial)".into()),
     }
@@ -96,15 +93,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .max_frame_len(mesh::MAX_FRAME)
             .build()?
     };
-    let node = Arc::new(PeerNode::start(PeerConfig {
-        listen: Some(cli.listen.clone()),
-        frame,
-        backoff_max: cli.max_backoff,
-        auth: cli.auth.config()?,
-        keepalive: cli.keepalive.keepalive.0,
-        tls: peer_tls(&cli)?,
-        ..PeerConfig::default()
-    })?);
+    let node = Arc::new(PeerNode::start(
+        PeerConfig::default()
+            .with_listen(Some(cli.listen.clone()))
+            .with_frame(frame)
+            .with_auth(cli.auth.config()?)
+            .with_keepalive(cli.keepalive.keepalive.0)
+            .with_tls(peer_tls(&cli)?)
+            .with_backoff(trama_protocol::Backoff::default().with_max(cli.max_backoff)),
+    )?);
     let local = node
         .local_addr()
         .map(|a| a.to_string())
@@ -379,13 +376,11 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                                 }
                             }
                         }
-                        m.on_link_up(mesh::LinkId(link.0), dialed)
+                        m.on_link_up(link, dialed)
                     }
-                    LinkEvent::Message { link, payload } => {
-                        m.on_frame(mesh::LinkId(link.0), &payload)
-                    }
+                    LinkEvent::Message { link, payload } => m.on_frame(link, &payload),
                     LinkEvent::Down { link, reason } => {
-                        let mut outs = m.on_link_down(mesh::LinkId(link.0), &reason);
+                        let mut outs = m.on_link_down(link, &reason);
                         let addr = ctx.once.lock().ok().and_then(|mut o| o.links.remove(&link));
                         if let Some(addr) = addr {
                             outs.extend(once_ended(ctx, m, &addr));
@@ -414,15 +409,15 @@ fn apply(node: &PeerNode, ctx: &Ctx, m: &mut Mesh, outs: Vec<Out>) {
         match out {
             Out::Send { link, wire } => match wire.encode() {
                 Ok(bytes) => {
-                    if let Err(e) = node.send(LinkId(link.0), &bytes) {
-                        log::debug!("send on link {} failed: {e}", link.0);
+                    if let Err(e) = node.send(link, &bytes) {
+                        log::debug!("send on {link} failed: {e}");
                     }
                 }
                 Err(e) => log::warn!("cannot encode: {e}"),
             },
             Out::Close { link, reason } => {
-                log::info!("closing link {}: {reason}", link.0);
-                node.close(LinkId(link.0));
+                log::info!("closing {link}: {reason}");
+                node.close(link);
             }
             Out::Deliver { from, text } => println!("{from}: {text}"),
             Out::Dial { addr } => {

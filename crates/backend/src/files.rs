@@ -3,9 +3,10 @@
 //! The app `trama-files` opens the files and the connections; this module
 //! decides everything that can be decided without them: which names a
 //! receiver may create, what the temporary file is called, where a transfer
-//! resumes, whether what arrived is what was sent, how long to wait before
-//! retrying, and how to say a size in words. Every rule is a plain function
-//! of plain values, tested without I/O.
+//! resumes, whether what arrived is what was sent, and how to say a size in
+//! words. Every rule is a plain function of plain values, tested without
+//! I/O. (How long to wait before retrying is `trama_protocol::Backoff`, the
+//! rule every part of trama that reconnects uses.)
 //!
 //! # The wire protocol (version [`PROTOCOL_VERSION`])
 //!
@@ -82,7 +83,7 @@ pub use progress::{human_bytes, Progress};
 pub use receiver::{
     is_digest, judge, plan_receive, plan_receive_with_limit, DiskFacts, RateFloor, TooSlow,
 };
-pub use sender::{bytes_to_send, Backoff, BadOffset};
+pub use sender::{bytes_to_send, BadOffset};
 
 /// The version of the protocol described in the [module docs](self).
 pub const PROTOCOL_VERSION: u32 = 1;

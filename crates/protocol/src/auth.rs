@@ -70,6 +70,7 @@ const HEADER: usize = 4;
 /// Why a handshake failed. The variants say which side is at fault so the
 /// logs of both ends point at the key, the dialect or the peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// The key is empty (an empty file, or one holding only a newline).
     #[error("the key is empty")]
@@ -192,10 +193,19 @@ impl Drop for AuthKey {
 
 /// What a handshake accepts besides the modern SHA-256 dialect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AuthPolicy {
     /// Accept a bare HMAC-MD5 answer and answer a legacy (20-byte) or
     /// `{md5}` challenge: needed for Python 3.11 and older. Off by default.
     pub allow_legacy_md5: bool,
+}
+
+impl AuthPolicy {
+    /// The same policy with legacy HMAC-MD5 accepted or not.
+    pub fn with_legacy_md5(mut self, allow: bool) -> AuthPolicy {
+        self.allow_legacy_md5 = allow;
+        self
+    }
 }
 
 /// Which half of the exchange an end plays.

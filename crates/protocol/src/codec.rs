@@ -29,6 +29,7 @@ use crate::{Error, Result};
 /// # Ok::<(), trama_protocol::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Codec {
     /// JSON text (serde_json), what the notes' first client sends.
     Json,

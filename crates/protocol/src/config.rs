@@ -100,6 +100,7 @@ impl HeaderWidth {
 /// # Ok::<(), trama_protocol::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FrameConfig {
     framing: Framing,
     width: HeaderWidth,

@@ -7,6 +7,7 @@ use std::io;
 
 /// Everything that can go wrong while framing, deframing or decoding.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A frame (received or about to be sent) is longer than the configured limit.
     #[error("frame of {len} bytes exceeds the limit of {limit}")]

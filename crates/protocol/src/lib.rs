@@ -27,6 +27,7 @@
 //!   frames with an end marker.
 //! - [`Codec`]: JSON and MessagePack for typed values; [`text()`] for UTF-8.
 //! - [`Transform`]: the hook for course formats (XOR, checksums, numbering).
+//! - [`Backoff`]: the one rule for waiting before a reconnection.
 //! - [`Service`], [`Event`], [`Actions`], [`ConnId`]: the contract between the
 //!   transport (`trama-transport`) and the logic (`trama-backend`).
 //! - `auth`: the shared-key handshake of the notes' `multiprocessing`
@@ -75,6 +76,7 @@
 
 #[cfg(feature = "key")]
 pub mod auth;
+mod backoff;
 mod boundary;
 mod codec;
 mod config;
@@ -87,6 +89,7 @@ mod stream;
 mod transform;
 mod writer;
 
+pub use backoff::{Backoff, Retries};
 pub use boundary::{FrameBoundary, Part, Span};
 pub use codec::{text, Codec};
 pub use config::{
@@ -97,7 +100,7 @@ pub use decoder::Decoder;
 pub use error::{Error, Result};
 pub use frame::Header;
 pub use reader::{Body, FrameReader};
-pub use service::{Action, Actions, ConnId, DisconnectReason, Event, Service};
+pub use service::{Action, Actions, ConnId, DisconnectReason, Event, LinkId, Service};
 pub use stream::{write_stream, StreamReader};
 pub use transform::Transform;
 pub use writer::{write_all_parts, FrameWriter};

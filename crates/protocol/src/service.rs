@@ -40,6 +40,21 @@ impl fmt::Display for ConnId {
     }
 }
 
+/// Identifies one link of a peer node (one TCP connection, accepted or
+/// dialed) for the life of the node; never reused.
+///
+/// The node in `trama-transport` hands the ids out and the mesh rules in
+/// `trama-backend` key their state by them, so both use this one type and an
+/// app passes an id from one to the other as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+impl fmt::Display for LinkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "link {}", self.0)
+    }
+}
+
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

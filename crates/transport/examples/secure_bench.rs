@@ -80,13 +80,11 @@ impl Mode {
 
 fn start(mode: Mode, pki: &Pki) -> RunningServer {
     let auth = AuthConfig::new(AuthKey::new(b"a bench key of some length".to_vec()).unwrap());
-    let config = ServerConfig {
-        tls: mode.tls().then(|| pki.acceptor.clone()),
-        auth: mode.key().then_some(auth),
-        io_threads: 1,
-        max_outbound: 64 << 20,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_tls(mode.tls().then(|| pki.acceptor.clone()))
+        .with_auth(mode.key().then_some(auth))
+        .with_io_threads(1)
+        .with_max_outbound(64 << 20);
     Server::bind(config, service(Arc::new(AtomicU64::new(0))))
         .unwrap()
         .spawn()
@@ -95,11 +93,9 @@ fn start(mode: Mode, pki: &Pki) -> RunningServer {
 
 fn client(mode: Mode, pki: &Pki, server: &RunningServer) -> Client {
     let auth = AuthConfig::new(AuthKey::new(b"a bench key of some length".to_vec()).unwrap());
-    let config = ClientConfig {
-        tls: mode.tls().then(|| pki.connector.clone()),
-        auth: mode.key().then_some(auth),
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_tls(mode.tls().then(|| pki.connector.clone()))
+        .with_auth(mode.key().then_some(auth));
     Client::connect(&server.local_addr().to_string(), config).unwrap()
 }
 

@@ -14,6 +14,7 @@ use crate::{Error, Result};
 /// Require the shared-key handshake (Python's `multiprocessing.connection`
 /// `authkey`) on every connection, before any application byte moves.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct AuthConfig {
     /// The shared secret.
     pub key: AuthKey,
@@ -33,6 +34,19 @@ impl AuthConfig {
             policy: AuthPolicy::default(),
             timeout: Duration::from_secs(5),
         }
+    }
+
+    /// The same settings with another policy (to accept Python 3.11's
+    /// legacy HMAC-MD5, say).
+    pub fn with_policy(mut self, policy: AuthPolicy) -> AuthConfig {
+        self.policy = policy;
+        self
+    }
+
+    /// The same settings with another deadline for the whole handshake.
+    pub fn with_timeout(mut self, timeout: Duration) -> AuthConfig {
+        self.timeout = timeout;
+        self
     }
 }
 

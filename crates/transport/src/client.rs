@@ -15,16 +15,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use trama_protocol::{Codec, DisconnectReason, FrameConfig, FrameReader, FrameWriter};
 
 use crate::gate::Gate;
+use crate::options::{dial_setters, with};
 use crate::stream::{Duplex, Stream, TlsRole};
-use crate::{AuthConfig, Error, Result, TlsConnector};
+use crate::{DialOptions, Error, Result, TlsConnector};
 
 /// How a [`Client`] connects and frames.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Wire format (default: the notes' 4-byte big-endian frames).
     pub frame: FrameConfig,
-    /// How long each resolved address gets to accept the connection. Default 5 s.
-    pub connect_timeout: Duration,
     /// Disable Nagle's algorithm. Default on.
     pub nodelay: bool,
     /// Messages that may wait in the inbox before the listener thread stops
@@ -34,40 +34,33 @@ pub struct ClientConfig {
     /// sees a live peer), and drop empty frames received. Default off.
     /// Framed mode only.
     pub heartbeat: Option<Duration>,
-    /// Run the shared-key handshake (as the dialing side) before anything
-    /// else; the connect fails if the keys differ. Default off.
-    pub auth: Option<AuthConfig>,
-    /// Speak TLS, trusting what the connector trusts (after TLS comes the
-    /// key handshake, if any, inside it). Default off.
-    pub tls: Option<TlsConnector>,
-    /// Declare the peer dead after about this long without an answer from
-    /// its TCP stack (keepalive probes; on Linux also unacknowledged data),
-    /// so a host that vanished is noticed. Default 30 s
-    /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
-    pub keepalive: Option<Duration>,
+    /// The key (as the dialing side: the connect fails if the keys differ),
+    /// TLS (trusting what the connector trusts), keepalive and connect
+    /// timeout. A client dials once: its backoff is not used.
+    pub dial: DialOptions<TlsConnector>,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             frame: FrameConfig::default(),
-            connect_timeout: Duration::from_secs(5),
             nodelay: true,
             inbox: 1024,
             heartbeat: None,
-            auth: None,
-            tls: None,
-            keepalive: Some(crate::DEFAULT_KEEPALIVE),
+            dial: DialOptions::default(),
         }
     }
 }
 
 impl ClientConfig {
-    /// The defaults with another wire format.
-    pub fn with_frame(mut self, frame: FrameConfig) -> Self {
-        self.frame = frame;
-        self
-    }
+    with!(
+        with_frame: frame: FrameConfig,
+        with_nodelay: nodelay: bool,
+        with_inbox: inbox: usize,
+        with_heartbeat: heartbeat: Option<Duration>,
+        with_dial: dial: DialOptions<TlsConnector>,
+    );
+    dial_setters!(TlsConnector, dial);
 }
 
 /// What the listener thread reports.
@@ -105,7 +98,7 @@ pub struct Client {
 impl Client {
     /// Connect to `addr` (`host:port`), trying every address it resolves to.
     pub fn connect(addr: &str, config: ClientConfig) -> Result<Client> {
-        let stream = crate::net::connect(addr, config.connect_timeout)?;
+        let stream = crate::net::connect(addr, config.dial.connect_timeout)?;
         Client::start(stream, Some(addr), config)
     }
 
@@ -121,16 +114,22 @@ impl Client {
             stream.set_nodelay(true)?;
         }
         let peer = stream.peer_addr()?;
-        crate::net::keepalive_or_log((&stream).into(), config.keepalive, &peer.to_string());
-        let role = match &config.tls {
+        crate::net::keepalive_or_log(
+            (&stream).into(),
+            config.dial.link.keepalive,
+            &peer.to_string(),
+        );
+        let role = match &config.dial.link.tls {
             None => TlsRole::Plain,
             Some(connector) => TlsRole::Client {
                 connector,
                 addr,
-                timeout: config.connect_timeout,
+                timeout: config.dial.connect_timeout,
             },
         };
         let auth = config
+            .dial
+            .link
             .auth
             .as_ref()
             .map(|a| (a, trama_protocol::auth::Role::Dialer));

@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use trama_protocol::FrameConfig;
 
-use crate::{AuthConfig, TlsAcceptor};
+use crate::options::{link_setters, with};
+use crate::{LinkOptions, TlsAcceptor};
 
 /// How a [`Server`](crate::Server) behaves. Every field has a sane default
 /// (see [`ServerConfig::default`]) and every app exposes them as flags.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Where to listen. Default `127.0.0.1:0`: loopback only, any free port.
     /// (Never "localhost": on macOS and Windows it resolves to `::1` first.)
@@ -47,17 +49,10 @@ pub struct ServerConfig {
     /// this long, and swallow empty frames received. Default off. Pair with
     /// `idle_timeout` to detect dead peers. Framed mode only.
     pub heartbeat: Option<Duration>,
-    /// Require the shared-key handshake before a connection reaches the
-    /// service (it sees `Connected` only after it). Default off.
-    pub auth: Option<AuthConfig>,
-    /// Speak TLS on every connection (the key handshake, if any, runs
-    /// inside it). Default off.
-    pub tls: Option<TlsAcceptor>,
-    /// Declare the peer dead after about this long without an answer from
-    /// its TCP stack (keepalive probes; on Linux also unacknowledged data),
-    /// so a host that vanished is noticed. Default 30 s
-    /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
-    pub keepalive: Option<Duration>,
+    /// The key (required before a connection reaches the service, which
+    /// sees `Connected` only after it), TLS (on every connection) and
+    /// keepalive of every connection.
+    pub link: LinkOptions<TlsAcceptor>,
     /// Bytes that incomplete frames may hold across the whole server. Each
     /// connection's own is bounded by the frame limit, but thousands of
     /// connections each halfway through a large frame would add up to GiBs;
@@ -85,9 +80,7 @@ impl Default for ServerConfig {
             backlog: 1024,
             linger: Duration::from_secs(2),
             heartbeat: None,
-            auth: None,
-            tls: None,
-            keepalive: Some(crate::DEFAULT_KEEPALIVE),
+            link: LinkOptions::default(),
             incomplete_budget: 256 * 1024 * 1024,
         }
     }
@@ -102,11 +95,24 @@ impl ServerConfig {
         }
     }
 
-    /// The same settings with another wire format.
-    pub fn with_frame(mut self, frame: FrameConfig) -> Self {
-        self.frame = frame;
-        self
-    }
+    with!(
+        with_addr: addr: String,
+        with_frame: frame: FrameConfig,
+        with_max_connections: max_connections: usize,
+        with_partial_frame_timeout: partial_frame_timeout: Option<Duration>,
+        with_idle_timeout: idle_timeout: Option<Duration>,
+        with_max_outbound: max_outbound: usize,
+        with_io_threads: io_threads: usize,
+        with_workers: workers: usize,
+        with_worker_queue: worker_queue: usize,
+        with_nodelay: nodelay: bool,
+        with_backlog: backlog: i32,
+        with_linger: linger: Duration,
+        with_heartbeat: heartbeat: Option<Duration>,
+        with_link: link: LinkOptions<TlsAcceptor>,
+        with_incomplete_budget: incomplete_budget: usize,
+    );
+    link_setters!(TlsAcceptor, link);
 
     /// How long a peer whose reading is paused (its replies backing up)
     /// may take none of them while more of its input waits: the
@@ -123,8 +129,8 @@ impl ServerConfig {
             self.partial_frame_timeout,
             self.idle_timeout,
             self.heartbeat,
-            self.auth.as_ref().map(|a| a.timeout),
-            self.tls.as_ref().map(|t| t.handshake_timeout),
+            self.link.auth.as_ref().map(|a| a.timeout),
+            self.link.tls.as_ref().map(|t| t.handshake_timeout),
             Some(self.linger),
         ]
         .into_iter()

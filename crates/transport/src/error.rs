@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// What can go wrong while binding, connecting, sending or receiving.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The listening address could not be bound.
     #[error("cannot listen on {addr}: {source}")]

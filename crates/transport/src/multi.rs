@@ -19,11 +19,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 
 use crate::gate::Gate;
+use crate::options::{backoff_setter, dial_setters, with};
 use crate::stream::{Duplex, Stream, TlsRole};
-use crate::{AuthConfig, Error, Result, TlsConnector};
+use crate::{DialOptions, Error, Result, TlsConnector};
 
 /// One server to connect to.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerSpec {
     /// A label for messages and `@NAME` addressing.
     pub name: String,
@@ -33,46 +35,50 @@ pub struct ServerSpec {
     pub frame: FrameConfig,
 }
 
+impl ServerSpec {
+    /// The server labelled `name` at `addr` (`host:port`), in the notes'
+    /// framed format.
+    pub fn new(name: impl Into<String>, addr: impl Into<String>) -> ServerSpec {
+        ServerSpec {
+            name: name.into(),
+            addr: addr.into(),
+            frame: FrameConfig::default(),
+        }
+    }
+
+    with!(with_frame: frame: FrameConfig);
+}
+
 /// Settings of a [`MultiClient`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MultiConfig {
-    /// Time each connection attempt may take. Default 3 s.
-    pub connect_timeout: Duration,
-    /// First wait before reconnecting. Default 100 ms.
-    pub backoff_min: Duration,
-    /// Longest wait between attempts. Default 5 s.
-    pub backoff_max: Duration,
     /// Messages held per server while it is down. Default 64.
     pub queue: usize,
-    /// Run the shared-key handshake on every framed connection (the notes'
-    /// unframed servers know no handshake and are left alone). A server
-    /// that rejects the key is reported `Down` and retried like any other
-    /// failure. Default off.
-    pub auth: Option<AuthConfig>,
-    /// Declare the peer dead after about this long without an answer from
-    /// its TCP stack (keepalive probes; on Linux also unacknowledged data),
-    /// so a host that vanished is noticed. Default 30 s
-    /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
-    pub keepalive: Option<Duration>,
-    /// Speak TLS with every framed server (like the key handshake, the
-    /// notes' unframed servers are left alone); the key handshake, if any,
-    /// then runs inside TLS. A server whose certificate is not trusted is
-    /// reported `Down` and retried like any other failure. Default off.
-    pub tls: Option<TlsConnector>,
+    /// How every server is dialed and redialed (connect timeout default
+    /// 3 s). The key and TLS apply to every framed server only (the notes'
+    /// unframed servers know neither and are left alone); a server that
+    /// rejects the key or whose certificate is not trusted is reported
+    /// `Down` and retried like any other failure.
+    pub dial: DialOptions<TlsConnector>,
 }
 
 impl Default for MultiConfig {
     fn default() -> Self {
         MultiConfig {
-            connect_timeout: Duration::from_secs(3),
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
             queue: 64,
-            auth: None,
-            keepalive: Some(crate::DEFAULT_KEEPALIVE),
-            tls: None,
+            dial: DialOptions::default().with_connect_timeout(Duration::from_secs(3)),
         }
     }
+}
+
+impl MultiConfig {
+    with!(
+        with_queue: queue: usize,
+        with_dial: dial: DialOptions<TlsConnector>,
+    );
+    dial_setters!(TlsConnector, dial);
+    backoff_setter!(dial);
 }
 
 /// What happened on one of the connections. `server` is the index in the
@@ -135,8 +141,8 @@ struct Link {
 /// use trama_transport::{MultiClient, MultiConfig, MultiEvent, ServerSpec};
 ///
 /// let servers = vec![
-///     ServerSpec { name: "1".into(), addr: "127.0.0.1:8080".into(), frame: FrameConfig::default() },
-///     ServerSpec { name: "2".into(), addr: "127.0.0.1:8081".into(), frame: FrameConfig::unframed() },
+///     ServerSpec::new("1", "127.0.0.1:8080"),
+///     ServerSpec::new("2", "127.0.0.1:8081").with_frame(FrameConfig::unframed()),
 /// ];
 /// let multi = MultiClient::start(servers, MultiConfig::default())?;
 /// multi.send(0, b"hola 1")?;
@@ -284,13 +290,14 @@ fn supervise(
     asleep: &Receiver<()>,
     stop: &AtomicBool,
 ) {
-    let mut backoff = config.backoff_min;
+    // A seed of its own, so dialers that fail together retry apart.
+    let mut retries = config.dial.backoff.retries(fastrand::u64(..));
     let mut reported_down = false;
     while !stop.load(Ordering::SeqCst) {
-        let reason = match crate::net::connect(&link.spec.addr, config.connect_timeout) {
+        let reason = match crate::net::connect(&link.spec.addr, config.dial.connect_timeout) {
             Ok(stream) => match serve(index, link, stream, config, tx, stop) {
                 Ok(reason) => {
-                    backoff = config.backoff_min;
+                    retries.reset();
                     reported_down = false;
                     reason
                 }
@@ -301,8 +308,7 @@ fn supervise(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-        let wait = (backoff + jitter).min(config.backoff_max);
+        let wait = retries.next_delay();
         if !reported_down {
             reported_down = true;
             let _ = tx.send(MultiEvent::Down {
@@ -321,7 +327,6 @@ fn supervise(
             // The client is closing.
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        backoff = (backoff * 2).min(config.backoff_max);
     }
 }
 
@@ -337,7 +342,11 @@ fn serve(
 ) -> Result<String> {
     stream.set_nodelay(true)?;
     let addr = stream.peer_addr()?;
-    crate::net::keepalive_or_log((&stream).into(), config.keepalive, &addr.to_string());
+    crate::net::keepalive_or_log(
+        (&stream).into(),
+        config.dial.link.keepalive,
+        &addr.to_string(),
+    );
     // With nothing listening on a loopback port, a connect can pick that
     // same port as its source and connect to itself (TCP simultaneous open);
     // it would then read back its own messages and keep the port taken.
@@ -349,15 +358,17 @@ fn serve(
     }
     let framed = !link.spec.frame.is_unframed();
     // The notes' unframed servers speak neither TLS nor the key.
-    let role = match config.tls.as_ref().filter(|_| framed) {
+    let role = match config.dial.link.tls.as_ref().filter(|_| framed) {
         None => TlsRole::Plain,
         Some(connector) => TlsRole::Client {
             connector,
             addr: Some(&link.spec.addr),
-            timeout: config.connect_timeout,
+            timeout: config.dial.connect_timeout,
         },
     };
     let auth = config
+        .dial
+        .link
         .auth
         .as_ref()
         .filter(|_| framed)

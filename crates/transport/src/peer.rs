@@ -17,21 +17,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::auth::Role;
-use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
+use trama_protocol::{FrameConfig, FrameReader, FrameWriter, LinkId};
 
 use crate::gate::Gate;
+use crate::options::{backoff_setter, dial_setters, with};
 use crate::stream::{Duplex, Stream, TlsRole};
-use crate::{AuthConfig, Error, Result, TlsAcceptor, TlsConnector};
-
-/// Identifies one link (one TCP connection) for the life of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LinkId(pub u64);
-
-impl std::fmt::Display for LinkId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "link {}", self.0)
-    }
-}
+use crate::{DialOptions, Error, Result, TlsAcceptor, TlsConnector};
 
 /// What happened on a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +65,7 @@ pub enum LinkEvent {
 /// client of the links it dials, so it needs both its own certificate and
 /// the authorities it trusts for the others'.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PeerTls {
     /// Our certificate and key, for accepted links (its handshake timeout
     /// bounds their TLS handshake).
@@ -83,34 +75,31 @@ pub struct PeerTls {
     pub connector: TlsConnector,
 }
 
+impl PeerTls {
+    /// Our identity for the links we accept, and what we trust in the
+    /// peers we dial.
+    pub fn new(acceptor: TlsAcceptor, connector: TlsConnector) -> PeerTls {
+        PeerTls {
+            acceptor,
+            connector,
+        }
+    }
+}
+
 /// Settings of a [`PeerNode`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PeerConfig {
     /// Where to accept links; `None` to only dial.
     pub listen: Option<String>,
     /// Wire format of every link.
     pub frame: FrameConfig,
-    /// Time each dial may take. Default 3 s.
-    pub connect_timeout: Duration,
-    /// First wait before redialing. Default 100 ms.
-    pub backoff_min: Duration,
-    /// Longest wait between dials. Default 5 s.
-    pub backoff_max: Duration,
-    /// Run the shared-key handshake on every link, accepted or dialed,
-    /// before its `Up` event (and so before any hello of the mesh). A dial
-    /// whose handshake fails counts as a failed dial; an accepted link that
-    /// fails it is logged and dropped. Default off.
-    pub auth: Option<AuthConfig>,
-    /// Declare the peer dead after about this long without an answer from
-    /// its TCP stack (keepalive probes; on Linux also unacknowledged data),
-    /// so a host that vanished is noticed. Default 30 s
-    /// ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE)); `None` leaves it to TCP (minutes).
-    pub keepalive: Option<Duration>,
-    /// Speak TLS on every link, accepted or dialed, before the key handshake
-    /// (which then runs inside it) and before its `Up` event. A peer without
-    /// TLS, or with a certificate we do not trust, never gets a link: a dial
-    /// counts as failed, an accepted link is logged and dropped. Default off.
-    pub tls: Option<PeerTls>,
+    /// How links are dialed and redialed (connect timeout default 3 s),
+    /// and the key, TLS and keepalive of every link, accepted or dialed.
+    /// Both handshakes run before the link's `Up` event (and so before any
+    /// hello of the mesh); a dial that fails either counts as a failed
+    /// dial, an accepted link that fails is logged and dropped.
+    pub dial: DialOptions<PeerTls>,
 }
 
 impl Default for PeerConfig {
@@ -118,14 +107,19 @@ impl Default for PeerConfig {
         PeerConfig {
             listen: Some("127.0.0.1:0".into()),
             frame: FrameConfig::default(),
-            connect_timeout: Duration::from_secs(3),
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
-            auth: None,
-            keepalive: Some(crate::DEFAULT_KEEPALIVE),
-            tls: None,
+            dial: DialOptions::default().with_connect_timeout(Duration::from_secs(3)),
         }
     }
+}
+
+impl PeerConfig {
+    with!(
+        with_listen: listen: Option<String>,
+        with_frame: frame: FrameConfig,
+        with_dial: dial: DialOptions<PeerTls>,
+    );
+    dial_setters!(PeerTls, dial);
+    backoff_setter!(dial);
 }
 
 struct Shared {
@@ -186,7 +180,9 @@ impl PeerNode {
                         match stream {
                             Ok(s) => {
                                 let addr = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                                if shared.config.auth.is_some() || shared.config.tls.is_some() {
+                                if shared.config.dial.link.auth.is_some()
+                                    || shared.config.dial.link.tls.is_some()
+                                {
                                     // The handshakes may take their whole deadlines:
                                     // not on the thread that accepts.
                                     secure_then_adopt(&shared, s, addr);
@@ -353,7 +349,7 @@ fn secure_then_adopt(shared: &Arc<Shared>, stream: TcpStream, addr: String) {
 
 /// Connect to `addr` and run the configured handshakes as the dialer.
 fn dial_once(config: &PeerConfig, addr: &str) -> Result<Duplex> {
-    let stream = crate::net::connect(addr, config.connect_timeout)?;
+    let stream = crate::net::connect(addr, config.dial.connect_timeout)?;
     secure(config, stream, Role::Dialer, addr)
 }
 
@@ -362,17 +358,21 @@ fn dial_once(config: &PeerConfig, addr: &str) -> Result<Duplex> {
 /// inside it. `addr` is the address dialed (the name TLS checks).
 fn secure(config: &PeerConfig, stream: TcpStream, role: Role, addr: &str) -> Result<Duplex> {
     stream.set_nodelay(true)?;
-    crate::net::keepalive_or_log((&stream).into(), config.keepalive, addr);
-    let tls = match (&config.tls, role) {
+    crate::net::keepalive_or_log((&stream).into(), config.dial.link.keepalive, addr);
+    let tls = match (&config.dial.link.tls, role) {
         (None, _) => TlsRole::Plain,
         (Some(tls), Role::Dialer) => TlsRole::Client {
             connector: &tls.connector,
             addr: Some(addr),
-            timeout: config.connect_timeout,
+            timeout: config.dial.connect_timeout,
         },
         (Some(tls), Role::Listener) => TlsRole::Server(&tls.acceptor),
     };
-    crate::stream::duplex(stream, tls, config.auth.as_ref().map(|a| (a, role)))
+    crate::stream::duplex(
+        stream,
+        tls,
+        config.dial.link.auth.as_ref().map(|a| (a, role)),
+    )
 }
 
 /// Register a connected stream as a link and start its reader thread.
@@ -451,17 +451,18 @@ type Keep = Arc<dyn Fn() -> bool + Send + Sync>;
 fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
     let config = &shared.config;
     let persistent = keep.is_some();
-    let mut backoff = config.backoff_min;
+    // A seed of its own, so dialers that fail together retry apart.
+    let mut retries = config.dial.backoff.retries(fastrand::u64(..));
     while !shared.stop.load(Ordering::SeqCst) {
         if keep.is_some_and(|k| !k()) {
-            match shared.asleep.recv_timeout(config.backoff_max) {
+            match shared.asleep.recv_timeout(config.dial.backoff.max) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
         }
         match dial_once(config, addr) {
             Ok(ready) => {
-                backoff = config.backoff_min;
+                retries.reset();
                 match start_link(shared, ready, true, addr.to_string()) {
                     // Stay with the link until it ends, then (if persistent) redial.
                     Ok((_, reader)) => {
@@ -474,8 +475,7 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
                 }
             }
             Err(e) => {
-                let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-                let wait = (backoff + jitter).min(config.backoff_max);
+                let wait = retries.next_delay();
                 let _ = shared.tx.send(LinkEvent::DialFailed {
                     addr: addr.to_string(),
                     reason: e.to_string(),
@@ -488,7 +488,6 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
-                backoff = (backoff * 2).min(config.backoff_max);
                 continue;
             }
         }
@@ -496,7 +495,7 @@ fn dial_loop(shared: &Arc<Shared>, addr: &str, keep: Option<&Keep>) {
             return;
         }
         // Brief pause before redialing a link that just ended.
-        match shared.asleep.recv_timeout(backoff) {
+        match shared.asleep.recv_timeout(config.dial.backoff.min) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }

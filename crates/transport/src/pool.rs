@@ -30,13 +30,15 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::gate::Gate;
 use crate::net::{accept_error, AcceptError};
-use crate::{AuthConfig, Error, Result, Stream, TlsAcceptor};
+use crate::options::{link_setters, with};
+use crate::{AuthConfig, Error, LinkOptions, Result, Stream, TlsAcceptor};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 
 /// Settings of a [`PoolServer`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// Where to listen. Default `127.0.0.1:0`.
     pub addr: String,
@@ -52,15 +54,13 @@ pub struct PoolConfig {
     pub nodelay: bool,
     /// Listen backlog. Default 1024.
     pub backlog: i32,
-    /// Run the shared-key handshake (as the listening side) on the pool
-    /// thread before the handler gets the stream; a peer that fails it is
-    /// closed and logged, and the handler never sees it. Default off.
-    pub auth: Option<AuthConfig>,
-    /// Speak TLS with this identity: the TLS handshake runs on the pool
-    /// thread (within the acceptor's handshake timeout) before the key
-    /// handshake, and a peer that fails it is closed and logged, never
-    /// handed to the handler. Default off.
-    pub tls: Option<TlsAcceptor>,
+    /// The key (as the listening side) and TLS, both run on the pool
+    /// thread before the handler gets the stream (TLS within the acceptor's
+    /// handshake timeout, then the key inside it); a peer that fails either
+    /// is closed and logged, and the handler never sees it. Keepalive is
+    /// off by default here: the read and write timeouts already free a
+    /// thread whose peer vanished.
+    pub link: LinkOptions<TlsAcceptor>,
 }
 
 impl Default for PoolConfig {
@@ -73,10 +73,31 @@ impl Default for PoolConfig {
             write_timeout: Some(Duration::from_secs(30)),
             nodelay: true,
             backlog: 1024,
-            auth: None,
-            tls: None,
+            link: LinkOptions::default().with_keepalive(None),
         }
     }
+}
+
+impl PoolConfig {
+    /// The default settings on the given address.
+    pub fn new(addr: impl Into<String>) -> Self {
+        PoolConfig {
+            addr: addr.into(),
+            ..PoolConfig::default()
+        }
+    }
+
+    with!(
+        with_addr: addr: String,
+        with_threads: threads: usize,
+        with_queue: queue: usize,
+        with_read_timeout: read_timeout: Option<Duration>,
+        with_write_timeout: write_timeout: Option<Duration>,
+        with_nodelay: nodelay: bool,
+        with_backlog: backlog: i32,
+        with_link: link: LinkOptions<TlsAcceptor>,
+    );
+    link_setters!(TlsAcceptor, link);
 }
 
 /// Stops a running [`PoolServer`] from any thread.
@@ -181,7 +202,7 @@ impl PoolServer {
         let mut threads = Vec::new();
         for i in 0..self.config.threads.max(1) {
             let (rx, handler, active) = (rx.clone(), handler.clone(), self.handle.active.clone());
-            let (auth, tls) = (self.config.auth.clone(), self.config.tls.clone());
+            let (auth, tls) = (self.config.link.auth.clone(), self.config.link.tls.clone());
             let stop = self.handle.stop.clone();
             let t = std::thread::Builder::new()
                 .name(format!("trama-pool-{i}"))
@@ -303,6 +324,13 @@ impl PoolServer {
         }
         stream.set_read_timeout(self.config.read_timeout)?;
         stream.set_write_timeout(self.config.write_timeout)?;
+        if let Some(keepalive) = self.config.link.keepalive {
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            crate::net::keepalive_or_log((&stream).into(), Some(keepalive), &peer);
+        }
         let gate = Arc::new(Gate::new(&stream)?);
         Ok((stream, gate))
     }

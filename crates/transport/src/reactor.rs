@@ -304,7 +304,7 @@ impl<S: Service> Reactor<S> {
             log::warn!("{peer} refused: server full ({max} connections)");
             let reason = format!("server full: {max} connections in use");
             let mut frame = Vec::new();
-            if self.core.config.tls.is_none()
+            if self.core.config.link.tls.is_none()
                 && self
                     .core
                     .config
@@ -324,7 +324,7 @@ impl<S: Service> Reactor<S> {
         }
         crate::net::keepalive_or_log(
             (&stream).into(),
-            self.core.config.keepalive,
+            self.core.config.link.keepalive,
             &peer.to_string(),
         );
         self.core.stats.accepted();
@@ -356,7 +356,7 @@ impl<S: Service> Reactor<S> {
         }
         let now = Instant::now();
         let mut setup = Duration::ZERO;
-        let auth = match &self.core.config.auth {
+        let auth = match &self.core.config.link.auth {
             None => None,
             Some(a) => match Handshake::listener(&a.key, a.policy) {
                 Ok(handshake) => {
@@ -372,7 +372,7 @@ impl<S: Service> Reactor<S> {
                 }
             },
         };
-        let tls = match &self.core.config.tls {
+        let tls = match &self.core.config.link.tls {
             None => None,
             Some(acceptor) => match rustls::ServerConnection::new(acceptor.config.clone()) {
                 Ok(mut tls) => {

@@ -23,10 +23,7 @@ fn auth(key: &[u8]) -> AuthConfig {
 }
 
 fn server(key: Option<&[u8]>, log: &Log) -> RunningServer {
-    let config = ServerConfig {
-        auth: key.map(auth),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_auth(key.map(auth));
     Server::bind(config, log.service(echo))
         .unwrap()
         .spawn()
@@ -34,10 +31,7 @@ fn server(key: Option<&[u8]>, log: &Log) -> RunningServer {
 }
 
 fn connect(addr: SocketAddr, key: Option<&[u8]>) -> Result<Client, Error> {
-    let config = ClientConfig {
-        auth: key.map(auth),
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_auth(key.map(auth));
     Client::connect(&addr.to_string(), config)
 }
 
@@ -113,10 +107,7 @@ fn a_client_with_a_key_against_a_server_without_one_times_out() {
     let s = server(None, &log);
     let mut a = auth(b"secret");
     a.timeout = Duration::from_millis(300);
-    let config = ClientConfig {
-        auth: Some(a),
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_auth(Some(a));
     match Client::connect(&s.local_addr().to_string(), config) {
         Err(Error::HandshakeTimeout(d)) => assert_eq!(d, Duration::from_millis(300)),
         other => panic!("expected a handshake timeout, got {:?}", other.err()),
@@ -129,10 +120,7 @@ fn a_stalled_handshake_is_dropped_at_the_deadline() {
     let log = Log::new();
     let mut a = auth(b"secret");
     a.timeout = Duration::from_secs(1);
-    let config = ServerConfig {
-        auth: Some(a),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_auth(Some(a));
     let s = Server::bind(config, log.service(echo))
         .unwrap()
         .spawn()
@@ -237,10 +225,7 @@ fn a_recorded_handshake_cannot_be_replayed_either_way() {
 
 #[test]
 fn the_pool_server_hands_over_only_authenticated_streams() {
-    let config = PoolConfig {
-        auth: Some(auth(b"secret")),
-        ..PoolConfig::default()
-    };
+    let config = PoolConfig::default().with_auth(Some(auth(b"secret")));
     let pool = PoolServer::bind(config).unwrap();
     let (addr, handle) = (pool.local_addr(), pool.handle());
     let served = Arc::new(Mutex::new(0usize));
@@ -271,12 +256,14 @@ fn the_pool_server_hands_over_only_authenticated_streams() {
 }
 
 fn peer(key: &[u8]) -> PeerNode {
-    PeerNode::start(PeerConfig {
-        auth: Some(auth(key)),
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..PeerConfig::default()
-    })
+    PeerNode::start(
+        PeerConfig::default()
+            .with_auth(Some(auth(key)))
+            .with_backoff(trama_protocol::Backoff::new(
+                Duration::from_millis(20),
+                Duration::from_millis(200),
+            )),
+    )
     .unwrap()
 }
 
@@ -311,17 +298,10 @@ fn peers_link_only_with_the_same_key() {
 fn the_multi_client_authenticates_framed_servers() {
     let log = Log::new();
     let s = server(Some(b"secret"), &log);
-    let spec = |name: &str| ServerSpec {
-        name: name.into(),
-        addr: s.local_addr().to_string(),
-        frame: trama_protocol::FrameConfig::default(),
-    };
+    let spec = |name: &str| ServerSpec::new(name, s.local_addr().to_string());
     let good = MultiClient::start(
         vec![spec("good")],
-        MultiConfig {
-            auth: Some(auth(b"secret")),
-            ..MultiConfig::default()
-        },
+        MultiConfig::default().with_auth(Some(auth(b"secret"))),
     )
     .unwrap();
     assert!(matches!(
@@ -330,10 +310,7 @@ fn the_multi_client_authenticates_framed_servers() {
     ));
     let bad = MultiClient::start(
         vec![spec("bad")],
-        MultiConfig {
-            auth: Some(auth(b"nope")),
-            ..MultiConfig::default()
-        },
+        MultiConfig::default().with_auth(Some(auth(b"nope"))),
     )
     .unwrap();
     match bad.events().recv_timeout(common::DEADLINE).unwrap() {
@@ -351,14 +328,9 @@ fn legacy_md5_is_accepted_only_when_allowed() {
     // SHA-256, so this drives the legacy path with a hand-made 3.11-style peer.
     let log = Log::new();
     let mut a = auth(b"secret");
-    a.policy = AuthPolicy {
-        allow_legacy_md5: true,
-    };
+    a.policy = AuthPolicy::default().with_legacy_md5(true);
     let strict = server(Some(b"secret"), &log);
-    let config = ServerConfig {
-        auth: Some(a),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_auth(Some(a));
     let lenient = Server::bind(config, log.service(echo))
         .unwrap()
         .spawn()

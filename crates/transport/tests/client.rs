@@ -68,12 +68,10 @@ fn request_without_reply_times_out() {
 #[test]
 fn heartbeat_keeps_a_quiet_client_alive_past_the_idle_timeout() {
     let log = Log::new();
-    let config = ServerConfig {
-        idle_timeout: Some(Duration::from_millis(500)),
-        heartbeat: Some(Duration::from_millis(200)),
-        partial_frame_timeout: None,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_idle_timeout(Some(Duration::from_millis(500)))
+        .with_heartbeat(Some(Duration::from_millis(200)))
+        .with_partial_frame_timeout(None);
     let server = Server::bind(config, log.service(echo))
         .unwrap()
         .spawn()
@@ -81,10 +79,7 @@ fn heartbeat_keeps_a_quiet_client_alive_past_the_idle_timeout() {
     let started = Instant::now();
     let beating = Client::connect(
         &server.local_addr().to_string(),
-        ClientConfig {
-            heartbeat: Some(Duration::from_millis(100)),
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_heartbeat(Some(Duration::from_millis(100))),
     )
     .unwrap();
     let beating_id = log.id_of(beating.local_addr().unwrap());
@@ -286,10 +281,7 @@ fn dropping_a_client_with_a_full_inbox_does_not_hang() {
         .unwrap();
     let c = Client::connect(
         &server.local_addr().to_string(),
-        ClientConfig {
-            inbox: 2,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_inbox(2),
     )
     .unwrap();
     for _ in 0..50 {

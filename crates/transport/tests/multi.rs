@@ -43,23 +43,14 @@ fn two_servers_one_stream_and_a_reconnect() {
     let a = echo("127.0.0.1:0", FrameConfig::default());
     let b = echo("127.0.0.1:0", FrameConfig::unframed());
     let a_addr = a.local_addr();
-    let config = MultiConfig {
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..MultiConfig::default()
-    };
+    let config = MultiConfig::default().with_backoff(trama_protocol::Backoff::new(
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+    ));
     let multi = MultiClient::start(
         vec![
-            ServerSpec {
-                name: "a".into(),
-                addr: a_addr.to_string(),
-                frame: FrameConfig::default(),
-            },
-            ServerSpec {
-                name: "b".into(),
-                addr: b.local_addr().to_string(),
-                frame: FrameConfig::unframed(),
-            },
+            ServerSpec::new("a", a_addr.to_string()),
+            ServerSpec::new("b", b.local_addr().to_string()).with_frame(FrameConfig::unframed()),
         ],
         config,
     )
@@ -111,15 +102,8 @@ fn the_hold_queue_is_bounded_and_an_unknown_server_is_an_error() {
     let addr = gone.local_addr().to_string();
     gone.stop();
     let multi = MultiClient::start(
-        vec![ServerSpec {
-            name: "x".into(),
-            addr,
-            frame: FrameConfig::default(),
-        }],
-        MultiConfig {
-            queue: 2,
-            ..MultiConfig::default()
-        },
+        vec![ServerSpec::new("x", addr)],
+        MultiConfig::default().with_queue(2),
     )
     .unwrap();
     assert_eq!(multi.send(0, b"1").unwrap(), Sent::Held { waiting: 1 });

@@ -19,11 +19,10 @@ fn next(node: &PeerNode, what: &str, f: impl Fn(&LinkEvent) -> bool) -> LinkEven
 }
 
 fn quick() -> PeerConfig {
-    PeerConfig {
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..PeerConfig::default()
-    }
+    PeerConfig::default().with_backoff(trama_protocol::Backoff::new(
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+    ))
 }
 
 #[test]
@@ -32,11 +31,7 @@ fn dial_before_the_peer_exists_then_talk_then_redial_after_a_restart() {
     let a = PeerNode::start(quick()).unwrap();
     let a_addr = a.local_addr().unwrap().to_string();
     drop(a);
-    let b = PeerNode::start(PeerConfig {
-        listen: None,
-        ..quick()
-    })
-    .unwrap();
+    let b = PeerNode::start(quick().with_listen(None)).unwrap();
     b.dial(&a_addr, true).unwrap();
     next(&b, "a failed dial", |e| {
         matches!(
@@ -48,11 +43,7 @@ fn dial_before_the_peer_exists_then_talk_then_redial_after_a_restart() {
         )
     });
 
-    let a = PeerNode::start(PeerConfig {
-        listen: Some(a_addr.clone()),
-        ..quick()
-    })
-    .unwrap();
+    let a = PeerNode::start(quick().with_listen(Some(a_addr.clone()))).unwrap();
     let LinkEvent::Up {
         link: at_a,
         dialed: false,
@@ -85,11 +76,7 @@ fn dial_before_the_peer_exists_then_talk_then_redial_after_a_restart() {
     // A goes away and comes back on its address: B's persistent dial finds it.
     drop(a);
     next(&b, "link down", |e| matches!(e, LinkEvent::Down { .. }));
-    let a = PeerNode::start(PeerConfig {
-        listen: Some(a_addr),
-        ..quick()
-    })
-    .unwrap();
+    let a = PeerNode::start(quick().with_listen(Some(a_addr))).unwrap();
     next(&a, "incoming link again", |e| {
         matches!(e, LinkEvent::Up { .. })
     });

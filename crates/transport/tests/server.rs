@@ -90,10 +90,7 @@ fn router(event: Event<'_>, out: &mut Actions) {
 #[test]
 fn push_and_broadcast_reach_the_right_clients_only() {
     let log = Log::new();
-    let config = ServerConfig {
-        io_threads: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_io_threads(2);
     let server = Server::bind(config, log.service(router))
         .unwrap()
         .spawn()
@@ -252,10 +249,8 @@ fn hostile_header_drops_only_that_connection() {
 
 #[test]
 fn stalled_partial_frame_is_dropped() {
-    let config = ServerConfig {
-        partial_frame_timeout: Some(Duration::from_millis(300)),
-        ..ServerConfig::default()
-    };
+    let config =
+        ServerConfig::default().with_partial_frame_timeout(Some(Duration::from_millis(300)));
     let (server, log, witness) = echo_server(config);
     let witness_id = log.id_of(witness.local_addr().unwrap());
 
@@ -293,10 +288,7 @@ fn stalled_partial_frame_is_dropped() {
 #[test]
 fn partial_frame_deadline_restarts_with_each_frame() {
     let timeout = Duration::from_millis(400);
-    let config = ServerConfig {
-        partial_frame_timeout: Some(timeout),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_partial_frame_timeout(Some(timeout));
     let (server, log, witness) = echo_server(config);
     let mut s = raw(server.local_addr());
     let id = log.id_of(s.local_addr().unwrap());
@@ -337,11 +329,9 @@ fn partial_frame_deadline_restarts_with_each_frame() {
 
 #[test]
 fn idle_connection_is_dropped() {
-    let config = ServerConfig {
-        idle_timeout: Some(Duration::from_millis(300)),
-        partial_frame_timeout: None,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_idle_timeout(Some(Duration::from_millis(300)))
+        .with_partial_frame_timeout(None);
     let log = Log::new();
     let server = Server::bind(config, log.service(echo))
         .unwrap()
@@ -362,10 +352,7 @@ fn idle_connection_is_dropped() {
 #[test]
 fn stop_returns_with_clients_attached() {
     let log = Log::new();
-    let config = ServerConfig {
-        io_threads: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_io_threads(2);
     let server = Server::bind(config, log.service(echo))
         .unwrap()
         .spawn()
@@ -417,11 +404,7 @@ fn stop_returns_with_clients_attached() {
 
 #[test]
 fn stop_returns_with_a_worker_pool_and_busy_clients() {
-    let config = ServerConfig {
-        io_threads: 2,
-        workers: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_io_threads(2).with_workers(2);
     let server = Server::bind(config, echo).unwrap().spawn().unwrap();
     let handle = server.handle();
     let clients: Vec<Client> = (0..4).map(|_| client(server.local_addr())).collect();
@@ -445,11 +428,9 @@ fn stop_returns_with_a_worker_pool_and_busy_clients() {
 fn slow_reader_is_dropped_while_others_keep_receiving() {
     const LIMIT: usize = 64 * 1024;
     let log = Log::new();
-    let config = ServerConfig {
-        io_threads: 2,
-        max_outbound: LIMIT,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_io_threads(2)
+        .with_max_outbound(LIMIT);
     let server = Server::bind(config, log.service(ignore))
         .unwrap()
         .spawn()
@@ -503,11 +484,7 @@ fn slow_reader_is_dropped_while_others_keep_receiving() {
 fn worker_pool_keeps_each_connection_in_order() {
     const CLIENTS: usize = 6;
     const FRAMES: usize = 1000;
-    let config = ServerConfig {
-        workers: 4,
-        io_threads: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_workers(4).with_io_threads(2);
     let server = Server::bind(config, echo).unwrap().spawn().unwrap();
     let addr = server.local_addr();
     let threads: Vec<_> = (0..CLIENTS)
@@ -534,11 +511,9 @@ fn worker_pool_keeps_each_connection_in_order() {
 
 #[test]
 fn connections_past_the_limit_are_refused_with_a_reason() {
-    let config = ServerConfig {
-        max_connections: 3,
-        io_threads: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_max_connections(3)
+        .with_io_threads(2);
     let server = Server::bind(config, echo).unwrap().spawn().unwrap();
     let mut clients: Vec<Client> = Vec::new();
     for i in 0..3 {
@@ -610,10 +585,7 @@ fn idle_server_does_not_spin_after_clients_leave() {
 #[test]
 fn idle_server_does_not_spin_with_idle_clients() {
     for partial_frame_timeout in [None, ServerConfig::default().partial_frame_timeout] {
-        let config = ServerConfig {
-            partial_frame_timeout,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default().with_partial_frame_timeout(partial_frame_timeout);
         let server = Server::bind(config, echo).unwrap().spawn().unwrap();
         let clients = busy_clients(server.local_addr());
         // Also leave one connection with a frame pending for a moment, so
@@ -730,11 +702,9 @@ fn counters_add_up() {
 #[test]
 fn linger_bounds_closing_a_peer_that_does_not_read() {
     let log = Log::new();
-    let config = ServerConfig {
-        linger: Duration::from_millis(200),
-        io_threads: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_linger(Duration::from_millis(200))
+        .with_io_threads(2);
     // "flood" gets 8 MiB back, more than the socket buffers hold, then a close.
     let service = log.service(|event: Event<'_>, out: &mut Actions| {
         if let Event::Message { id, payload } = event {
@@ -777,10 +747,7 @@ fn a_client_that_sends_faster_than_it_reads_is_slowed_not_dropped() {
     const FRAMES: usize = 400;
     const SIZE: usize = 32 * 1024;
     let log = Log::new();
-    let config = ServerConfig {
-        max_outbound: LIMIT,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_outbound(LIMIT);
     let server = Server::bind(config, log.service(echo))
         .unwrap()
         .spawn()
@@ -825,11 +792,9 @@ fn a_client_that_sends_faster_than_it_reads_is_slowed_not_dropped() {
 #[test]
 fn a_client_that_sends_and_never_reads_is_dropped_at_the_frame_deadline() {
     let log = Log::new();
-    let config = ServerConfig {
-        max_outbound: 256 * 1024,
-        partial_frame_timeout: Some(Duration::from_millis(500)),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_max_outbound(256 * 1024)
+        .with_partial_frame_timeout(Some(Duration::from_millis(500)));
     let server = Server::bind(config, log.service(echo))
         .unwrap()
         .spawn()

@@ -47,20 +47,11 @@ fn server(config: ServerConfig, log: &Log) -> RunningServer {
 }
 
 fn tls_server(p: &Pki, log: &Log) -> RunningServer {
-    server(
-        ServerConfig {
-            tls: Some(acceptor(p)),
-            ..ServerConfig::default()
-        },
-        log,
-    )
+    server(ServerConfig::default().with_tls(Some(acceptor(p))), log)
 }
 
 fn tls_client(addr: SocketAddr, connector: TlsConnector) -> Result<Client, Error> {
-    let config = ClientConfig {
-        tls: Some(connector),
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_tls(Some(connector));
     Client::connect(&addr.to_string(), config)
 }
 
@@ -158,11 +149,9 @@ fn a_plain_client_at_a_tls_server_is_dropped_and_vice_versa() {
 
     // A TLS client at a plain server fails the handshake, within its timeout.
     let plain = server(ServerConfig::default(), &log);
-    let config = ClientConfig {
-        tls: Some(connector(&p)),
-        connect_timeout: Duration::from_secs(2),
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_tls(Some(connector(&p)))
+        .with_connect_timeout(Duration::from_secs(2));
     match Client::connect(&plain.local_addr().to_string(), config) {
         Err(Error::Tls(_) | Error::TlsRejected(_)) => {}
         other => panic!("expected a TLS error, got {:?}", other.err()),
@@ -176,13 +165,7 @@ fn a_stalled_tls_handshake_is_dropped() {
     let log = Log::new();
     let mut a = acceptor(&p);
     a.handshake_timeout = Duration::from_millis(300);
-    let s = server(
-        ServerConfig {
-            tls: Some(a),
-            ..ServerConfig::default()
-        },
-        &log,
-    );
+    let s = server(ServerConfig::default().with_tls(Some(a)), &log);
     let mut silent = raw(s.local_addr());
     expect_closed(&mut silent);
     assert_eq!(connects(&log), 0);
@@ -195,19 +178,15 @@ fn tls_and_the_shared_key_combine() {
     let log = Log::new();
     let key = |k: &[u8]| AuthConfig::new(AuthKey::new(k.to_vec()).unwrap());
     let s = server(
-        ServerConfig {
-            tls: Some(acceptor(&p)),
-            auth: Some(key(b"secret")),
-            ..ServerConfig::default()
-        },
+        ServerConfig::default()
+            .with_tls(Some(acceptor(&p)))
+            .with_auth(Some(key(b"secret"))),
         &log,
     );
     let dial = |k: &[u8]| {
-        let config = ClientConfig {
-            tls: Some(connector(&p)),
-            auth: Some(key(k)),
-            ..ClientConfig::default()
-        };
+        let config = ClientConfig::default()
+            .with_tls(Some(connector(&p)))
+            .with_auth(Some(key(k)));
         Client::connect(&s.local_addr().to_string(), config)
     };
     assert!(matches!(
@@ -266,11 +245,9 @@ fn hostile_frames_inside_tls_are_dropped_like_plain_ones() {
     let p = pki();
     let log = Log::new();
     let s = server(
-        ServerConfig {
-            tls: Some(acceptor(&p)),
-            partial_frame_timeout: Some(Duration::from_millis(300)),
-            ..ServerConfig::default()
-        },
+        ServerConfig::default()
+            .with_tls(Some(acceptor(&p)))
+            .with_partial_frame_timeout(Some(Duration::from_millis(300))),
         &log,
     );
     // A header announcing 4 GiB - 1.
@@ -333,11 +310,7 @@ fn next_multi(multi: &MultiClient, what: &str, f: impl Fn(&MultiEvent) -> bool) 
 }
 
 fn spec(name: &str, addr: SocketAddr, frame: FrameConfig) -> ServerSpec {
-    ServerSpec {
-        name: name.into(),
-        addr: addr.to_string(),
-        frame,
-    }
+    ServerSpec::new(name, addr.to_string()).with_frame(frame)
 }
 
 #[test]
@@ -346,11 +319,9 @@ fn a_multi_client_speaks_tls_and_the_key_to_framed_servers_only() {
     let log = Log::new();
     let key = || AuthConfig::new(AuthKey::new(b"secret".to_vec()).unwrap());
     let secure = server(
-        ServerConfig {
-            tls: Some(acceptor(&p)),
-            auth: Some(key()),
-            ..ServerConfig::default()
-        },
+        ServerConfig::default()
+            .with_tls(Some(acceptor(&p)))
+            .with_auth(Some(key())),
         &log,
     );
     // The notes' unframed dialect knows neither TLS nor the key: left plain.
@@ -364,11 +335,9 @@ fn a_multi_client_speaks_tls_and_the_key_to_framed_servers_only() {
             spec("tls", secure.local_addr(), FrameConfig::default()),
             spec("raw", plain.local_addr(), FrameConfig::unframed()),
         ],
-        MultiConfig {
-            tls: Some(connector(&p)),
-            auth: Some(key()),
-            ..MultiConfig::default()
-        },
+        MultiConfig::default()
+            .with_tls(Some(connector(&p)))
+            .with_auth(Some(key())),
     )
     .unwrap();
     let mut up = [false; 2];
@@ -419,12 +388,12 @@ fn a_multi_client_reports_an_untrusted_server_down() {
     let s = tls_server(&p, &log);
     let multi = MultiClient::start(
         vec![spec("s", s.local_addr(), FrameConfig::default())],
-        MultiConfig {
-            tls: Some(connector(&other)),
-            backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_millis(200),
-            ..MultiConfig::default()
-        },
+        MultiConfig::default()
+            .with_tls(Some(connector(&other)))
+            .with_backoff(trama_protocol::Backoff::new(
+                Duration::from_millis(50),
+                Duration::from_millis(200),
+            )),
     )
     .unwrap();
     match next_multi(&multi, "down", |e| matches!(e, MultiEvent::Down { .. })) {
@@ -466,20 +435,19 @@ fn next_link(
 }
 
 fn peer_tls(p: &Pki) -> PeerTls {
-    PeerTls {
-        acceptor: acceptor(p),
-        connector: connector(p),
-    }
+    PeerTls::new(acceptor(p), connector(p))
 }
 
 fn peer(tls: Option<PeerTls>, auth: Option<AuthConfig>) -> PeerNode {
-    PeerNode::start(PeerConfig {
-        tls,
-        auth,
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..PeerConfig::default()
-    })
+    PeerNode::start(
+        PeerConfig::default()
+            .with_tls(tls)
+            .with_auth(auth)
+            .with_backoff(trama_protocol::Backoff::new(
+                Duration::from_millis(20),
+                Duration::from_millis(200),
+            )),
+    )
     .unwrap()
 }
 
@@ -653,10 +621,7 @@ fn echo_pool(
 }
 
 fn tls_pool_config(p: &Pki) -> PoolConfig {
-    PoolConfig {
-        tls: Some(acceptor(p)),
-        ..PoolConfig::default()
-    }
+    PoolConfig::default().with_tls(Some(acceptor(p)))
 }
 
 /// Dial `addr` with TLS, trusting `connector`.
@@ -725,7 +690,7 @@ fn a_stalled_tls_handshake_at_the_pool_server_hits_its_deadline() {
     let p = pki();
     let mut config = tls_pool_config(&p);
     config.threads = 1;
-    config.tls.as_mut().unwrap().handshake_timeout = Duration::from_millis(300);
+    config.link.tls.as_mut().unwrap().handshake_timeout = Duration::from_millis(300);
     let (addr, handle, served, t) = echo_pool(config);
     let mut silent = raw(addr);
     expect_closed(&mut silent);
@@ -741,10 +706,7 @@ fn tls_and_the_shared_key_combine_at_the_pool_server() {
     let p = pki();
     let key = |k: &[u8]| AuthConfig::new(AuthKey::new(k.to_vec()).unwrap());
     let mut config = tls_pool_config(&p);
-    config.auth = Some(AuthConfig {
-        timeout: Duration::from_secs(1),
-        ..key(b"secret")
-    });
+    config.link.auth = Some(key(b"secret").with_timeout(Duration::from_secs(1)));
     let (addr, handle, served, t) = echo_pool(config);
     let s = dial(addr, &connector(&p)).unwrap();
     assert!(matches!(
@@ -769,10 +731,7 @@ fn tls_and_the_shared_key_combine_at_the_pool_server() {
 #[test]
 fn shutdown_wakes_a_pool_handler_blocked_in_a_tls_read() {
     let p = pki();
-    let config = PoolConfig {
-        read_timeout: None,
-        ..tls_pool_config(&p)
-    };
+    let config = tls_pool_config(&p).with_read_timeout(None);
     let pool = PoolServer::bind(config).unwrap();
     let (addr, handle) = (pool.local_addr(), pool.handle());
     let (entered_tx, entered) = crossbeam_channel::bounded(1);

@@ -47,11 +47,7 @@ fn a_client_closes_while_its_listener_waits_on_a_silent_server() {
 #[test]
 fn a_multi_client_closes_while_its_links_wait_on_silent_servers() {
     let (addr, _held) = silent_server();
-    let spec = |name: &str, frame| ServerSpec {
-        name: name.into(),
-        addr: addr.to_string(),
-        frame,
-    };
+    let spec = |name: &str, frame| ServerSpec::new(name, addr.to_string()).with_frame(frame);
     let servers = vec![
         spec("framed", FrameConfig::default()),
         spec("raw", FrameConfig::unframed()),

@@ -8,6 +8,7 @@ use super::{MAX_NAME_BYTES, PARTIAL_SUFFIX, QUOTED_CHARS, TEMP_PREFIX};
 /// Why a name is not one the receiver may create. Each message quotes the
 /// name (control characters escaped, long names cut) and says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     Empty,

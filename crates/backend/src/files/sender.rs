@@ -1,8 +1,8 @@
-//! The sender's decisions: how much to send after a resume, and how long
-//! to wait before trying again.
+//! The sender's decisions: how much to send after a resume. (How long to
+//! wait before trying again is `trama_protocol::Backoff`, the rule every
+//! part of trama that reconnects uses.)
 
 use std::fmt;
-use std::time::Duration;
 
 use super::Offer;
 
@@ -41,60 +41,4 @@ pub fn bytes_to_send(offer: &Offer, offset: u64) -> Result<u64, BadOffset> {
         offset,
         size: offer.size,
     })
-}
-
-/// Capped exponential backoff between reconnection attempts.
-///
-/// The delay before attempt `n` (from 0) is `base_ms * 2^n` plus the
-/// caller's jitter, never more than `max_ms`. The backend has no clock and no
-/// random numbers, so the caller draws the jitter (uniform in `0..=base_ms`;
-/// larger values are cut to `base_ms`) and sleeps.
-///
-/// ```
-/// use std::time::Duration;
-/// use trama_backend::files::Backoff;
-/// let mut b = Backoff::new(100, 1000);
-/// let delays: Vec<_> = (0..6).map(|_| b.next_delay(0).as_millis()).collect();
-/// assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
-/// b.reset();
-/// assert_eq!(b.next_delay(50), Duration::from_millis(150));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first delay, in milliseconds.
-    pub base_ms: u64,
-    /// The longest delay, in milliseconds.
-    pub max_ms: u64,
-    /// Delays handed out since the last [`reset`](Backoff::reset).
-    pub attempt: u32,
-}
-
-impl Backoff {
-    /// Start at `base_ms`, double each time, stop growing at `max_ms`.
-    pub fn new(base_ms: u64, max_ms: u64) -> Backoff {
-        Backoff {
-            base_ms,
-            max_ms,
-            attempt: 0,
-        }
-    }
-
-    /// The delay before the next attempt, with `jitter` milliseconds added
-    /// (at most `base_ms`) and the result capped at `max_ms`.
-    pub fn next_delay(&mut self, jitter: u64) -> Duration {
-        let exponential = 1u64
-            .checked_shl(self.attempt)
-            .and_then(|factor| self.base_ms.checked_mul(factor))
-            .unwrap_or(u64::MAX);
-        let ms = exponential
-            .saturating_add(jitter.min(self.base_ms))
-            .min(self.max_ms);
-        self.attempt = self.attempt.saturating_add(1);
-        Duration::from_millis(ms)
-    }
-
-    /// Start over from `base_ms` (after a success).
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
 }

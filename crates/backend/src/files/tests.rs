@@ -438,46 +438,6 @@ fn offsets_past_the_end_are_errors() {
     );
 }
 
-// --- Backoff ---------------------------------------------------------
-
-#[test]
-fn backoff_doubles_then_caps() {
-    let mut b = Backoff::new(250, 5000);
-    let got: Vec<u128> = (0..8).map(|_| b.next_delay(0).as_millis()).collect();
-    assert_eq!(got, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
-    assert_eq!(b.attempt, 8);
-    b.reset();
-    assert_eq!(b.attempt, 0);
-    assert_eq!(b.next_delay(0), Duration::from_millis(250));
-}
-
-#[test]
-fn backoff_jitter_is_bounded_and_capped() {
-    let mut b = Backoff::new(100, 1000);
-    assert_eq!(b.next_delay(100), Duration::from_millis(200));
-    assert_eq!(b.next_delay(u64::MAX), Duration::from_millis(300));
-    for _ in 0..10 {
-        b.next_delay(100);
-    }
-    assert_eq!(b.next_delay(100), Duration::from_millis(1000));
-}
-
-#[test]
-fn backoff_never_overflows() {
-    let mut b = Backoff::new(u64::MAX / 2, u64::MAX);
-    for _ in 0..200 {
-        b.next_delay(u64::MAX);
-    }
-    assert_eq!(b.next_delay(0), Duration::from_millis(u64::MAX));
-    b.attempt = u32::MAX;
-    b.next_delay(0);
-    assert_eq!(b.attempt, u32::MAX);
-    let mut zero = Backoff::new(0, 1000);
-    assert_eq!(zero.next_delay(5), Duration::ZERO);
-    let mut inverted = Backoff::new(500, 100);
-    assert_eq!(inverted.next_delay(0), Duration::from_millis(100));
-}
-
 // --- numbered_name ---------------------------------------------------
 
 #[test]

@@ -1,20 +1,12 @@
 //! What the app sees: the links it names, the effects it carries out, the
 //! peers and counters it can show.
 
-use std::fmt;
-
 use super::Wire;
 
-/// One link (one TCP connection), named by the app. Ids must not be reused
-/// while the mesh may still hear of the old link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LinkId(pub u64);
-
-impl fmt::Display for LinkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "link {}", self.0)
-    }
-}
+/// One link (one TCP connection), named by the app (with the id the
+/// transport's peer node gave it). Ids must not be reused while the mesh may
+/// still hear of the old link.
+pub use trama_protocol::LinkId;
 
 /// An effect for the app to carry out, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]

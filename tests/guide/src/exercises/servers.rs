@@ -16,10 +16,8 @@ pub fn ask_all(
     let servers = addrs
         .iter()
         .enumerate()
-        .map(|(i, addr)| ServerSpec {
-            name: (i + 1).to_string(),
-            addr: addr.clone(),
-            frame: FrameConfig::default(),
+        .map(|(i, addr)| {
+            ServerSpec::new((i + 1).to_string(), addr.clone()).with_frame(FrameConfig::default())
         })
         .collect();
     let multi = MultiClient::start(servers, MultiConfig::default())?;
