@@ -616,3 +616,314 @@ pub(crate) fn shed(
     }
     dropped
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn limits() -> Limits {
+        Limits {
+            idle: None,
+            partial: None,
+            heartbeat: None,
+            stall: None,
+            max_outbound: 1000,
+            linger: SEC,
+        }
+    }
+
+    fn open(now: Instant) -> Conn {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 4000));
+        Conn::new(ConnId(7), peer, FrameConfig::default(), now, None)
+    }
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        FrameConfig::default().encode(payload, &mut out).unwrap();
+        out
+    }
+
+    /// Decode `data` at `now`, returning the payloads and whether a frame
+    /// deadline started.
+    fn feed(conn: &mut Conn, now: Instant, data: &[u8]) -> (Vec<Vec<u8>>, bool) {
+        let mut got = Vec::new();
+        let (frames, started, result) = conn.received(now, data, |p| got.push(p.to_vec()));
+        result.unwrap();
+        assert_eq!(frames as usize, got.len());
+        (got, started)
+    }
+
+    /// Queue `n` bytes at `now` as the reactor does; true if reading paused.
+    fn push(conn: &mut Conn, now: Instant, n: usize, limits: &Limits) -> bool {
+        assert!(matches!(
+            conn.offer(n, limits.max_outbound),
+            Offer::Take { .. }
+        ));
+        conn.queue(&mut Vec::new()).extend(std::iter::repeat_n(b'x', n));
+        conn.queued_at(now, limits)
+    }
+
+    #[test]
+    fn a_frame_split_over_reads_arrives_whole_and_its_deadline_runs_from_the_first_byte() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            partial: Some(SEC),
+            ..limits()
+        };
+        let mut conn = open(t0);
+        let wire = [frame(b"hola"), frame(b"adios")].concat();
+
+        // Two header bytes: nothing whole yet, the frame deadline starts.
+        assert_eq!(feed(&mut conn, t0, &wire[..2]), (vec![], true));
+        // More of it later: still the same deadline.
+        assert_eq!(feed(&mut conn, t0 + SEC / 2, &wire[2..6]), (vec![], false));
+        assert_eq!(conn.check(t0 + SEC / 2, &limits), (true, Due::Nothing));
+        // The first frame ends and the second begins in one read: the
+        // second's deadline starts at this read.
+        let (got, _) = feed(&mut conn, t0 + SEC * 9 / 10, &wire[6..10]);
+        assert_eq!(got, [b"hola".to_vec()]);
+        assert_eq!(conn.check(t0 + SEC * 3 / 2, &limits), (true, Due::Nothing));
+        assert_eq!(
+            conn.check(t0 + SEC * 19 / 10, &limits),
+            (
+                true,
+                Due::Close(DisconnectReason::PartialFrameTimeout { millis: 1000 })
+            )
+        );
+        // The rest completes it, and no deadline is left.
+        let (got, _) = feed(&mut conn, t0 + SEC, &wire[10..]);
+        assert_eq!(got, [b"adios".to_vec()]);
+        assert_eq!(conn.check(t0 + SEC * 60, &limits), (false, Due::Nothing));
+        assert_eq!(conn.peer_closed(), DisconnectReason::PeerClosed);
+    }
+
+    #[test]
+    fn the_peer_breaking_the_format_or_closing_mid_frame_is_a_protocol_error() {
+        let t0 = Instant::now();
+        let mut conn = open(t0);
+        let half = &frame(b"cut short")[..6];
+        feed(&mut conn, t0, half);
+        assert!(matches!(
+            conn.peer_closed(),
+            DisconnectReason::Protocol(_)
+        ));
+
+        let mut conn = open(t0);
+        // A header announcing 4 GiB, past the 16 MiB limit.
+        let (frames, _, result) = conn.received(t0, &[0xff, 0xff, 0xff, 0xff], |_| {});
+        assert_eq!(frames, 0);
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("16777216"), "{e}");
+    }
+
+    #[test]
+    fn idleness_and_heartbeats_follow_the_time_given() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            idle: Some(SEC * 5),
+            heartbeat: Some(SEC * 2),
+            ..limits()
+        };
+        let mut conn = open(t0);
+        assert_eq!(conn.check(t0 + SEC, &limits), (false, Due::Nothing));
+        assert_eq!(conn.check(t0 + SEC * 2, &limits), (false, Due::Heartbeat));
+        conn.spoke(t0 + SEC * 2);
+        assert_eq!(conn.check(t0 + SEC * 3, &limits), (false, Due::Nothing));
+        // Hearing from the peer puts the idle deadline off.
+        feed(&mut conn, t0 + SEC * 4, &frame(b"still here"));
+        conn.spoke(t0 + SEC * 8);
+        assert_eq!(conn.check(t0 + SEC * 8, &limits), (false, Due::Nothing));
+        assert_eq!(
+            conn.check(t0 + SEC * 9, &limits),
+            (
+                false,
+                Due::Close(DisconnectReason::IdleTimeout { millis: 5000 })
+            )
+        );
+    }
+
+    #[test]
+    fn replies_backing_up_pause_reading_until_half_are_taken() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            stall: Some(SEC),
+            max_outbound: 1000,
+            ..limits()
+        };
+        let mut conn = open(t0);
+        assert!(!push(&mut conn, t0, 700, &limits));
+        assert_eq!(conn.may_read(), ReadGate::Read);
+        // Past three quarters of the limit: reading stops.
+        assert!(push(&mut conn, t0, 100, &limits));
+        assert_eq!(
+            conn.input(),
+            Input::Paused {
+                since: t0,
+                waiting: false
+            }
+        );
+        // A peer that sends nothing more is not stalled, however long it takes.
+        assert_eq!(conn.check(t0 + SEC * 10, &limits), (false, Due::Nothing));
+        // One that sends more is, if it takes none of its replies in time.
+        assert_eq!(conn.may_read(), ReadGate::Wait);
+        assert_eq!(conn.check(t0 + SEC / 2, &limits), (true, Due::Nothing));
+        assert_eq!(
+            conn.check(t0 + SEC, &limits),
+            (
+                true,
+                Due::Close(DisconnectReason::Stalled {
+                    queued: 800,
+                    millis: 1000
+                })
+            )
+        );
+
+        // The socket takes some at t0 + 0.9 s: the stall clock restarts, and
+        // with 600 still queued (over half the limit) reading stays paused.
+        let mut spare = Vec::new();
+        let t1 = t0 + SEC * 9 / 10;
+        conn.sent(200, t1);
+        let done = conn.flushed(t1, &limits, &mut spare);
+        assert!(!done.read_again);
+        assert_eq!(done.interest, Some(Interest::READABLE | Interest::WRITABLE));
+        assert_eq!(conn.check(t0 + SEC * 3 / 2, &limits), (true, Due::Nothing));
+        // Down to half: reading resumes, and is to start at once.
+        conn.sent(100, t1);
+        let done = conn.flushed(t1, &limits, &mut spare);
+        assert_eq!(
+            done,
+            Flushed {
+                interest: None,
+                read_again: true,
+                close: false
+            }
+        );
+        assert_eq!(conn.may_read(), ReadGate::Read);
+        assert_eq!(conn.unsent().len(), 500);
+        // All sent: stop watching for writability, keep no buffer.
+        conn.sent(500, t1);
+        let done = conn.flushed(t1, &limits, &mut spare);
+        assert_eq!(done.interest, Some(Interest::READABLE));
+        assert_eq!(conn.queued(), 0);
+        assert!(spare.capacity() > 0);
+    }
+
+    #[test]
+    fn without_a_stall_deadline_the_queue_grows_to_the_limit_and_then_drops_the_peer() {
+        let t0 = Instant::now();
+        let limits = limits();
+        let mut conn = open(t0);
+        assert!(!push(&mut conn, t0, 900, &limits));
+        assert_eq!(conn.may_read(), ReadGate::Read);
+        assert_eq!(
+            conn.offer(101, 1000),
+            Offer::TooSlow(DisconnectReason::SlowReader {
+                queued: 1001,
+                limit: 1000
+            })
+        );
+        // With nothing queued, even a frame over the limit is taken (and
+        // offered to the socket directly, being large).
+        let empty = open(t0);
+        assert_eq!(
+            empty.offer(WRITE_THROUGH, 1000),
+            Offer::Take {
+                write_through: true
+            }
+        );
+        assert_eq!(empty.offer(10, 1000), Offer::Take { write_through: false });
+    }
+
+    #[test]
+    fn a_close_with_output_pending_sends_it_first_then_ends() {
+        let t0 = Instant::now();
+        let limits = limits();
+        let bye = DisconnectReason::Closed("bye".into());
+        let mut conn = open(t0);
+        push(&mut conn, t0, 10, &limits);
+        assert_eq!(conn.close(t0, bye.clone(), limits.linger), None);
+        assert!(matches!(conn.state(), State::Closing { .. }));
+        assert!(conn.announced());
+        // Nothing more is read or queued, and a second close changes nothing.
+        assert_eq!(conn.may_read(), ReadGate::Stop);
+        assert_eq!(conn.offer(1, 1000), Offer::Refused);
+        assert_eq!(conn.close(t0, DisconnectReason::PeerClosed, SEC), None);
+        // Half sent: not yet.
+        let mut spare = Vec::new();
+        conn.sent(5, t0);
+        assert!(!conn.flushed(t0, &limits, &mut spare).close);
+        assert_eq!(conn.check(t0 + SEC / 2, &limits), (true, Due::Nothing));
+        // All sent: it ends, for the reason given.
+        conn.sent(5, t0);
+        assert!(conn.flushed(t0, &limits, &mut spare).close);
+        assert_eq!(conn.closing_reason(), Some(bye.clone()));
+        assert!(conn.doom());
+        assert!(!conn.doom());
+        assert_eq!(conn.check(t0 + SEC * 9, &limits), (false, Due::Nothing));
+        assert!(conn.announced());
+
+        // A peer that never takes the rest is ended at the linger deadline.
+        let mut stuck = open(t0);
+        push(&mut stuck, t0, 10, &limits);
+        stuck.close(t0, bye.clone(), limits.linger);
+        assert_eq!(stuck.check(t0 + SEC, &limits), (true, Due::Close(bye.clone())));
+        // With nothing queued, a close is immediate.
+        assert_eq!(open(t0).close(t0, bye.clone(), SEC), Some(bye));
+    }
+
+    #[test]
+    fn handshakes_must_finish_by_the_setup_deadline() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            idle: Some(SEC / 10),
+            ..limits()
+        };
+        let peer = SocketAddr::from(([127, 0, 0, 1], 4000));
+        let mut conn = Conn::new(
+            ConnId(1),
+            peer,
+            FrameConfig::default(),
+            t0,
+            Some((Some(t0 + SEC), false, None)),
+        );
+        assert!(!conn.is_open() && !conn.announced());
+        // The setup deadline replaces the idle one.
+        assert_eq!(conn.check(t0 + SEC / 2, &limits), (true, Due::Nothing));
+        let late = |what: &str| {
+            Due::Close(DisconnectReason::Protocol(format!(
+                "{what} not finished in time"
+            )))
+        };
+        assert_eq!(conn.check(t0 + SEC, &limits), (true, late("TLS handshake")));
+        assert!(conn.tls_established());
+        assert!(!conn.tls_established());
+        assert_eq!(conn.check(t0 + SEC, &limits), (true, late("key handshake")));
+        conn.announce();
+        assert!(conn.is_open() && conn.announced());
+        assert!(matches!(conn.state(), State::Open));
+    }
+
+    #[test]
+    fn over_budget_drops_the_largest_holders_until_under_it() {
+        let ids = |dropped: Vec<(ConnId, DisconnectReason)>| -> Vec<u64> {
+            dropped.into_iter().map(|(id, _)| id.0).collect()
+        };
+        let holders = [(10, ConnId(1)), (50, ConnId(2)), (0, ConnId(3)), (30, ConnId(4))];
+        let dropped = shed(holders.into_iter(), 90, 40);
+        assert_eq!(
+            dropped,
+            [(
+                ConnId(2),
+                DisconnectReason::OverBudget {
+                    held: 50,
+                    total: 90,
+                    budget: 40
+                }
+            )]
+        );
+        assert_eq!(ids(shed(holders.into_iter(), 90, 5)), [2, 4, 1]);
+        assert_eq!(ids(shed(holders.into_iter(), 90, 90)), Vec::<u64>::new());
+    }
+}
