@@ -731,8 +731,10 @@ mod tests {
         assert_eq!(conn.check(t0 + SEC * 2, &limits), (false, Due::Heartbeat));
         conn.spoke(t0 + SEC * 2);
         assert_eq!(conn.check(t0 + SEC * 3, &limits), (false, Due::Nothing));
-        // Hearing from the peer puts the idle deadline off.
-        feed(&mut conn, t0 + SEC * 4, &frame(b"still here"));
+        // Hearing from the peer puts the idle deadline off, even an empty
+        // frame (its heartbeat, which the service never sees).
+        let (got, _) = feed(&mut conn, t0 + SEC * 4, &frame(b""));
+        assert_eq!(got, [Vec::<u8>::new()]);
         conn.spoke(t0 + SEC * 8);
         assert_eq!(conn.check(t0 + SEC * 8, &limits), (false, Due::Nothing));
         assert_eq!(
