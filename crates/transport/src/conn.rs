@@ -96,7 +96,10 @@ pub(crate) enum Input {
     /// sent more that waits unread; only then is a peer that takes none of
     /// its replies dropped as stalled (one that merely reads slowly and
     /// sends nothing loses nothing by the pause).
-    Paused { since: Instant, waiting: bool },
+    Paused {
+        since: Instant,
+        waiting: bool,
+    },
 }
 
 /// What the reactor should do about a read it is about to make.
@@ -457,7 +460,12 @@ impl Conn {
     /// The socket took what it would (all of it, or until it would block) at
     /// `now`: tidy the queue, resume reading if it is down to half the limit,
     /// and say what to watch and whether the connection ends.
-    pub(crate) fn flushed(&mut self, now: Instant, limits: &Limits, spare: &mut Vec<u8>) -> Flushed {
+    pub(crate) fn flushed(
+        &mut self,
+        now: Instant,
+        limits: &Limits,
+        spare: &mut Vec<u8>,
+    ) -> Flushed {
         let mut done = Flushed::default();
         if matches!(self.input, Input::Paused { .. }) && self.queued() <= limits.max_outbound / 2 {
             // Caught up. The wait was ours, so a frame in progress gets
@@ -661,7 +669,8 @@ mod tests {
             conn.offer(n, limits.max_outbound),
             Offer::Take { .. }
         ));
-        conn.queue(&mut Vec::new()).extend(std::iter::repeat_n(b'x', n));
+        conn.queue(&mut Vec::new())
+            .extend(std::iter::repeat_n(b'x', n));
         conn.queued_at(now, limits)
     }
 
@@ -705,10 +714,7 @@ mod tests {
         let mut conn = open(t0);
         let half = &frame(b"cut short")[..6];
         feed(&mut conn, t0, half);
-        assert!(matches!(
-            conn.peer_closed(),
-            DisconnectReason::Protocol(_)
-        ));
+        assert!(matches!(conn.peer_closed(), DisconnectReason::Protocol(_)));
 
         let mut conn = open(t0);
         // A header announcing 4 GiB, past the 16 MiB limit.
@@ -835,7 +841,12 @@ mod tests {
                 write_through: true
             }
         );
-        assert_eq!(empty.offer(10, 1000), Offer::Take { write_through: false });
+        assert_eq!(
+            empty.offer(10, 1000),
+            Offer::Take {
+                write_through: false
+            }
+        );
     }
 
     #[test]
@@ -870,7 +881,10 @@ mod tests {
         let mut stuck = open(t0);
         push(&mut stuck, t0, 10, &limits);
         stuck.close(t0, bye.clone(), limits.linger);
-        assert_eq!(stuck.check(t0 + SEC, &limits), (true, Due::Close(bye.clone())));
+        assert_eq!(
+            stuck.check(t0 + SEC, &limits),
+            (true, Due::Close(bye.clone()))
+        );
         // With nothing queued, a close is immediate.
         assert_eq!(open(t0).close(t0, bye.clone(), SEC), Some(bye));
     }
@@ -912,7 +926,12 @@ mod tests {
         let ids = |dropped: Vec<(ConnId, DisconnectReason)>| -> Vec<u64> {
             dropped.into_iter().map(|(id, _)| id.0).collect()
         };
-        let holders = [(10, ConnId(1)), (50, ConnId(2)), (0, ConnId(3)), (30, ConnId(4))];
+        let holders = [
+            (10, ConnId(1)),
+            (50, ConnId(2)),
+            (0, ConnId(3)),
+            (30, ConnId(4)),
+        ];
         let dropped = shed(holders.into_iter(), 90, 40);
         assert_eq!(
             dropped,

@@ -7,6 +7,11 @@
 //! channel with a waker. Connections that must go are collected in `doomed`
 //! and removed in one place (`settle`), so nothing is torn down while it is
 //! still being used.
+//!
+//! This file does the I/O and nothing else: each connection's rules (its
+//! state, when to pause reading, what to watch the socket for, which
+//! deadline ends it and why) are in [`Conn`], which is told what the socket
+//! did and the time, and answers; this loop carries the answers out.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
