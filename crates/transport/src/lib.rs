@@ -52,6 +52,7 @@
 mod auth;
 mod client;
 mod config;
+mod conn;
 mod error;
 mod gate;
 mod multi;

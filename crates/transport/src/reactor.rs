@@ -7,6 +7,11 @@
 //! channel with a waker. Connections that must go are collected in `doomed`
 //! and removed in one place (`settle`), so nothing is torn down while it is
 //! still being used.
+//!
+//! This file does the I/O and nothing else: each connection's rules (its
+//! state, when to pause reading, what to watch the socket for, which
+//! deadline ends it and why) are in [`Conn`], which is told what the socket
+//! did and the time, and answers; this loop carries the answers out.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -19,8 +24,9 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use trama_protocol::auth::Handshake;
-use trama_protocol::{Action, Actions, ConnId, Decoder, DisconnectReason, Event, Service};
+use trama_protocol::{Action, Actions, ConnId, DisconnectReason, Event, Service};
 
+use crate::conn::{self, Conn, Due, Limits, Offer, ReadGate};
 use crate::net::{accept_error, AcceptError};
 use crate::server::{Cmd, Core};
 use crate::worker::Job;
@@ -32,75 +38,16 @@ const LISTENER: Token = Token(usize::MAX - 2);
 const READ_BUF: usize = 64 * 1024;
 /// Reads per connection per wake-up before the others get their turn.
 const READ_BUDGET: usize = 8;
-/// Largest output buffer kept for reuse by the next connection that needs one.
-const SPARE_MAX: usize = 256 * 1024;
-/// Queued bytes past which a connection's input is no longer read, until
-/// the queue is down to half the limit (`max_outbound`): three quarters of
-/// it, so a client that sends a batch and only then reads its replies is
-/// paused no sooner than it was dropped before, and the last quarter is
-/// room for the replies to one turn's reads (at most 8 x 64 KiB of input).
-fn high_water(limit: usize) -> usize {
-    (limit / 4 * 3).max(1)
-}
 
-/// Frames at least this long are written at once when nothing is queued
-/// before them, instead of being copied into the queue first.
-const WRITE_THROUGH: usize = 16 * 1024;
-
-struct Conn {
-    id: ConnId,
+/// A connection as the thread holds it: its socket and TLS session beside
+/// its state (see [`Conn`], which decides everything the socket does not).
+struct Slot {
     stream: TcpStream,
-    peer: SocketAddr,
-    decoder: Decoder,
-    /// Bytes waiting to be written; `out[sent..]` is still to go.
-    out: Vec<u8>,
-    sent: usize,
-    /// Writable interest is registered (only while `out` is backed up).
-    want_write: bool,
-    /// Listed in `Reactor::dirty` for a flush.
-    dirty: bool,
-    /// Doomed: no more reads, removal pending.
-    dead: bool,
-    last_in: Instant,
-    last_out: Instant,
-    partial_since: Option<Instant>,
-    /// Reading is paused because replies are backing up (see
-    /// [`high_water`]): since when, or since the socket last took bytes.
-    paused: Option<Instant>,
-    /// While paused, the peer has sent more that waits unread: only then
-    /// is a peer that takes none of its replies dropped as stalled (one
-    /// that merely reads slowly and sends nothing loses nothing by the pause).
-    input_waiting: bool,
-    /// Closing gracefully: why, and the deadline for the queue to drain.
-    closing: Option<(DisconnectReason, Instant)>,
-    /// The key handshake still under way (boxed, and gone once it is over,
-    /// so an idle connection still holds no buffer).
-    auth: Option<Box<PendingAuth>>,
     /// The TLS session, on a server with TLS.
     tls: Option<Box<rustls::ServerConnection>>,
-    /// The TLS handshake has finished.
-    tls_up: bool,
-    /// The TLS and key handshakes must be over by then.
-    setup_until: Option<Instant>,
-    /// The service was told `Connected` (only after the handshakes), so it
-    /// must be told `Disconnected`.
-    announced: bool,
-}
-
-/// A connection's key handshake.
-struct PendingAuth {
-    handshake: Handshake,
-}
-
-impl Conn {
-    fn queued(&self) -> usize {
-        self.out.len() - self.sent
-    }
-
-    /// Application messages may be sent to it (not during the handshakes).
-    fn is_open(&self) -> bool {
-        self.announced
-    }
+    /// In `Reactor::dirty`, to be flushed at the end of the turn.
+    listed: bool,
+    conn: Conn,
 }
 
 pub(crate) struct Reactor<S> {
@@ -112,7 +59,9 @@ pub(crate) struct Reactor<S> {
     service: Arc<Mutex<S>>,
     workers: Vec<Sender<Job>>,
 
-    conns: Vec<Option<Conn>>,
+    /// The settings each connection's rules read, copied out of the config.
+    limits: Limits,
+    conns: Vec<Option<Slot>>,
     free: Vec<usize>,
     by_id: HashMap<ConnId, usize>,
     /// Next connection id (only the thread with the listener hands them out).
@@ -155,6 +104,7 @@ impl<S: Service> Reactor<S> {
             poll,
             listener,
             rx,
+            limits: Limits::of(&core.config),
             core,
             service,
             workers,
@@ -361,7 +311,7 @@ impl<S: Service> Reactor<S> {
             Some(a) => match Handshake::listener(&a.key, a.policy) {
                 Ok(handshake) => {
                     setup += a.timeout;
-                    Some(Box::new(PendingAuth { handshake }))
+                    Some(Box::new(handshake))
                 }
                 Err(e) => {
                     log::error!("{id} {peer}: cannot start the key handshake: {e}");
@@ -390,36 +340,23 @@ impl<S: Service> Reactor<S> {
                 }
             },
         };
-        let conn = Conn {
-            id,
+        let (authenticating, has_tls) = (auth.is_some(), tls.is_some());
+        let setup = (authenticating || has_tls)
+            .then(|| ((!setup.is_zero()).then(|| now + setup), !has_tls, auth));
+        let conn = Conn::new(id, peer, self.core.config.frame, now, setup);
+        let entry = Slot {
             stream,
-            peer,
-            decoder: Decoder::new(self.core.config.frame),
-            out: Vec::new(),
-            sent: 0,
-            want_write: false,
-            dirty: false,
-            dead: false,
-            last_in: now,
-            last_out: now,
-            partial_since: None,
-            paused: None,
-            input_waiting: false,
-            closing: None,
-            auth,
             tls,
-            tls_up: false,
-            setup_until: (!setup.is_zero()).then(|| now + setup),
-            announced: false,
+            listed: false,
+            conn,
         };
-        let (authenticating, tls) = (conn.auth.is_some(), conn.tls.is_some());
         if slot == self.conns.len() {
-            self.conns.push(Some(conn));
+            self.conns.push(Some(entry));
         } else {
-            self.conns[slot] = Some(conn);
+            self.conns[slot] = Some(entry);
         }
         self.by_id.insert(id, slot);
-        if tls {
+        if has_tls {
             // The client speaks first; the key handshake follows TLS.
             log::info!("{id} {peer} connected; TLS handshake");
             self.timers_needed = true;
@@ -432,20 +369,24 @@ impl<S: Service> Reactor<S> {
         }
     }
 
+    fn slot(&mut self, slot: usize) -> Option<&mut Slot> {
+        self.conns.get_mut(slot).and_then(Option::as_mut)
+    }
+
     /// TLS is up: start the key handshake, or hand the connection over.
     fn tls_established(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(s) = self.slot(slot) else {
             return;
         };
-        let (id, peer) = (conn.id, conn.peer);
-        let version = conn
+        let (id, peer) = (s.conn.id, s.conn.peer);
+        let version = s
             .tls
             .as_ref()
             .and_then(|t| t.protocol_version())
             .map(|v| format!("{v:?}"))
             .unwrap_or_default();
         log::debug!("{id} {peer}: TLS established ({version})");
-        if conn.auth.is_some() {
+        if s.conn.handshake().is_some() {
             self.send_handshake_output(slot);
         } else {
             self.announce(slot);
@@ -454,28 +395,32 @@ impl<S: Service> Reactor<S> {
 
     /// Move what rustls has to send (handshake records, alerts) to the queue.
     fn tls_pump(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Reactor {
+            conns,
+            spare,
+            dirty,
+            ..
+        } = self;
+        let Some(s) = conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let Some(tls) = conn.tls.as_mut() else {
+        let Some(tls) = s.tls.as_mut() else {
             return;
         };
         if !tls.wants_write() {
             return;
         }
-        if conn.out.capacity() == 0 {
-            conn.out = std::mem::take(&mut self.spare);
-        }
+        let out = s.conn.queue(spare);
         while tls.wants_write() {
             // Writing into a Vec cannot fail.
-            if tls.write_tls(&mut conn.out).is_err() {
+            if tls.write_tls(out).is_err() {
                 break;
             }
         }
-        conn.last_out = Instant::now();
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(slot);
+        s.conn.spoke(Instant::now());
+        if !s.listed {
+            s.listed = true;
+            dirty.push(slot);
         }
     }
 
@@ -491,11 +436,11 @@ impl<S: Service> Reactor<S> {
         let mut peer_closed = false;
         // Drain decrypted bytes before taking more wire bytes: rustls
         // refuses input while its plaintext buffer is full.
-        while let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
-            if conn.dead || conn.closing.is_some() {
+        while let Some(s) = self.slot(slot) {
+            if !s.conn.is_live() {
                 break;
             }
-            let Some(tls) = conn.tls.as_mut() else {
+            let Some(tls) = s.tls.as_mut() else {
                 break;
             };
             match tls.reader().read(&mut plain) {
@@ -525,10 +470,7 @@ impl<S: Service> Reactor<S> {
                 failed = Some(format!("tls: {e}"));
                 break;
             }
-            let established = !tls.is_handshaking() && !conn.tls_up;
-            if established {
-                conn.tls_up = true;
-            }
+            let established = !tls.is_handshaking() && s.conn.tls_established();
             self.tls_pump(slot);
             if established {
                 self.tls_established(slot);
@@ -538,8 +480,8 @@ impl<S: Service> Reactor<S> {
         if let Some(reason) = failed {
             // The alert that tells the peer why, then close.
             self.tls_pump(slot);
-            if let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) {
-                log::warn!("{} {} refused: {reason}", conn.id, conn.peer);
+            if let Some(s) = self.slot(slot) {
+                log::warn!("{} {} refused: {reason}", s.conn.id, s.conn.peer);
             }
             self.begin_close(slot, DisconnectReason::Protocol(reason));
         } else if peer_closed {
@@ -549,41 +491,35 @@ impl<S: Service> Reactor<S> {
 
     /// Plaintext arrived: to the key handshake while it lasts, then to the decoder.
     fn deliver(&mut self, slot: usize, data: &[u8]) {
-        let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
+        let Some(s) = self.slot(slot) else {
             return;
         };
-        if conn.auth.is_some() {
+        if s.conn.handshake().is_some() {
             if let Some(from) = self.authenticate(slot, data) {
                 if from < data.len() {
                     self.received(slot, &data[from..]);
                 }
             }
-        } else if conn.announced {
+        } else if s.conn.announced() {
             self.received(slot, data);
         }
     }
 
     /// The connection is ready for the service: tell it.
     fn announce(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(s) = self.slot(slot) else {
             return;
         };
-        conn.announced = true;
-        conn.setup_until = None;
-        let (id, peer) = (conn.id, conn.peer);
+        s.conn.announce();
+        let (id, peer) = (s.conn.id, s.conn.peer);
         log::info!("{id} {peer} connected");
         self.dispatch(Job::Connected { id, peer });
     }
 
     /// Queue what the handshake has to say.
     fn send_handshake_output(&mut self, slot: usize) {
-        let out = match self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .and_then(|c| c.auth.as_mut())
-        {
-            Some(a) => a.handshake.take_output(),
+        let out = match self.slot(slot).and_then(|s| s.conn.handshake()) {
+            Some(h) => h.take_output(),
             None => return,
         };
         if !out.is_empty() {
@@ -595,19 +531,19 @@ impl<S: Service> Reactor<S> {
     /// application's bytes begin when the handshake finished in this read,
     /// `None` while it goes on or after it failed.
     fn authenticate(&mut self, slot: usize, data: &[u8]) -> Option<usize> {
-        let conn = self.conns.get_mut(slot).and_then(Option::as_mut)?;
-        let auth = conn.auth.as_mut()?;
-        conn.last_in = Instant::now();
-        let result = auth.handshake.feed(data);
-        let done = auth.handshake.is_done();
-        let legacy = auth.handshake.used_legacy_md5();
-        let (id, peer) = (conn.id, conn.peer);
+        let s = self.slot(slot)?;
+        s.conn.heard(Instant::now());
+        let (id, peer) = (s.conn.id, s.conn.peer);
+        let handshake = s.conn.handshake()?;
+        let result = handshake.feed(data);
+        let done = handshake.is_done();
+        let legacy = handshake.used_legacy_md5();
         // Our answer, our verdict, or the #FAILURE# that tells the peer why.
         self.send_handshake_output(slot);
         match result {
             Ok(used) if done => {
-                if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
-                    conn.auth = None;
+                if let Some(s) = self.slot(slot) {
+                    s.conn.authenticated();
                 }
                 if legacy {
                     log::info!("{id} {peer}: authenticated (legacy HMAC-MD5)");
@@ -636,34 +572,31 @@ impl<S: Service> Reactor<S> {
     /// peer's FIN is already known to be queued behind the data).
     fn read(&mut self, slot: usize, to_the_end: bool) {
         for _ in 0..READ_BUDGET {
-            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            let Some(s) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            if conn.dead || conn.closing.is_some() {
-                return;
+            match s.conn.may_read() {
+                ReadGate::Read => {}
+                ReadGate::Stop => return,
+                ReadGate::Wait => {
+                    // Called for new bytes, or to go on with a read that
+                    // filled the buffer: either way input is waiting, and
+                    // the stall deadline runs (the sweep must watch it).
+                    self.timers_needed = true;
+                    return;
+                }
             }
-            if conn.paused.is_some() {
-                // Called for new bytes, or to go on with a read that filled
-                // the buffer: either way input is waiting, and the stall
-                // deadline runs (the sweep must watch it).
-                conn.input_waiting = true;
-                self.timers_needed = true;
-                return;
-            }
-            match conn.stream.read(&mut self.read_buf) {
+            match s.stream.read(&mut self.read_buf) {
                 Ok(0) => {
-                    let reason = match conn.decoder.finish() {
-                        Ok(()) => DisconnectReason::PeerClosed,
-                        Err(e) => DisconnectReason::Protocol(e.to_string()),
-                    };
                     // Send what is already queued (the peer may have only
                     // shut down its sending side), then close.
+                    let reason = s.conn.peer_closed();
                     self.begin_close(slot, reason);
                     return;
                 }
                 Ok(n) => {
                     let drained = n < self.read_buf.len();
-                    let tls = conn.tls.is_some();
+                    let tls = s.tls.is_some();
                     let buf = std::mem::take(&mut self.read_buf);
                     if tls {
                         self.tls_received(slot, &buf[..n]);
@@ -683,8 +616,7 @@ impl<S: Service> Reactor<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let id = conn.id;
-                    self.doom(id, DisconnectReason::Io(e.to_string()));
+                    self.doom(slot, DisconnectReason::Io(e.to_string()));
                     return;
                 }
             }
@@ -702,27 +634,24 @@ impl<S: Service> Reactor<S> {
             core,
             ..
         } = self;
-        let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(s) = conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
+        let conn = &mut s.conn;
         let id = conn.id;
         let now = Instant::now();
-        conn.last_in = now;
         let skip_empty = core.config.heartbeat.is_some();
-        let held_before = conn.decoder.buffered_capacity();
-        let mut frames = 0u64;
-        let result = if workers.is_empty() {
+        let held_before = conn.held();
+        let (frames, started, result) = if workers.is_empty() {
             let mut service = service.lock().unwrap_or_else(|e| e.into_inner());
-            conn.decoder.decode(data, |payload| {
-                frames += 1;
+            conn.received(now, data, |payload| {
                 if !(skip_empty && payload.is_empty()) {
                     service.on_event(Event::Message { id, payload }, actions);
                 }
             })
         } else {
             let worker = &workers[(id.0 % workers.len() as u64) as usize];
-            conn.decoder.decode(data, |payload| {
-                frames += 1;
+            conn.received(now, data, |payload| {
                 if !(skip_empty && payload.is_empty()) {
                     let _ = worker.send(Job::Message {
                         id,
@@ -732,22 +661,13 @@ impl<S: Service> Reactor<S> {
             })
         };
         core.stats.received(frames, data.len() as u64);
-        conn.partial_since = match (conn.decoder.is_idle(), conn.partial_since) {
-            (true, _) => None,
-            // The frame that was pending is still pending.
-            (false, Some(t)) if frames == 0 => Some(t),
-            // A frame completed and the next one began in this read: its
-            // deadline starts now, not when the stream's first partial began.
-            (false, Some(_)) => Some(now),
-            (false, None) => {
-                self.timers_needed = true;
-                Some(now)
-            }
-        };
-        let over_budget = core.hold_incomplete(held_before, conn.decoder.buffered_capacity());
+        let over_budget = core.hold_incomplete(held_before, conn.held());
+        if started {
+            self.timers_needed = true;
+        }
         if let Err(e) = result {
             log::warn!("{id} {}: {e}", conn.peer);
-            self.doom(id, DisconnectReason::Protocol(e.to_string()));
+            self.doom(slot, DisconnectReason::Protocol(e.to_string()));
         }
         if over_budget {
             self.shed_incomplete();
@@ -759,28 +679,17 @@ impl<S: Service> Reactor<S> {
     /// thread's largest holders until the total is back under it (or this
     /// thread holds nothing more to drop). Rare, so a scan is fine.
     fn shed_incomplete(&mut self) {
-        let budget = self.core.config.incomplete_budget;
-        let mut total = self.core.incomplete.load(Ordering::Relaxed);
-        while total > budget {
-            let largest = self
-                .conns
-                .iter()
-                .flatten()
-                .filter(|c| !c.dead)
-                .map(|c| (c.decoder.buffered_capacity(), c.id))
-                .filter(|&(held, _)| held > 0)
-                .max();
-            let Some((held, id)) = largest else { return };
-            self.doom(
-                id,
-                DisconnectReason::OverBudget {
-                    held,
-                    total,
-                    budget,
-                },
-            );
-            // Given back when the connection is removed.
-            total = total.saturating_sub(held);
+        let holders = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|s| !s.conn.is_doomed())
+            .map(|s| (s.conn.held(), s.conn.id));
+        let total = self.core.incomplete.load(Ordering::Relaxed);
+        for (id, reason) in conn::shed(holders, total, self.core.config.incomplete_budget) {
+            if let Some(&slot) = self.by_id.get(&id) {
+                self.doom(slot, reason);
+            }
         }
     }
 
@@ -839,7 +748,7 @@ impl<S: Service> Reactor<S> {
                     }
                     for slot in 0..self.conns.len() {
                         let skip = match &self.conns[slot] {
-                            Some(c) => Some(c.id) == except || !c.is_open(),
+                            Some(s) => Some(s.conn.id) == except || !s.conn.is_open(),
                             None => true,
                         };
                         if !skip {
@@ -872,7 +781,7 @@ impl<S: Service> Reactor<S> {
                 Cmd::Broadcast { frame, except } => {
                     for slot in 0..self.conns.len() {
                         let skip = match &self.conns[slot] {
-                            Some(c) => Some(c.id) == except || !c.is_open(),
+                            Some(s) => Some(s.conn.id) == except || !s.conn.is_open(),
                             None => true,
                         };
                         if !skip {
@@ -905,47 +814,50 @@ impl<S: Service> Reactor<S> {
 
     /// Queue `a` then `b` (header and payload, or one encoded frame) for a connection.
     fn enqueue(&mut self, slot: usize, a: &[u8], b: &[u8]) {
-        let limit = self.core.config.max_outbound;
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Reactor {
+            conns,
+            core,
+            spare,
+            dirty,
+            limits,
+            ..
+        } = self;
+        let Some(s) = conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        if conn.dead || conn.closing.is_some() {
-            return;
-        }
-        let queued = conn.queued();
+        let limit = limits.max_outbound;
         let add = a.len() + b.len();
-        if queued > 0 && queued + add > limit {
-            let id = conn.id;
-            log::warn!(
-                "{id} {}: too slow, {} bytes queued (limit {limit})",
-                conn.peer,
-                queued + add
-            );
-            self.doom(
-                id,
-                DisconnectReason::SlowReader {
-                    queued: queued + add,
-                    limit,
-                },
-            );
-            return;
-        }
+        let write_through = match s.conn.offer(add, limit) {
+            Offer::Take { write_through } => write_through,
+            Offer::Refused => return,
+            Offer::TooSlow(reason) => {
+                if let DisconnectReason::SlowReader { queued, .. } = &reason {
+                    log::warn!(
+                        "{} {}: too slow, {queued} bytes queued (limit {limit})",
+                        s.conn.id,
+                        s.conn.peer,
+                    );
+                }
+                self.doom(slot, reason);
+                return;
+            }
+        };
         // A large frame with nothing queued before it goes straight to the
         // socket (header and payload in one vectored write), so its bytes
         // are not first copied into the queue; only what the socket does not
         // take is queued. Small frames are queued and written together at
         // the end of the turn, one write for all of them.
         let mut skip = 0;
-        if queued == 0 && add >= WRITE_THROUGH && conn.tls.is_none() {
-            match conn
+        if write_through && s.tls.is_none() {
+            match s
                 .stream
                 .write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])
             {
                 Ok(n) => {
-                    self.core.stats.written(n as u64);
-                    conn.last_out = Instant::now();
+                    core.stats.written(n as u64);
+                    s.conn.spoke(Instant::now());
                     if n == add {
-                        self.core.stats.queued(1);
+                        core.stats.queued(1);
                         return;
                     }
                     skip = n;
@@ -956,75 +868,72 @@ impl<S: Service> Reactor<S> {
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                     ) => {}
                 Err(e) => {
-                    let id = conn.id;
-                    self.doom(id, DisconnectReason::Io(e.to_string()));
+                    self.doom(slot, DisconnectReason::Io(e.to_string()));
                     return;
                 }
             }
         }
-        if conn.out.capacity() == 0 {
-            conn.out = std::mem::take(&mut self.spare);
-        }
-        match conn.tls.as_mut() {
+        let out = s.conn.queue(spare);
+        match s.tls.as_mut() {
             None => {
                 let (a, b) = if skip >= a.len() {
                     (&[][..], &b[skip - a.len()..])
                 } else {
                     (&a[skip..], b)
                 };
-                conn.out.extend_from_slice(a);
-                conn.out.extend_from_slice(b);
+                out.extend_from_slice(a);
+                out.extend_from_slice(b);
             }
             Some(tls) => {
                 // Unlimited buffers (set at adopt): these writes take everything.
                 let mut w = tls.writer();
                 let _ = w.write_all(a).and_then(|()| w.write_all(b));
                 while tls.wants_write() {
-                    if tls.write_tls(&mut conn.out).is_err() {
+                    if tls.write_tls(out).is_err() {
                         break;
                     }
                 }
             }
         }
-        conn.last_out = Instant::now();
-        self.core.stats.queued(1);
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(slot);
+        core.stats.queued(1);
+        if !s.listed {
+            s.listed = true;
+            dirty.push(slot);
         }
-        let can_pause = self.core.config.stall_timeout().is_some();
-        if conn.paused.is_none() && can_pause && conn.queued() >= high_water(limit) {
-            // Replies are backing up: stop reading the peer until it has
-            // taken them, as a blocked writer would, instead of queueing on
-            // until the limit drops it. (Without any deadline to end a peer
-            // that then never reads, the queue grows to the limit as before.)
-            conn.paused = Some(conn.last_out);
+        if s.conn.queued_at(Instant::now(), limits) {
             self.timers_needed = true;
         }
     }
 
     /// Write as much of a connection's queue as the socket takes.
     fn flush(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Reactor {
+            conns,
+            core,
+            spare,
+            limits,
+            poll,
+            again,
+            ..
+        } = self;
+        let Some(s) = conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        conn.dirty = false;
-        if conn.dead {
+        s.listed = false;
+        if s.conn.is_doomed() {
             return;
         }
+        let now = Instant::now();
         let mut error = None;
-        while conn.sent < conn.out.len() {
-            match conn.stream.write(&conn.out[conn.sent..]) {
+        while !s.conn.unsent().is_empty() {
+            match s.stream.write(s.conn.unsent()) {
                 Ok(0) => {
                     error = Some("socket accepted no bytes".to_string());
                     break;
                 }
                 Ok(n) => {
-                    conn.sent += n;
-                    self.core.stats.written(n as u64);
-                    if conn.paused.is_some() {
-                        conn.paused = Some(Instant::now());
-                    }
+                    s.conn.sent(n, now);
+                    core.stats.written(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1034,55 +943,26 @@ impl<S: Service> Reactor<S> {
                 }
             }
         }
-        let id = conn.id;
         if let Some(e) = error {
-            self.doom(id, DisconnectReason::Io(e));
+            self.doom(slot, DisconnectReason::Io(e));
             return;
         }
-        if conn.paused.is_some() && conn.queued() <= self.core.config.max_outbound / 2 {
-            // Caught up: read again, starting with what waited meanwhile
-            // (its readiness event may have come and gone). The wait was
-            // ours, so a frame in progress gets its full deadline again.
-            conn.paused = None;
-            conn.input_waiting = false;
-            if conn.partial_since.is_some() {
-                conn.partial_since = Some(Instant::now());
-            }
-            self.again.push(slot);
+        let done = s.conn.flushed(now, limits, spare);
+        if done.read_again {
+            again.push(slot);
         }
-        let drained = conn.sent == conn.out.len();
-        if drained {
-            conn.sent = 0;
-            conn.out.clear();
-            // An idle connection keeps no buffer: hand it to the next one.
-            let buf = std::mem::take(&mut conn.out);
-            if self.spare.capacity() == 0 && buf.capacity() <= SPARE_MAX {
-                self.spare = buf;
-            }
-        } else if conn.sent > conn.out.len() / 2 {
-            conn.out.drain(..conn.sent);
-            conn.sent = 0;
-        }
-        if drained == conn.want_write {
-            // Watch for writability only while bytes are backed up.
-            let interest = if drained {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
-            conn.want_write = !drained;
-            if let Err(e) = self
-                .poll
+        if let Some(interest) = done.interest {
+            if let Err(e) = poll
                 .registry()
-                .reregister(&mut conn.stream, Token(slot), interest)
+                .reregister(&mut s.stream, Token(slot), interest)
             {
-                self.doom(id, DisconnectReason::Io(e.to_string()));
+                self.doom(slot, DisconnectReason::Io(e.to_string()));
                 return;
             }
         }
-        if drained {
-            if let Some((reason, _)) = conn.closing.take() {
-                self.doom(id, reason);
+        if done.close {
+            if let Some(reason) = s.conn.closing_reason() {
+                self.doom(slot, reason);
             }
         }
     }
@@ -1091,43 +971,40 @@ impl<S: Service> Reactor<S> {
 
     /// Close once the queue is sent (or the linger time runs out).
     fn begin_close(&mut self, slot: usize, reason: DisconnectReason) {
-        let linger = self.core.config.linger;
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(s) = self.slot(slot) else {
             return;
         };
-        if conn.dead || conn.closing.is_some() {
+        if !s.conn.is_live() {
             return;
         }
-        if let Some(tls) = conn.tls.as_mut() {
+        if let Some(tls) = s.tls.as_mut() {
             // A clean end for the peer (not a truncation).
             tls.send_close_notify();
             self.tls_pump(slot);
         }
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let linger = self.limits.linger;
+        let Some(s) = self.slot(slot) else {
             return;
         };
-        if conn.queued() == 0 {
-            let id = conn.id;
-            self.doom(id, reason);
+        if let Some(reason) = s.conn.close(Instant::now(), reason, linger) {
+            self.doom(slot, reason);
             return;
         }
-        conn.closing = Some((reason, Instant::now() + linger));
         self.timers_needed = true;
-        if !conn.dirty {
-            conn.dirty = true;
+        let Some(s) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if !s.listed {
+            s.listed = true;
             self.dirty.push(slot);
         }
     }
 
-    fn doom(&mut self, id: ConnId, reason: DisconnectReason) {
-        if let Some(conn) = self
-            .by_id
-            .get(&id)
-            .and_then(|&slot| self.conns.get_mut(slot))
-            .and_then(Option::as_mut)
-        {
-            if !conn.dead {
-                conn.dead = true;
+    /// Mark a connection for removal (at most once), for `reason`.
+    fn doom(&mut self, slot: usize, reason: DisconnectReason) {
+        if let Some(s) = self.slot(slot) {
+            if s.conn.doom() {
+                let id = s.conn.id;
                 self.doomed.push((id, reason));
             }
         }
@@ -1153,22 +1030,21 @@ impl<S: Service> Reactor<S> {
         let Some(slot) = self.by_id.remove(&id) else {
             return;
         };
-        let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+        let Some(mut s) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
         self.free.push(slot);
-        self.core
-            .hold_incomplete(conn.decoder.buffered_capacity(), 0);
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.core.hold_incomplete(s.conn.held(), 0);
+        let _ = self.poll.registry().deregister(&mut s.stream);
         self.core.stats.closed(&reason);
         match reason {
             DisconnectReason::PeerClosed | DisconnectReason::Shutdown => {
-                log::info!("{id} {} disconnected: {reason}", conn.peer)
+                log::info!("{id} {} disconnected: {reason}", s.conn.peer)
             }
-            _ => log::warn!("{id} {} dropped: {reason}", conn.peer),
+            _ => log::warn!("{id} {} dropped: {reason}", s.conn.peer),
         }
-        let announced = conn.announced;
-        drop(conn);
+        let announced = s.conn.announced();
+        drop(s);
         if announced {
             self.dispatch(Job::Disconnected { id, reason });
         }
@@ -1185,97 +1061,28 @@ impl<S: Service> Reactor<S> {
             return;
         }
         self.last_sweep = now;
-        let config = &self.core.config;
-        let (partial, idle, heartbeat) = (
-            config.partial_frame_timeout,
-            config.idle_timeout,
-            config.heartbeat,
-        );
-        let header = config.frame.header(0).ok();
         let mut still_needed = false;
         let mut expired = Vec::new();
         let mut beats = Vec::new();
-        for (slot, conn) in self.conns.iter_mut().enumerate() {
-            let Some(conn) = conn.as_mut() else { continue };
-            if conn.dead {
-                continue;
-            }
-            if let Some((reason, deadline)) = &conn.closing {
-                still_needed = true;
-                if now >= *deadline {
-                    expired.push((conn.id, reason.clone()));
-                }
-                continue;
-            }
-            if let Some(until) = conn.setup_until {
-                still_needed = true;
-                if now >= until {
-                    let what = if conn.tls.is_some() && !conn.tls_up {
-                        "TLS handshake"
-                    } else {
-                        "key handshake"
-                    };
-                    expired.push((
-                        conn.id,
-                        DisconnectReason::Protocol(format!("{what} not finished in time")),
-                    ));
-                }
-                continue;
-            }
-            if let Some(since) = conn.paused.filter(|_| conn.input_waiting) {
-                // Its input waits on us: the frame and idle deadlines wait
-                // too; the peer must take some of its replies within the
-                // frame deadline (or the idle timeout, without one).
-                still_needed = true;
-                let stall = config.stall_timeout();
-                if let Some(limit) = stall.filter(|&l| now.duration_since(since) >= l) {
-                    expired.push((
-                        conn.id,
-                        DisconnectReason::Stalled {
-                            queued: conn.queued(),
-                            millis: limit.as_millis() as u64,
-                        },
-                    ));
-                }
-                continue;
-            }
-            if let (Some(since), Some(limit)) = (conn.partial_since, partial) {
-                still_needed = true;
-                if now.duration_since(since) >= limit {
-                    expired.push((
-                        conn.id,
-                        DisconnectReason::PartialFrameTimeout {
-                            millis: limit.as_millis() as u64,
-                        },
-                    ));
-                    continue;
-                }
-            }
-            if let Some(limit) = idle {
-                if now.duration_since(conn.last_in) >= limit {
-                    expired.push((
-                        conn.id,
-                        DisconnectReason::IdleTimeout {
-                            millis: limit.as_millis() as u64,
-                        },
-                    ));
-                    continue;
-                }
-            }
-            if let Some(every) = heartbeat {
-                if now.duration_since(conn.last_out) >= every {
-                    beats.push(slot);
-                }
+        for (slot, s) in self.conns.iter().enumerate() {
+            let Some(s) = s.as_ref() else { continue };
+            let (watch, due) = s.conn.check(now, &self.limits);
+            still_needed |= watch;
+            match due {
+                Due::Nothing => {}
+                Due::Heartbeat => beats.push(slot),
+                Due::Close(reason) => expired.push((slot, reason)),
             }
         }
         self.timers_needed = still_needed;
-        for (id, reason) in expired {
-            if let Some(conn) = self.by_id.get(&id).and_then(|&s| self.conns[s].as_ref()) {
-                log::warn!("{id} {}: {reason}", conn.peer);
+        for (slot, reason) in expired {
+            if let Some(s) = self.slot(slot) {
+                log::warn!("{} {}: {reason}", s.conn.id, s.conn.peer);
             }
-            self.doom(id, reason);
+            self.doom(slot, reason);
         }
-        if let Some(header) = header.filter(|_| !self.core.config.frame.is_unframed()) {
+        let frame = self.core.config.frame;
+        if let Some(header) = frame.header(0).ok().filter(|_| !frame.is_unframed()) {
             for slot in beats {
                 self.enqueue(slot, header.as_bytes(), &[]);
             }

@@ -68,15 +68,16 @@ fn request_without_reply_times_out() {
 #[test]
 fn heartbeat_keeps_a_quiet_client_alive_past_the_idle_timeout() {
     let log = Log::new();
+    // One I/O thread: both connections are checked in the same sweeps.
     let config = ServerConfig::default()
         .with_idle_timeout(Some(Duration::from_millis(500)))
         .with_heartbeat(Some(Duration::from_millis(200)))
-        .with_partial_frame_timeout(None);
+        .with_partial_frame_timeout(None)
+        .with_io_threads(1);
     let server = Server::bind(config, log.service(echo))
         .unwrap()
         .spawn()
         .unwrap();
-    let started = Instant::now();
     let beating = Client::connect(
         &server.local_addr().to_string(),
         ClientConfig::default().with_heartbeat(Some(Duration::from_millis(100))),
@@ -87,7 +88,13 @@ fn heartbeat_keeps_a_quiet_client_alive_past_the_idle_timeout() {
     let quiet_id = log.id_of(quiet.local_addr().unwrap());
 
     // The client without a heartbeat is dropped for idleness; it hears the
-    // server's empty heartbeat frames as messages until then.
+    // server's empty heartbeat frames as messages until then. The beating
+    // client connected first and has sent no message either, and the server
+    // checks every connection's idleness in the same sweep: were its
+    // heartbeats not counted, it would have been dropped no later than the
+    // quiet one (and the service told first, its slot coming first). So no wait on the clock is
+    // needed beyond the server's own idle timeout; the rule itself is
+    // unit-tested in crates/transport/src/conn.rs.
     assert_eq!(
         log.wait_reason(quiet_id),
         DisconnectReason::IdleTimeout { millis: 500 }
@@ -95,11 +102,6 @@ fn heartbeat_keeps_a_quiet_client_alive_past_the_idle_timeout() {
     while let ClientEvent::Message(m) = quiet.events().recv_timeout(DEADLINE).unwrap() {
         assert!(m.is_empty(), "{m:?}");
     }
-
-    // Wait until 1.5 s have passed (three idle timeouts), then check.
-    wait_until("1.5 s to pass", || {
-        started.elapsed() >= Duration::from_millis(1500)
-    });
     assert_eq!(log.reason(beating_id), None);
     // Heartbeats are swallowed on both sides: the service saw no empty
     // message and the client's next message is the echo.
@@ -108,7 +110,8 @@ fn heartbeat_keeps_a_quiet_client_alive_past_the_idle_timeout() {
     let stats = server.stats();
     assert_eq!(stats.dropped_timeout, 1, "{stats}");
     assert_eq!(stats.open, 1);
-    assert!(stats.frames_in > 5, "no heartbeats arrived: {stats}");
+    // "alive" and at least one heartbeat.
+    assert!(stats.frames_in > 1, "no heartbeats arrived: {stats}");
     server.stop();
 }
 
