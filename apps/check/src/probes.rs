@@ -17,8 +17,8 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use trama_protocol::fault::{Fault, FaultSchedule, Step as FaultStep};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
+use trama_tap::fault::{Fault, FaultSchedule, Step as FaultStep};
 
 use crate::plan::{Check, Dialect, Expect, Measures};
 use crate::sample::{GroupSample, Owner, Sampler};
