@@ -3,9 +3,15 @@
 //! The pieces every trama app shares, so each binary stays a page of flag
 //! parsing and wiring: the server flags ([`ServerArgs`]), durations and
 //! sizes in the one grammar of [`trama_units`] (`10s`, `500ms`, `64KiB`) plus `off`, logging setup, and running a server until
-//! Ctrl-C or SIGTERM; and what Linux's `/proc` says about a process
-//! ([`procfs`]).
+//! Ctrl-C or SIGTERM; the manners every app shares: one table of exit
+//! statuses ([`exit`]), a stdout whose closing ends a program quietly
+//! ([`out`], [`say!`]), completions and man pages ([`generate`]); and what
+//! Linux's `/proc` says about a process ([`procfs`]).
 
+pub mod exit;
+pub mod generate;
+pub mod out;
+pub mod ports;
 pub mod procfs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,7 +181,7 @@ pub struct AuthArgs {
     /// Require the shared-key handshake of Python's multiprocessing.connection
     /// (authkey): the key is this file's bytes, less one trailing newline.
     /// The file must not be readable by every user. Also from $TRAMA_KEY_FILE.
-    #[arg(long, value_name = "PATH")]
+    #[arg(short = 'k', long, value_name = "PATH")]
     pub key_file: Option<std::path::PathBuf>,
     /// Accept the legacy HMAC-MD5 handshake of Python 3.11 and older (off:
     /// only HMAC-SHA256, as Python 3.12+ speaks).

@@ -22,16 +22,18 @@ use trama_transport::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
     name = "trama-multi",
     version,
     about = "A console connected to several servers at once",
-    after_help = "Console: '@1 text' sends to the first server, '@NAME text' to the server labelled NAME, \
-                  '@all text' to every server. A server is given as [NAME=][raw:]HOST:PORT; \
-                  'raw:' speaks the notes' unframed dialect (text without newline, each chunk received is one message)."
+    after_help = trama_cli::exit::after_help(
+        "Console: '@1 text' sends to the first server, '@NAME text' to the server labelled NAME, \
+         '@all text' to every server. A server is given as [NAME=][raw:]HOST:PORT; \
+         'raw:' speaks the notes' unframed dialect (text without newline, each chunk received is one message)."
+    )
 )]
 struct Cli {
     /// A server, as `[NAME=][raw:]HOST:PORT`. Repeat for each server; they are numbered from 1.
-    #[arg(long = "server", required = true)]
+    #[arg(short, long = "server", required = true)]
     servers: Vec<String>,
     /// After the input ends, keep printing until nothing arrived for this long.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
     wait: Duration,
     /// Time each connection attempt may take.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
@@ -76,13 +78,11 @@ fn parse_server(index: usize, text: &str) -> Result<ServerSpec, String> {
 }
 
 fn main() -> ExitCode {
+    let cli: Cli = trama_cli::generate::parse("trama-multi");
     trama_cli::init_logging("warn");
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trama-multi: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => trama_cli::exit::fail("trama-multi", e),
     }
 }
 
@@ -128,7 +128,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 /// Send a typed line where its `@` prefix says.
 fn route(multi: &MultiClient, labels: &[String], line: &str) {
     let Some(rest) = line.strip_prefix('@') else {
-        println!(
+        trama_cli::say!(
             "* start the line with @1, @NAME or @all (servers: {})",
             labels.join(", ")
         );
@@ -146,17 +146,17 @@ fn route(multi: &MultiClient, labels: &[String], line: &str) {
     {
         vec![i - 1]
     } else {
-        println!("* no server {target:?} (servers: {})", labels.join(", "));
+        trama_cli::say!("* no server {target:?} (servers: {})", labels.join(", "));
         return;
     };
     for i in targets {
         match multi.send(i, text.as_bytes()) {
             Ok(Sent::Now) => {}
-            Ok(Sent::Held { waiting }) => println!(
+            Ok(Sent::Held { waiting }) => trama_cli::say!(
                 "* {} is not connected; the line is held and goes out when it is back ({waiting} waiting)",
                 labels[i]
             ),
-            Err(e) => println!("* not sent to {}: {e}", labels[i]),
+            Err(e) => trama_cli::say!("* not sent to {}: {e}", labels[i]),
         }
     }
 }
@@ -174,7 +174,7 @@ fn print_events(multi: &MultiClient, labels: &[String], mut quiet: QuietExit) {
         let label = |i: usize| labels.get(i).map_or("?", String::as_str);
         match event {
             MultiEvent::Message { server, payload } => {
-                println!("[{}] {}", label(server), String::from_utf8_lossy(&payload))
+                trama_cli::say!("[{}] {}", label(server), String::from_utf8_lossy(&payload))
             }
             MultiEvent::Up {
                 server,
@@ -182,19 +182,19 @@ fn print_events(multi: &MultiClient, labels: &[String], mut quiet: QuietExit) {
                 flushed,
             } => {
                 if flushed > 0 {
-                    println!(
+                    trama_cli::say!(
                         "* {} connected ({addr}); sent {flushed} held lines",
                         label(server)
                     );
                 } else {
-                    println!("* {} connected ({addr})", label(server));
+                    trama_cli::say!("* {} connected ({addr})", label(server));
                 }
             }
             MultiEvent::Down {
                 server,
                 reason,
                 retry_in,
-            } => println!(
+            } => trama_cli::say!(
                 "* {} is down ({reason}); retrying in {} ms",
                 label(server),
                 retry_in.as_millis()
