@@ -27,12 +27,15 @@ use trama_test_support::ServerProcess;
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The binaries these tests start.
-const BINARIES: [&str; 5] = [
+const BINARIES: [&str; 8] = [
     "trama-echo",
     "trama-chat",
     "trama-files",
     "trama-peer",
     "trama-tap",
+    "trama-multi",
+    "trama-check",
+    "trama-bench",
 ];
 
 /// Unwrap a test-support result, showing its message as is.
