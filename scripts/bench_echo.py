@@ -22,17 +22,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, free_port
 REF = os.path.join(ROOT, "target", "refbench", "release")
 TRAMA = os.path.join(ROOT, "target", "release", "trama-echo")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def servers():

@@ -18,23 +18,14 @@ Then:
 import argparse
 import os
 import re
-import socket
 import statistics
 import subprocess
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, free_port
 REF = os.path.join(ROOT, "target", "refbench", "release", "fileref")
 TRAMA = os.path.join(ROOT, "target", "release", "trama-files")
 SHM = "/dev/shm/trama-bench"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def warm():

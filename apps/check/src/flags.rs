@@ -1,0 +1,195 @@
+//! The command line: clap's definitions and their check into the run's
+//! options. Kept apart from the checks so the flags can be read (and
+//! changed) in one place, and the checks can be driven without a parser.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use trama_cli::{parse_duration, parse_size, FrameArgs};
+use trama_protocol::{FrameConfig, Framing};
+
+use crate::plan::{Check, Dialect, Expect};
+use crate::probes::Options;
+
+/// The read size for the raw dialect (the notes read 4096 at a time; bigger
+/// reads just gather echoes faster).
+const RAW_READ: usize = 64 * 1024;
+
+/// Every flag of `trama-check`, as clap parsed them.
+#[derive(Parser)]
+#[command(
+    name = "trama-check",
+    version,
+    about = "Check a server that speaks the course notes' protocol against the classic defects",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) single: Single,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Check every submission folder of DIR in turn; write a CSV and a JSON summary.
+    #[command(args_override_self = true)]
+    Batch(BatchArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct Single {
+    /// The server's address (host:port). With --spawn it may be left out if
+    /// the server prints `listening on ADDR`.
+    #[arg(value_name = "ADDR")]
+    pub(crate) target: Option<String>,
+    /// The same as ADDR, as a flag.
+    #[arg(long, value_name = "ADDR", conflicts_with = "target")]
+    pub(crate) addr: Option<String>,
+    /// Start the server with this shell command (`sh -c`), check it, then stop it
+    /// and everything it started. Enables the process checks (idle-cpu, ...).
+    #[arg(long, value_name = "CMD")]
+    pub(crate) spawn: Option<String>,
+    /// Print one JSON object on stdout instead of the lines.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// List the checks, what each catches and the section of the notes, then exit.
+    #[arg(long)]
+    pub(crate) list: bool,
+    #[command(flatten)]
+    pub(crate) battery: BatteryArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct BatchArgs {
+    /// The folder of submissions: each subfolder is one.
+    pub(crate) dir: PathBuf,
+    /// The command that starts a submission's server; `{}` is its folder
+    /// (e.g. "python3 {}/servidor.py"). It runs inside that folder.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) spawn: String,
+    /// Where every submission listens (e.g. 127.0.0.1:8080); without it, each
+    /// must print `listening on ADDR`.
+    #[arg(long)]
+    pub(crate) addr: Option<String>,
+    /// Most time one submission's battery may take.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) time_limit: Duration,
+    /// Where to write the table (one row per submission, one column per check).
+    #[arg(long, default_value = "trama-check.csv")]
+    pub(crate) csv: PathBuf,
+    /// Where to write the JSON summary.
+    #[arg(long, default_value = "trama-check.json")]
+    pub(crate) json: PathBuf,
+    #[command(flatten)]
+    pub(crate) battery: BatteryArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DialectArg {
+    /// A length header before every message.
+    Framed,
+    /// No header: a message is what one recv() returns.
+    Raw,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExpectArg {
+    /// The server sends each message back.
+    Echo,
+    /// The server answers each message with one message (the same answer for the same message).
+    Reply,
+}
+
+#[derive(Args)]
+pub(crate) struct BatteryArgs {
+    /// How the server frames messages.
+    #[arg(long, value_enum, default_value = "framed")]
+    dialect: DialectArg,
+    /// What the server sends back for each message.
+    #[arg(long, value_enum, default_value = "echo")]
+    expect: ExpectArg,
+    /// Run only these checks (repeat the flag; names as in --list).
+    #[arg(long = "check", value_name = "NAME")]
+    pub(crate) checks: Vec<String>,
+    /// How long any one answer or connection may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// How long a spawned server may take to listen.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) start_timeout: Duration,
+    /// Clients connected at once by concurrent-clients.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) clients: usize,
+    /// Pause between the one-byte writes of byte-at-a-time.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    pub(crate) byte_gap: Duration,
+    /// Wait after clients leave before the process is measured.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub(crate) settle: Duration,
+    /// How long idle CPU is measured.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub(crate) idle_window: Duration,
+    /// Most idle CPU allowed, in percent of one core.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) idle_cpu_limit: f64,
+    /// Most growth of peak memory allowed after a hostile header (e.g. 64MiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub(crate) memory_limit: u64,
+    #[command(flatten)]
+    pub(crate) frame: FrameArgs,
+}
+
+impl BatteryArgs {
+    pub(crate) fn options(&self) -> Result<Options, String> {
+        let dialect = match self.dialect {
+            DialectArg::Framed => Dialect::Framed,
+            DialectArg::Raw => Dialect::Raw,
+        };
+        let frame = match dialect {
+            Dialect::Framed => self.frame.frame_config(true),
+            Dialect::Raw => FrameConfig::builder()
+                .framing(Framing::Unframed)
+                .max_frame_len(self.frame.max_frame.unwrap_or(RAW_READ))
+                .build(),
+        }
+        .map_err(|e| e.to_string())?;
+        if self.clients == 0 {
+            return Err("--clients must be at least 1".into());
+        }
+        if self.idle_cpu_limit.is_nan() || self.idle_cpu_limit < 0.0 {
+            return Err("--idle-cpu-limit must be a percentage".into());
+        }
+        Ok(Options {
+            dialect,
+            expect: match self.expect {
+                ExpectArg::Echo => Expect::Echo,
+                ExpectArg::Reply => Expect::Reply,
+            },
+            frame,
+            timeout: self.timeout.max(Duration::from_millis(1)),
+            clients: self.clients,
+            byte_gap: self.byte_gap,
+            settle: self.settle,
+            idle_window: self.idle_window.max(Duration::from_millis(100)),
+            idle_cpu_limit: self.idle_cpu_limit,
+            memory_limit: self.memory_limit,
+        })
+    }
+
+    pub(crate) fn checks(&self) -> Result<Vec<Check>, String> {
+        if self.checks.is_empty() {
+            return Ok(Check::ALL.to_vec());
+        }
+        self.checks
+            .iter()
+            .map(|n| {
+                Check::from_name(n)
+                    .ok_or_else(|| format!("no check called {n:?} (trama-check --list shows them)"))
+            })
+            .collect()
+    }
+}
