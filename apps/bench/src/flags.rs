@@ -78,8 +78,8 @@ pub(crate) enum Command {
 
 #[derive(Args, Clone)]
 pub(crate) struct Target {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:12345")]
+    /// Server address (by default the echo server's, `trama-echo serve --framed`).
+    #[arg(short, long, default_value = trama_cli::ports::ECHO)]
     pub(crate) addr: String,
     /// Length header: be32, le32, be16, le16, u8, be64, le64, varint.
     #[arg(long, default_value = "be32")]

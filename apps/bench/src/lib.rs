@@ -73,9 +73,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     ticker.finish();
     let report = result?;
     if cli.json {
-        println!("{}", report.json());
+        trama_cli::say!("{}", report.json());
     } else {
-        print!("{}", report.table());
+        trama_cli::out::bytes(report.table().as_bytes());
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ pub(crate) struct Single {
     #[arg(value_name = "ADDR")]
     pub(crate) target: Option<String>,
     /// The same as ADDR, as a flag.
-    #[arg(long, value_name = "ADDR", conflicts_with = "target")]
+    #[arg(short, long, value_name = "ADDR", conflicts_with = "target")]
     pub(crate) addr: Option<String>,
     /// Start the server with this shell command (`sh -c`), check it, then stop it
     /// and everything it started. Enables the process checks (idle-cpu, ...).
@@ -73,7 +73,7 @@ pub(crate) struct BatchArgs {
     pub(crate) spawn: String,
     /// Where every submission listens (e.g. 127.0.0.1:8080); without it, each
     /// must print `listening on ADDR`.
-    #[arg(long)]
+    #[arg(short, long)]
     pub(crate) addr: Option<String>,
     /// Most time one submission's battery may take.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -106,8 +106,12 @@ enum ExpectArg {
 
 #[derive(Args)]
 pub(crate) struct BatteryArgs {
-    /// How the server frames messages.
-    #[arg(long, value_enum, default_value = "framed")]
+    /// The notes' unframed dialect: no header, a message is what one recv()
+    /// returns (without it: a length header before every message).
+    #[arg(short, long, conflicts_with = "dialect")]
+    raw: bool,
+    /// The older spelling of --raw: `--dialect raw` or `--dialect framed`.
+    #[arg(long, value_enum, default_value = "framed", hide = true)]
     dialect: DialectArg,
     /// What the server sends back for each message.
     #[arg(long, value_enum, default_value = "echo")]
@@ -145,9 +149,9 @@ pub(crate) struct BatteryArgs {
 
 impl BatteryArgs {
     pub(crate) fn options(&self) -> Result<Options, String> {
-        let dialect = match self.dialect {
-            DialectArg::Framed => Dialect::Framed,
-            DialectArg::Raw => Dialect::Raw,
+        let dialect = match (self.raw, self.dialect) {
+            (true, _) | (false, DialectArg::Raw) => Dialect::Raw,
+            (false, DialectArg::Framed) => Dialect::Framed,
         };
         let frame = match dialect {
             Dialect::Framed => self.frame.frame_config(true),

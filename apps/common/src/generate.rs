@@ -70,13 +70,13 @@ pub fn parse<C: CommandFactory + clap::FromArgMatches>(bin: &'static str) -> C {
 }
 
 /// `cmd` with the exit-status table closing its `--help` and its
-/// subcommands', where they do not close with it already.
+/// subcommands' (after what they say already).
 pub fn with_exit_table(cmd: clap::Command) -> clap::Command {
     let cmd = cmd.mut_subcommands(with_exit_table);
-    if cmd.get_after_help().is_some() {
-        cmd
-    } else {
-        cmd.after_help(crate::exit::TABLE)
+    match cmd.get_after_help().map(|h| h.to_string()) {
+        Some(text) if text.contains(crate::exit::TABLE) => cmd,
+        Some(text) => cmd.after_help(crate::exit::after_help(&text)),
+        None => cmd.after_help(crate::exit::TABLE),
     }
 }
 

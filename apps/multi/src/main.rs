@@ -22,11 +22,9 @@ use trama_transport::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
     name = "trama-multi",
     version,
     about = "A console connected to several servers at once",
-    after_help = trama_cli::exit::after_help(
-        "Console: '@1 text' sends to the first server, '@NAME text' to the server labelled NAME, \
-         '@all text' to every server. A server is given as [NAME=][raw:]HOST:PORT; \
-         'raw:' speaks the notes' unframed dialect (text without newline, each chunk received is one message)."
-    )
+    after_help = "Console: '@1 text' sends to the first server, '@NAME text' to the server labelled NAME, \
+                  '@all text' to every server. A server is given as [NAME=][raw:]HOST:PORT; \
+                  'raw:' speaks the notes' unframed dialect (text without newline, each chunk received is one message)."
 )]
 struct Cli {
     /// A server, as `[NAME=][raw:]HOST:PORT`. Repeat for each server; they are numbered from 1.
