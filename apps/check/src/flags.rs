@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use trama_cli::{parse_duration, parse_size, FrameArgs};
+use trama_cli::{parse_duration, parse_size, AuthArgs, FrameArgs, TlsClientArgs};
 use trama_protocol::{FrameConfig, Framing};
 
 use crate::plan::{Check, Dialect, Expect};
@@ -145,6 +145,12 @@ pub(crate) struct BatteryArgs {
     pub(crate) memory_limit: u64,
     #[command(flatten)]
     pub(crate) frame: FrameArgs,
+    /// The shared-key handshake on every probe's connection (`--key-file`).
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+    /// TLS on every probe's connection (`--tls-ca`, `--tls-server-name`).
+    #[command(flatten)]
+    pub(crate) tls: TlsClientArgs,
 }
 
 impl BatteryArgs {
@@ -181,6 +187,8 @@ impl BatteryArgs {
             idle_window: self.idle_window.max(Duration::from_millis(100)),
             idle_cpu_limit: self.idle_cpu_limit,
             memory_limit: self.memory_limit,
+            tls: self.tls.config()?,
+            auth: self.auth.config()?,
         })
     }
 

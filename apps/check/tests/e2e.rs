@@ -514,3 +514,51 @@ fn reply_mode_compares_with_the_answer_to_the_whole_message() {
     assert_eq!(code, 1, "{report}");
     assert!(reason(&report, "one-message").contains("bytes"), "{report}");
 }
+
+#[test]
+fn tls_and_the_shared_key_reach_a_server_that_wants_them() {
+    let _turn = turn();
+    let dir = std::env::temp_dir().join(format!("trama-check-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = ok(ok(trama_test_support::pki::Pki::new()).write_to(&dir));
+    let key_file = dir.join("authkey");
+    std::fs::write(&key_file, "secreto\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut cmd = Command::new(trama_echo());
+    cmd.args(["serve", "--framed", "--addr", "127.0.0.1:0", "--tls-cert"])
+        .arg(&pki.cert)
+        .arg("--tls-key")
+        .arg(&pki.key)
+        .arg("--key-file")
+        .arg(&key_file);
+    let server = ok(ServerProcess::from_command(cmd));
+    let addr = server.addr().to_string();
+    let checks = [
+        "--check",
+        "one-message",
+        "--check",
+        "byte-at-a-time",
+        "--check",
+        "large-message",
+    ];
+    // Plain, the server refuses every probe: the checks fail (a verdict).
+    let mut plain = vec![addr.as_str()];
+    plain.extend_from_slice(&checks);
+    let (code, report) = check_json(&plain);
+    assert_eq!(code, 3, "{report}");
+    // With TLS and the key, as every other app spells them, they pass.
+    let (ca, key) = (
+        pki.ca.to_str().unwrap().to_string(),
+        key_file.to_str().unwrap().to_string(),
+    );
+    let mut secured = vec![addr.as_str(), "--tls-ca", &ca, "-k", &key];
+    secured.extend_from_slice(&checks);
+    let (code, report) = check_json(&secured);
+    assert_eq!(code, 0, "{report}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
