@@ -19,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use trama_protocol::auth::Role;
-use trama_protocol::fault::{Fault, FaultSchedule, Step as FaultStep};
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
+use trama_tap::fault::{Fault, FaultSchedule, Step as FaultStep};
 use trama_transport::{AuthConfig, Stream, TlsConnector};
 
 use crate::plan::{Check, Dialect, Expect, Measures};

@@ -384,16 +384,10 @@ mod tests {
         assert!(later.cpu_ms[&me] >= s.cpu_ms[&me]);
     }
 
-    /// CPU ticks (user plus system) of this process from `/proc/self/stat`:
-    /// fields 14 and 15, counted after the command name's last `)`.
+    /// CPU ticks (user plus system) of this process, from `/proc`.
     #[cfg(target_os = "linux")]
     fn own_ticks() -> u64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-            .split_whitespace()
-            .collect();
-        let field = |n: usize| fields[n - 3].parse::<u64>().unwrap();
-        field(14) + field(15)
+        procfs::stat(std::process::id()).unwrap().cpu_ticks()
     }
 
     /// On Linux the numbers are what `/proc` said before sysinfo read it:

@@ -183,13 +183,9 @@ fn a_helper_that_left_the_process_group_is_stopped_with_the_server() {
     expect_spawned(&command, &[], &[]);
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let _ = std::fs::remove_file(&pid_file);
-    let proc_dir = PathBuf::from("/proc").join(pid.trim());
+    let pid_number: u32 = pid.trim().parse().unwrap();
     // A killed process lingers as a zombie until reaped: count it as gone.
-    let alive = || {
-        std::fs::read_to_string(proc_dir.join("stat"))
-            .map(|stat| !stat.contains(") Z "))
-            .unwrap_or(false)
-    };
+    let alive = || trama_cli::procfs::stat(pid_number).is_some_and(|s| !s.is_zombie());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while alive() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -19,7 +19,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use trama_backend::files::{self, format_summary, human_bytes};
+use crate::progress::format_summary;
+use trama_backend::files::{self, human_bytes};
 use trama_protocol::auth::Role;
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 use trama_transport::PoolServer;

@@ -1,5 +1,6 @@
 //! Progress for one file: a bar with rate and ETA on a terminal, periodic
-//! log lines otherwise, nothing with `--quiet`.
+//! log lines otherwise, nothing with `--quiet`; and the summary line of a
+//! finished file.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -86,5 +87,33 @@ impl Progress {
         if let Progress::Bar(bar) = self {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// One line about a finished transfer: name, size, time and rate in MB/s
+/// (10^6 bytes per second, as network speeds are quoted).
+pub fn format_summary(name: &str, bytes: u64, secs: f64) -> String {
+    let rate = if secs.is_finite() && secs > 0.0 {
+        format!("{:.1} MB/s", bytes as f64 / secs / 1e6)
+    } else {
+        "rate not measurable".to_string()
+    };
+    format!("{name}: {} in {secs:.2} s ({rate})", human_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries() {
+        assert_eq!(
+            format_summary("enviar.bin", 2 << 30, 1.23),
+            "enviar.bin: 2.0 GiB in 1.23 s (1745.9 MB/s)"
+        );
+        assert_eq!(
+            format_summary("a", 10, 0.0),
+            "a: 10 B in 0.00 s (rate not measurable)"
+        );
     }
 }

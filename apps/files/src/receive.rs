@@ -10,9 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use trama_backend::files::{
-    self, format_summary, human_bytes, Answer, DiskFacts, Done, Offer, RateFloor, Verdict,
-};
+use crate::progress::format_summary;
+use trama_backend::files::{self, human_bytes, Answer, DiskFacts, Done, Offer, RateFloor, Verdict};
 use trama_protocol::{Codec, FrameConfig, FrameReader, FrameWriter};
 use trama_transport::{PoolConfig, PoolHandle, PoolServer, Stream};
 

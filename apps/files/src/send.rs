@@ -7,9 +7,8 @@ use std::net::Shutdown;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use trama_backend::files::{
-    self, format_summary, Answer, Backoff, Done, Offer, Verdict, PROTOCOL_VERSION,
-};
+use crate::progress::format_summary;
+use trama_backend::files::{self, Answer, Backoff, Done, Offer, Verdict, PROTOCOL_VERSION};
 use trama_protocol::auth::Role;
 use trama_protocol::{Codec, FrameConfig, FrameReader, FrameWriter};
 use trama_transport::{Error, Stream};

@@ -24,6 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use trama_backend::mesh::{self, Wire};
+use trama_cli::procfs;
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 use trama_test_support::console::{Console as Proc, DEADLINE};
 
@@ -217,24 +218,12 @@ fn a_hello_with_a_linked_name_and_a_new_session_does_not_drop_the_real_link() {
 
 /// Threads of process `pid`, from `/proc` (`None` off Linux).
 fn threads(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        l.strip_prefix("Threads:")
-            .and_then(|n| n.trim().parse().ok())
-    })
+    procfs::status_field(pid, "Threads")
 }
 
 /// Names of the threads of process `pid`, for a failure message.
 fn thread_names(pid: u32) -> String {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return String::new();
-    };
-    let names: Vec<String> = tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .collect();
-    names.join(", ")
+    procfs::thread_names(pid).unwrap_or_default().join(", ")
 }
 
 #[test]

@@ -7,20 +7,18 @@
 //! corrupts the stream (see docs/TAP.md). `--record FILE` writes the session,
 //! and `trama-tap replay FILE --to B` plays the client's side of it against
 //! another server and says where the answers differ.
-
-mod record;
-mod show;
+//!
+//! This file only knows flags: what they mean is in the `trama-tap` library
+//! (crates/tap).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use trama_cli::{parse_duration, FrameArgs, Limit};
-use trama_protocol::fault::{FaultPlan, FaultSchedule};
-use trama_protocol::{DecodeAs, Direction, FrameConfig};
-use trama_transport::{Proxy, ProxyConfig, ProxyEvent};
+use trama_protocol::FrameConfig;
+use trama_tap::{DecodeAs, FaultPlan, Format, ProxyConfig, Replay, Session, Tap, TapResult};
 
 #[derive(Parser)]
 #[command(
@@ -118,7 +116,15 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Replay(args)) => {
             trama_cli::init_logging("warn");
-            match record::replay(&args) {
+            let replay = Replay {
+                file: args.file,
+                to: args.to,
+                conn: args.conn,
+                timeout: args.timeout,
+                decode: args.decode,
+                show: args.show,
+            };
+            match trama_tap::replay(&replay) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(e) => {
@@ -140,11 +146,9 @@ fn main() -> ExitCode {
     }
 }
 
-type AppResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
-
 /// The wire format the flags describe. In raw mode without `--max-frame`,
 /// a chunk is shown whole up to the proxy's read size.
-fn frame_config(raw: bool, frame: &FrameArgs) -> AppResult<FrameConfig> {
+fn frame_config(raw: bool, frame: &FrameArgs) -> TapResult<FrameConfig> {
     if raw && frame.max_frame.is_none() {
         return Ok(FrameConfig::builder()
             .framing(trama_protocol::Framing::Unframed)
@@ -154,68 +158,39 @@ fn frame_config(raw: bool, frame: &FrameArgs) -> AppResult<FrameConfig> {
     Ok(frame.frame_config(!raw)?)
 }
 
-fn proxy(args: ProxyArgs) -> AppResult {
+fn proxy(args: ProxyArgs) -> TapResult {
     let upstream = args.to.clone().ok_or("--to is required")?;
-    let frame = frame_config(args.raw, &args.frame)?;
     let mut faults = FaultPlan::default();
     for spec in &args.fault {
         faults.add(spec)?;
     }
-    // Refuse impossible plans before listening (a frame fault on --raw...).
-    for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-        FaultSchedule::new(faults.faults(dir), frame, 0)?;
-    }
-    let recorder = match &args.record {
-        Some(path) => Some(record::Recorder::create(path, frame, &upstream)?),
-        None => None,
-    };
     let mut config = ProxyConfig::new(args.listen.clone(), upstream);
-    config.frame = frame;
+    config.frame = frame_config(args.raw, &args.frame)?;
     config.faults = faults;
-    config.observe = !args.quiet;
     config.show = args.show;
-    config.data = recorder.is_some();
     config.connect_timeout = args.connect_timeout;
     config.idle_timeout = args.idle_timeout.0;
     config.write_timeout = Some(args.write_timeout);
     config.max_connections = args.max_connections;
     config.seed = args.seed;
+    let session = Session {
+        format: if args.json {
+            Format::Json
+        } else if args.quiet {
+            Format::Off
+        } else {
+            Format::Text
+        },
+        decode: args.decode,
+        record: args.record,
+    };
 
     trama_cli::raise_open_file_limit();
-    let proxy = Proxy::bind(config)?;
-    let handle = proxy.handle();
-    let stopper = handle.clone();
+    let tap = Tap::bind(config, session)?;
+    let stopper = tap.handle();
     if let Err(e) = ctrlc::set_handler(move || stopper.shutdown()) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
-    eprintln!("listening on {}", proxy.local_addr());
-
-    let printer = show::Printer::new(
-        if args.json {
-            show::Format::Json
-        } else if args.quiet {
-            show::Format::Off
-        } else {
-            show::Format::Text
-        },
-        args.decode,
-    );
-    let recorder = recorder.map(Mutex::new).map(Arc::new);
-    let rec = recorder.clone();
-    let start = Instant::now();
-    proxy.run(move |event: &ProxyEvent<'_>| {
-        let t = start.elapsed().as_secs_f64();
-        if let Some(rec) = &rec {
-            if let Ok(mut r) = rec.lock() {
-                r.event(t, event);
-            }
-        }
-        printer.event(t, event);
-    })?;
-    if let Some(rec) = recorder {
-        if let Ok(mut r) = rec.lock() {
-            r.flush()?;
-        }
-    }
-    Ok(())
+    eprintln!("listening on {}", tap.local_addr());
+    tap.run()
 }

@@ -25,10 +25,12 @@
 //!   frames with an end marker.
 //! - [`Codec`]: JSON and MessagePack for typed values; [`text()`] for UTF-8.
 //! - [`Transform`]: the hook for course formats (XOR, checksums, numbering).
-//! - [`Observer`] and [`render`]: watch frames go by without touching them
-//!   (`trama-tap`).
 //! - [`Service`], [`Event`], [`Actions`], [`ConnId`]: the contract between the
 //!   transport (`trama-transport`) and the logic (`trama-backend`).
+//! - `auth`: the shared-key handshake of the notes' `multiprocessing`
+//!   connections, behind the `key` feature (on by default). Without it
+//!   (`default-features = false`) the crate is framing and codecs alone and
+//!   pulls in no hash function and no OS randomness.
 //!
 //! ## Examples to run and copy
 //!
@@ -69,14 +71,13 @@
 //! # Ok::<(), trama_protocol::Error>(())
 //! ```
 
+#[cfg(feature = "key")]
 pub mod auth;
 mod codec;
 mod config;
 mod decoder;
 mod error;
-pub mod fault;
 mod frame;
-pub mod observe;
 mod reader;
 mod service;
 mod stream;
@@ -91,7 +92,6 @@ pub use config::{
 pub use decoder::Decoder;
 pub use error::{Error, Result};
 pub use frame::Header;
-pub use observe::{render, DecodeAs, Direction, FrameNote, Note, Observer, Rendered};
 pub use reader::{Body, FrameReader};
 pub use service::{Action, Actions, ConnId, DisconnectReason, Event, Service};
 pub use stream::{write_stream, StreamReader};

@@ -3,7 +3,7 @@
 //!
 //! The blocking parts of trama (the pool's handlers, the client's listener
 //! thread, the multi-server client's and the peer node's link readers, the
-//! proxy's pumps) each have a thread sitting in `read` on a socket. To stop
+//! pumps of `trama-tap`'s proxy) each have a thread sitting in `read` on a socket. To stop
 //! them, the obvious move is `shutdown` from another thread: on Linux and
 //! macOS that wakes the reader with an end of stream, but on Windows it
 //! does not, and the reader sleeps until the peer happens to send or close.
@@ -40,7 +40,7 @@ const NO_TIMEOUT: u64 = u64::MAX;
 ///
 /// One thread reads through a gate at a time (a socket has one reader);
 /// any number of threads may [`close`](Gate::close) it.
-pub(crate) struct Gate {
+pub struct Gate {
     poller: Poller,
     /// Level-triggered where the platform has it (a socket with unread
     /// bytes stays ready); otherwise one-shot, re-armed before each wait.
@@ -58,7 +58,7 @@ pub(crate) struct Gate {
 impl Gate {
     /// A gate over `sock`, which stays blocking; the read timeout starts
     /// as the socket's own (`SO_RCVTIMEO`), which the gate then enforces.
-    pub(crate) fn new(sock: &TcpStream) -> io::Result<Gate> {
+    pub fn new(sock: &TcpStream) -> io::Result<Gate> {
         let poller = Poller::new()?;
         let sock = sock.try_clone()?;
         let level = poller.supports_level();
@@ -88,7 +88,7 @@ impl Gate {
 
     /// A wait that finds nothing to read for this long fails with
     /// [`io::ErrorKind::TimedOut`] (`None`: wait until there is).
-    pub(crate) fn set_timeout(&self, timeout: Option<Duration>) {
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
         let nanos = timeout.map_or(NO_TIMEOUT, |t| {
             u64::try_from(t.as_nanos()).unwrap_or(NO_TIMEOUT - 1)
         });
@@ -96,7 +96,7 @@ impl Gate {
     }
 
     /// The read timeout the gate enforces.
-    pub(crate) fn timeout(&self) -> Option<Duration> {
+    pub fn timeout(&self) -> Option<Duration> {
         match self.timeout.load(Ordering::Relaxed) {
             NO_TIMEOUT => None,
             nanos => Some(Duration::from_nanos(nanos)),
@@ -104,7 +104,7 @@ impl Gate {
     }
 
     /// The socket the gate watches.
-    pub(crate) fn socket(&self) -> &TcpStream {
+    pub fn socket(&self) -> &TcpStream {
         &self.sock
     }
 
@@ -112,20 +112,20 @@ impl Gate {
     /// [`io::ErrorKind::ConnectionAborted`], and shut the socket `how`
     /// (which the peer sees, and which also ends a blocked write on Unix).
     /// From any thread; more than once is harmless.
-    pub(crate) fn close(&self, how: Shutdown) {
+    pub fn close(&self, how: Shutdown) {
         self.closed.store(true, Ordering::SeqCst);
         let _ = self.poller.notify();
         let _ = self.sock.shutdown(how);
     }
 
     /// True once [`close`](Gate::close) was called.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
 
     /// Wait until a read on the socket will not block, for at most the
     /// read timeout.
-    pub(crate) fn wait(&self) -> io::Result<()> {
+    pub fn wait(&self) -> io::Result<()> {
         let timeout = self.timeout();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,7 +162,7 @@ impl Gate {
 
     /// Wait at the gate, then read once from `sock` (the gate's socket,
     /// or a handle to the same one).
-    pub(crate) fn read(&self, mut sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn read(&self, mut sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }

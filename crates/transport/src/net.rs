@@ -9,8 +9,10 @@ use crate::error::resolve;
 use crate::{Error, Result};
 
 /// Bind a non-blocking listener with a real backlog (std's `TcpListener`
-/// uses 128, too few for a burst of thousands of connects).
-pub(crate) fn listen(addr: &str, backlog: i32) -> Result<mio::net::TcpListener> {
+/// uses 128, too few for a burst of thousands of connects), with address
+/// reuse as every trama server has it: for a program that runs its own
+/// accept loop (`trama-tap`'s proxy) and should bind like the rest.
+pub fn listen(addr: &str, backlog: i32) -> Result<mio::net::TcpListener> {
     let addrs = resolve(addr).map_err(|e| Error::bind(addr, std::io::Error::other(e)))?;
     let mut last = None;
     for a in addrs {
@@ -122,8 +124,10 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
     })
 }
 
-/// What an `accept` error means for the accept loop.
-pub(crate) enum AcceptError {
+/// What an `accept` error means for the accept loop: one classification,
+/// so every loop of the project survives running out of descriptors alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
     /// No more pending connections: wait for readiness.
     Drained,
     /// One connection failed (aborted, reset, interrupted): try the next.
@@ -133,7 +137,8 @@ pub(crate) enum AcceptError {
     Pause,
 }
 
-pub(crate) fn accept_error(e: &std::io::Error) -> AcceptError {
+/// Classify an error of a non-blocking `accept`.
+pub fn accept_error(e: &std::io::Error) -> AcceptError {
     use std::io::ErrorKind::*;
     match e.kind() {
         WouldBlock => AcceptError::Drained,

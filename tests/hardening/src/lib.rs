@@ -1,7 +1,7 @@
 //! Helpers for the hardening tests in `tests/`: the real server binaries
 //! (`trama-echo`, `trama-chat`, `trama-files`, `trama-peer`) on loopback, raw
 //! clients that misbehave on purpose, the fault schedules of
-//! `trama_protocol::fault` applied to a client's writes, and what `/proc`
+//! `trama_tap::fault` applied to a client's writes, and what `/proc`
 //! says about a server's memory, threads and open files.
 //!
 //! Nothing here measures time: a test waits for a line in the server's log
@@ -19,20 +19,22 @@ use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use trama_protocol::fault::{FaultPlan, FaultSchedule, Step};
-use trama_protocol::{Direction, FrameConfig, FrameReader, FrameWriter};
+use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
+use trama_tap::fault::{FaultPlan, FaultSchedule, Step};
+use trama_tap::Direction;
 use trama_test_support::ServerProcess;
 
 /// How long any single wait may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// The binaries these tests start.
-const BINARIES: [&str; 8] = [
+/// The packages of the binaries these tests start (`trama-tap` is built
+/// by `trama-tap-cli`: the `trama-tap` package is its library).
+const PACKAGES: [&str; 8] = [
     "trama-echo",
     "trama-chat",
     "trama-files",
     "trama-peer",
-    "trama-tap",
+    "trama-tap-cli",
     "trama-multi",
     "trama-check",
     "trama-bench",
@@ -70,7 +72,7 @@ fn build() {
     if std::env::var_os("TRAMA_HARDENING_NO_BUILD").is_some() {
         return;
     }
-    ok(trama_test_support::build_packages(&out_dir(), &BINARIES));
+    ok(trama_test_support::build_packages(&out_dir(), &PACKAGES));
 }
 
 /// Start `program args... --addr 127.0.0.1:0` with `RUST_LOG=info`, so every
@@ -252,7 +254,7 @@ impl Framed {
     }
 
     /// Send `bytes` through the client-to-server faults of `plan` (the
-    /// syntax of `trama_protocol::fault`, e.g. `c2s:split=1`). Returns the
+    /// syntax of `trama_tap::fault`, e.g. `c2s:split=1`). Returns the
     /// last step that ended the schedule (`Close`, `Reset`, `Stall`), if any,
     /// or the error of a write the server refused (it closed the connection).
     pub fn send_faulty(&mut self, plan: &str, bytes: &[u8]) -> io::Result<Option<Step>> {

@@ -2,7 +2,7 @@
 //! that announce too much, headers followed by silence, slowloris, a client
 //! that never reads, a client that says nothing, more connections than
 //! allowed, a burst of connects and disconnects, and writes split, cut and
-//! stalled by the fault schedules of `trama_protocol::fault`.
+//! stalled by the fault schedules of `trama_tap::fault`.
 //!
 //! Each test checks the three promises: the bad connection is closed with a
 //! reason in the server's log, memory stays bounded (Linux: `/proc`), and a
@@ -18,7 +18,7 @@ use trama_hardening::{
     connect_small_rcvbuf, count_in_log, frame, open_fds, proc_status, reset, rss_kib, serve,
     wait_at_most, wait_for_count, wait_for_log, Framed,
 };
-use trama_protocol::fault::Step;
+use trama_tap::fault::Step;
 
 const MIB: u64 = 1024;
 

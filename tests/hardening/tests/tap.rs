@@ -1,5 +1,5 @@
 //! The server-to-client direction disturbed by `trama-tap` (the fault
-//! schedules of `trama_protocol::fault` in a proxy between a real client and
+//! schedules of `trama_tap::fault` in a proxy between a real client and
 //! a real server): a client that gets a lying header or a frame cut in the
 //! middle reports it with the numbers and exits, instead of waiting for
 //! 4 GiB or taking half a frame for a whole one.

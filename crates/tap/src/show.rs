@@ -4,9 +4,8 @@
 
 use std::io::Write;
 
+use crate::{render, DecodeAs, Direction, Note, ProxyEvent};
 use serde_json::{json, Value};
-use trama_protocol::{render, DecodeAs, Direction, Note};
-use trama_transport::ProxyEvent;
 
 /// How events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +89,7 @@ fn text_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs) -> Option<String>
                 } => format!(
                     "#{conn} {d} frame {index} OVERSIZE: header {} announces {len} bytes, over the \
                      limit of {limit}; no longer decoding {} (the bytes still pass)",
-                    trama_protocol::observe::hex_pairs(header),
+                    crate::hex_pairs(header),
                     dir.as_str()
                 ),
                 Note::Truncated {
@@ -158,7 +157,7 @@ fn json_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs) -> Option<Value> 
                 header,
             } => json!({"t": t, "event": "oversize", "conn": conn, "dir": dir.as_str(),
                 "frame": index, "offset": offset, "len": len, "limit": limit,
-                "header": trama_protocol::observe::hex_pairs(header)}),
+                "header": crate::hex_pairs(header)}),
             Note::Truncated {
                 index,
                 offset,

@@ -1,5 +1,5 @@
 //! How much the tap costs: throughput and round-trip latency through
-//! `trama_transport::Proxy` (the proxy `trama-tap` runs) against the same
+//! `trama_tap::Proxy` (the proxy `trama-tap` runs) against the same
 //! traffic sent directly, on loopback.
 //!
 //! ```text
@@ -30,7 +30,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use trama_transport::{Proxy, ProxyConfig, ProxyHandle};
+use trama_tap::{Proxy, ProxyConfig, ProxyHandle};
 
 /// A server that reads and discards until the end, then writes the count.
 fn sink() -> SocketAddr {

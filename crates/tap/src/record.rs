@@ -1,4 +1,5 @@
-//! `--record FILE` and `trama-tap replay FILE`.
+//! Recording a session (`trama-tap --record FILE`) and replaying it
+//! (`trama-tap replay FILE`).
 //!
 //! A recording is JSON lines (docs/TAP.md describes them): a first line with
 //! the wire format, then one line per event in the order the tap saw them:
@@ -23,16 +24,33 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::json;
-use trama_protocol::{render, ByteOrder, Decoder, Direction, FrameConfig, HeaderWidth};
-use trama_transport::ProxyEvent;
 
-use crate::{AppResult, ReplayArgs};
+use trama_protocol::{ByteOrder, Decoder, FrameConfig, HeaderWidth};
+
+use crate::{render, DecodeAs, Direction, ProxyEvent, TapResult};
+
+/// What to replay, where, and how to show what differs.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// A file written by a [`Recorder`].
+    pub file: PathBuf,
+    /// The server to play it against.
+    pub to: String,
+    /// Replay only this connection of the recording (`None`: all, one after another).
+    pub conn: Option<u64>,
+    /// How long to wait for each expected answer, and for connecting.
+    pub timeout: Duration,
+    /// How differing payloads are shown.
+    pub decode: DecodeAs,
+    /// Show at most this many bytes of a differing payload.
+    pub show: usize,
+}
 
 /// Version written in (and required of) the first line.
 const VERSION: u64 = 1;
@@ -49,7 +67,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// Create `path` and write the header line.
-    pub fn create(path: &Path, frame: FrameConfig, upstream: &str) -> AppResult<Recorder> {
+    pub fn create(path: &Path, frame: FrameConfig, upstream: &str) -> TapResult<Recorder> {
         let file = File::create(path)
             .map_err(|e| format!("cannot create the recording {}: {e}", path.display()))?;
         let mut r = Recorder {
@@ -165,12 +183,12 @@ struct Recording {
     conns: Vec<(u64, Vec<Entry>)>,
 }
 
-fn read_recording(path: &Path) -> AppResult<Recording> {
+fn read_recording(path: &Path) -> TapResult<Recording> {
     let file = File::open(path)
         .map_err(|e| format!("cannot open the recording {}: {e}", path.display()))?;
     let mut reader = BufReader::new(file);
     let mut buf = String::new();
-    let mut next_line = |n: usize| -> AppResult<Option<String>> {
+    let mut next_line = |n: usize| -> TapResult<Option<String>> {
         buf.clear();
         let read = (&mut reader).take(MAX_LINE).read_line(&mut buf)?;
         if read == 0 {
@@ -248,7 +266,7 @@ fn read_recording(path: &Path) -> AppResult<Recording> {
 }
 
 /// Replay the recording; true when every answer matched.
-pub fn replay(args: &ReplayArgs) -> AppResult<bool> {
+pub fn replay(args: &Replay) -> TapResult<bool> {
     let rec = read_recording(&args.file)?;
     let chosen: Vec<&(u64, Vec<Entry>)> = rec
         .conns
@@ -311,8 +329,8 @@ fn replay_conn(
     conn: u64,
     entries: &[Entry],
     frame: FrameConfig,
-    args: &ReplayArgs,
-) -> AppResult<Vec<Finding>> {
+    args: &Replay,
+) -> TapResult<Vec<Finding>> {
     let mut stream = trama_transport::connect(&args.to, args.timeout)?;
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(args.timeout))?;
@@ -447,13 +465,13 @@ fn wait_for(shared: &(Mutex<Answers>, Condvar), expected: &[u8], wait: Wait, tim
     }
 }
 
-fn show(payload: &[u8], args: &ReplayArgs) -> String {
+fn show(payload: &[u8], args: &Replay) -> String {
     let head = &payload[..payload.len().min(args.show)];
     let r = render(args.decode, head, head.len() == payload.len());
     format!("{} bytes, {} `{}`", payload.len(), r.kind, r.text)
 }
 
-fn compare(expected: &[u8], got: &Answers, frame: FrameConfig, args: &ReplayArgs) -> Vec<Finding> {
+fn compare(expected: &[u8], got: &Answers, frame: FrameConfig, args: &Replay) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Some(e) = &got.error {
         out.push(Finding {
@@ -560,7 +578,7 @@ fn compare_bytes(expected: &[u8], got: &[u8]) -> Vec<Finding> {
     }
     let around = |b: &[u8]| {
         let end = (same + 16).min(b.len());
-        trama_protocol::observe::hex_pairs(&b[same.min(end)..end])
+        crate::hex_pairs(&b[same.min(end)..end])
     };
     vec![Finding {
         differs: true,

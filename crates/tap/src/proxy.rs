@@ -1,5 +1,5 @@
 //! A TCP proxy that watches frames go by and disturbs them on purpose: the
-//! I/O half of `trama-tap`.
+//! I/O half of the tap.
 //!
 //! Every connection accepted on the listen address is joined to a new
 //! connection to the upstream address, and each direction is pumped by a
@@ -23,12 +23,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use trama_protocol::fault::{FaultPlan, FaultSchedule, Step};
-use trama_protocol::{Direction, FrameConfig, Note, Observer};
+use trama_protocol::FrameConfig;
+use trama_transport::{accept_error, AcceptError, Error, Gate, Result};
 
-use crate::gate::Gate;
-use crate::net::{accept_error, AcceptError};
-use crate::{Error, Result};
+use crate::fault::{FaultPlan, FaultSchedule, Step};
+use crate::{Direction, Note, Observer};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -304,7 +303,7 @@ impl ProxyHandle {
 /// A bound proxy; [`run`](Proxy::run) serves until shutdown.
 ///
 /// ```no_run
-/// use trama_transport::{Proxy, ProxyConfig, ProxyEvent};
+/// use trama_tap::{Proxy, ProxyConfig, ProxyEvent};
 ///
 /// let proxy = Proxy::bind(ProxyConfig::new("127.0.0.1:0", "127.0.0.1:8080"))?;
 /// eprintln!("listening on {}", proxy.local_addr());
@@ -331,7 +330,7 @@ impl Proxy {
             FaultSchedule::new(config.faults.faults(dir), config.frame, 0)
                 .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
         }
-        let mut listener = crate::net::listen(&config.listen, 1024)?;
+        let mut listener = trama_transport::listen(&config.listen, 1024)?;
         let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
@@ -446,7 +445,7 @@ fn connection(
             reason,
         })
     };
-    let server = match crate::net::connect(&config.upstream, config.connect_timeout) {
+    let server = match trama_transport::connect(&config.upstream, config.connect_timeout) {
         Ok(s) => s,
         Err(e) => return refuse(e.to_string()),
     };

@@ -49,8 +49,9 @@
 //! the server's third frame announce 4 GiB - 1 bytes.
 //!
 //! ```
-//! use trama_protocol::fault::{FaultPlan, FaultSchedule, Step};
-//! use trama_protocol::{Direction, FrameConfig};
+//! use trama_protocol::FrameConfig;
+//! use trama_tap::fault::{FaultPlan, FaultSchedule, Step};
+//! use trama_tap::Direction;
 //!
 //! let mut plan = FaultPlan::default();
 //! plan.add("c2s:drop=1")?;
@@ -60,7 +61,7 @@
 //! schedule.push(b"\x00\x00\x00\x01a\x00\x00\x00\x01b", &mut steps);
 //! // Frame 1 is dropped; frame 2 (bytes 5..10) is forwarded.
 //! assert_eq!(steps[1], Step::Write(5..10));
-//! # Ok::<(), trama_protocol::fault::FaultError>(())
+//! # Ok::<(), trama_tap::fault::FaultError>(())
 //! ```
 
 use std::collections::BTreeMap;
@@ -68,8 +69,9 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::observe::{hex_pairs, Direction};
-use crate::FrameConfig;
+use trama_protocol::FrameConfig;
+
+use crate::{hex_pairs, Direction};
 
 /// Why a fault description or a schedule was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

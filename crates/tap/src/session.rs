@@ -1,0 +1,95 @@
+//! A tap session: the proxy wired to what prints and records its events.
+//!
+//! The app parses flags into a [`ProxyConfig`] and a [`Session`]; everything
+//! from there on (checking the fault plan against the framing, opening the
+//! recording, binding, serving, flushing the recording at the end) is here,
+//! so it is the same for the binary and for a test that runs a tap in process.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::fault::FaultSchedule;
+use crate::record::Recorder;
+use crate::show::{Format, Printer};
+use crate::{DecodeAs, Direction, Proxy, ProxyConfig, ProxyEvent, ProxyHandle, TapResult};
+
+/// What a session shows and keeps, beside the proxy's own settings.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// How events are printed on stdout ([`Format::Off`] also stops the
+    /// proxy following frames at all, which costs nothing then).
+    pub format: Format,
+    /// How payloads are shown.
+    pub decode: DecodeAs,
+    /// Write every chunk, both ways, to this file (for [`replay`](crate::replay)).
+    pub record: Option<PathBuf>,
+}
+
+/// A bound tap: [`run`](Tap::run) serves until its handle shuts it down.
+pub struct Tap {
+    proxy: Proxy,
+    printer: Printer,
+    recorder: Option<Recorder>,
+}
+
+impl Tap {
+    /// Refuse a fault plan the framing cannot carry out (a frame fault on an
+    /// unframed stream) before listening, create the recording, and bind.
+    /// `config.observe` and `config.data` follow from `session`.
+    pub fn bind(mut config: ProxyConfig, session: Session) -> TapResult<Tap> {
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            FaultSchedule::new(config.faults.faults(dir), config.frame, 0)?;
+        }
+        let recorder = match &session.record {
+            Some(path) => Some(Recorder::create(path, config.frame, &config.upstream)?),
+            None => None,
+        };
+        config.observe = session.format != Format::Off;
+        config.data = recorder.is_some();
+        let proxy = Proxy::bind(config)?;
+        Ok(Tap {
+            proxy,
+            printer: Printer::new(session.format, session.decode),
+            recorder,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    /// A handle to stop it from another thread (a Ctrl-C handler).
+    pub fn handle(&self) -> ProxyHandle {
+        self.proxy.handle()
+    }
+
+    /// Serve until shut down, printing and recording every event with its
+    /// time since now; the recording is flushed before this returns.
+    pub fn run(self) -> TapResult {
+        let Tap {
+            proxy,
+            printer,
+            recorder,
+        } = self;
+        let recorder = recorder.map(Mutex::new).map(Arc::new);
+        let rec = recorder.clone();
+        let start = Instant::now();
+        proxy.run(move |event: &ProxyEvent<'_>| {
+            let t = start.elapsed().as_secs_f64();
+            if let Some(rec) = &rec {
+                if let Ok(mut r) = rec.lock() {
+                    r.event(t, event);
+                }
+            }
+            printer.event(t, event);
+        })?;
+        if let Some(rec) = recorder {
+            if let Ok(mut r) = rec.lock() {
+                r.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
