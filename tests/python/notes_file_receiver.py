@@ -1,6 +1,6 @@
 """File receiver in the style of the course notes ("Envío de muchos datos").
 
-Wire format (the notes' file format, spoken by `trama-files send --compat`):
+Wire format (the notes' file format, spoken by `trama-files send --raw`):
 - the sender connects and sends the file's size as 4 bytes, big-endian
   unsigned;
 - then exactly that many bytes of the file;

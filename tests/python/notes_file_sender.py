@@ -1,6 +1,6 @@
 """File sender in the style of the course notes ("Envío de muchos datos").
 
-Wire format (the notes' file format, spoken by `trama-files receive --compat`):
+Wire format (the notes' file format, spoken by `trama-files receive --raw`):
 - the sender connects and sends the file's size as 4 bytes, big-endian
   unsigned (so at most 4 GiB - 1 bytes);
 - then the file's bytes, with a send loop (sendall);

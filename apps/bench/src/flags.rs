@@ -78,8 +78,8 @@ pub(crate) enum Command {
 
 #[derive(Args, Clone)]
 pub(crate) struct Target {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:12345")]
+    /// Server address (by default the echo server's, `trama-echo serve --framed`).
+    #[arg(short, long, default_value = trama_cli::ports::ECHO)]
     pub(crate) addr: String,
     /// Length header: be32, le32, be16, le16, u8, be64, le64, varint.
     #[arg(long, default_value = "be32")]
@@ -90,9 +90,34 @@ pub(crate) struct Target {
     /// Longest wait for a connection, a reply, or the last replies after a run.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
+    /// The shared-key handshake with the server (pingpong and bulk).
+    #[command(flatten)]
+    pub(crate) auth: trama_cli::AuthArgs,
+    /// TLS to the server (pingpong).
+    #[command(flatten)]
+    pub(crate) tls: trama_cli::TlsClientArgs,
 }
 
 impl Target {
+    /// TLS and the shared key, as the flags ask.
+    pub(crate) fn link(&self) -> Result<crate::single::Link, String> {
+        Ok(crate::single::Link {
+            tls: self.tls.config()?,
+            auth: self.auth.config()?,
+        })
+    }
+
+    /// Refuse TLS and the key where the run drives plain sockets (the
+    /// event-loop fleet of load and hold, and load --blocking).
+    pub(crate) fn plain_only(&self, mode: &str) -> Result<(), String> {
+        if self.link()?.is_secured() {
+            return Err(format!(
+                "{mode} drives its connections as plain TCP; --tls-ca works with pingpong, --key-file with pingpong and bulk"
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn wire(&self) -> Result<Wire, WireError> {
         let max = usize::try_from(self.max_frame).unwrap_or(usize::MAX);
         Wire::parse(&self.framing, max)

@@ -1,17 +1,15 @@
 //! `trama-bench`'s entry: parse the flags, run, and say how it went in the
-//! exit status (the load generator itself is the `trama_bench` library).
+//! exit status of every trama app (the load generator itself is the
+//! `trama_bench` library).
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use trama_bench::flags::Cli;
 
 fn main() -> ExitCode {
-    match trama_bench::run(Cli::parse()) {
+    let cli: Cli = trama_cli::generate::parse("trama-bench");
+    match trama_bench::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trama-bench: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => trama_cli::exit::fail("trama-bench", e),
     }
 }

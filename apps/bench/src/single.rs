@@ -1,6 +1,7 @@
 //! The one-connection modes: `pingpong` (sequential round trips, the
-//! latency floor) and `bulk` (one-way throughput), on a plain blocking
-//! socket, since one connection needs no readiness loop.
+//! latency floor) and `bulk` (one-way throughput), on a blocking socket
+//! (plain, or TLS and the shared key), since one connection needs no
+//! readiness loop.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -8,6 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use trama_protocol::auth::Role;
+use trama_transport::{AuthConfig, Stream, TlsConnector};
 
 use crate::report::{round, Report, Ticker};
 use crate::stats::Histogram;
@@ -88,8 +92,25 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, SingleError> {
         .ok_or_else(|| resolve_err("no address".to_string()))
 }
 
-/// A blocking connection with Nagle off (each request goes out at once).
-fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, SingleError> {
+/// What secures a connection to the server: TLS, then the shared key.
+#[derive(Debug, Clone, Default)]
+pub struct Link {
+    /// TLS, trusting these authorities (`--tls-ca`).
+    pub tls: Option<TlsConnector>,
+    /// The shared-key handshake (`--key-file`), after TLS.
+    pub auth: Option<AuthConfig>,
+}
+
+impl Link {
+    /// True when the connection is more than plain TCP.
+    pub fn is_secured(&self) -> bool {
+        self.tls.is_some() || self.auth.is_some()
+    }
+}
+
+/// A blocking connection with Nagle off (each request goes out at once),
+/// through TLS and the key handshake when `link` asks for them.
+fn connect(addr: &str, timeout: Duration, link: &Link) -> Result<Stream, SingleError> {
     let a = resolve(addr)?;
     let connect_err = |reason: String| SingleError::Connect {
         addr: addr.to_string(),
@@ -103,6 +124,15 @@ fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, SingleError> {
         ));
     }
     s.set_nodelay(true).map_err(io_err("set TCP_NODELAY"))?;
+    let s = match &link.tls {
+        Some(connector) => Stream::connect_tls(s, connector, Some(addr), timeout)
+            .map_err(|e| connect_err(format!("TLS: {e}")))?,
+        None => Stream::plain(s),
+    };
+    if let Some(auth) = &link.auth {
+        s.authenticate(Role::Dialer, auth)
+            .map_err(|e| connect_err(format!("the key handshake: {e}")))?;
+    }
     Ok(s)
 }
 
@@ -121,12 +151,14 @@ pub struct PingPong {
     pub warmup: u64,
     /// Longest wait for the connection and for each reply.
     pub timeout: Duration,
+    /// TLS and the shared key.
+    pub link: Link,
 }
 
 /// Sequential round trips on one connection: write a request, read until
 /// one reply frame has ended, again.
 pub fn pingpong(p: &PingPong, ticker: &mut Ticker) -> Result<Report, SingleError> {
-    let mut s = connect(&p.addr, p.timeout)?;
+    let mut s = connect(&p.addr, p.timeout, &p.link)?;
     s.set_read_timeout(Some(p.timeout))
         .map_err(io_err("set the read timeout"))?;
     let request = p.wire.request(p.size)?;
@@ -135,7 +167,7 @@ pub fn pingpong(p: &PingPong, ticker: &mut Ticker) -> Result<Report, SingleError
     let mut unexpected = 0u64;
     let total = p.warmup + p.count;
     let mut done = 0u64;
-    let mut round_trip = |s: &mut TcpStream, done: u64| -> Result<(), SingleError> {
+    let mut round_trip = |s: &mut Stream, done: u64| -> Result<(), SingleError> {
         s.write_all(&request).map_err(io_err("write"))?;
         let mut frames = 0;
         while frames == 0 {
@@ -222,6 +254,8 @@ pub struct Bulk {
     pub frame: usize,
     /// Longest wait for the connection, and for the server to close after the last frame.
     pub timeout: Duration,
+    /// TLS and the shared key.
+    pub link: Link,
 }
 
 /// What the reader thread of `bulk` saw.
@@ -238,10 +272,11 @@ struct Readback {
 /// server returns every frame) is read and counted on a second thread, so
 /// an echo server is never blocked by a full socket.
 pub fn bulk(b: &Bulk, ticker: &mut Ticker) -> Result<Report, SingleError> {
-    let mut s = connect(&b.addr, b.timeout)?;
+    // Written here and read on the reader thread, both through `&Stream`.
+    let s = Arc::new(connect(&b.addr, b.timeout, &b.link)?);
     let frame = b.wire.request(b.frame)?;
     let frames = (b.bytes / b.frame.max(1) as u64).max(1);
-    let reader = s.try_clone().map_err(io_err("clone the socket"))?;
+    let reader = Arc::clone(&s);
     reader
         .set_read_timeout(Some(READ_POLL))
         .map_err(io_err("set the read timeout"))?;
@@ -256,7 +291,7 @@ pub fn bulk(b: &Bulk, ticker: &mut Ticker) -> Result<Report, SingleError> {
     let mut sent = 0u64;
     let mut write_error = None;
     for _ in 0..frames {
-        if let Err(e) = s.write_all(&frame) {
+        if let Err(e) = (&*s).write_all(&frame) {
             write_error = Some(e);
             break;
         }
@@ -309,13 +344,13 @@ pub fn bulk(b: &Bulk, ticker: &mut Ticker) -> Result<Report, SingleError> {
 
 /// Read and count what comes back until the server closes, or until
 /// `timeout` after the writer is done.
-fn read_back(mut s: TcpStream, wire: Wire, timeout: Duration, done: &AtomicBool) -> Readback {
+fn read_back(s: Arc<Stream>, wire: Wire, timeout: Duration, done: &AtomicBool) -> Readback {
     let mut counter = FrameCounter::new(wire);
     let mut buf = vec![0u8; READ_BUF];
     let mut frames = 0;
     let mut done_at: Option<Instant> = None;
     loop {
-        match s.read(&mut buf) {
+        match (&*s).read(&mut buf) {
             Ok(0) => {
                 return Readback {
                     frames,

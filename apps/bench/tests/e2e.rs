@@ -605,3 +605,59 @@ fn bulk_echo_far_past_the_outbound_limit_is_slowed_not_dropped() {
     assert_eq!(u(&v, "answered"), 1024, "{v}");
     assert_eq!(v["server_closed"], true);
 }
+
+#[test]
+fn pingpong_and_bulk_speak_tls_and_the_shared_key() {
+    let dir = std::env::temp_dir().join(format!("trama-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = ok(ok(trama_test_support::pki::Pki::new()).write_to(&dir));
+    let key_file = dir.join("authkey");
+    std::fs::write(&key_file, "secreto\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (cert, key, ca, authkey) = (
+        pki.cert.to_str().unwrap(),
+        pki.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+        key_file.to_str().unwrap(),
+    );
+    let server = echo(&["--tls-cert", cert, "--tls-key", key, "--key-file", authkey]);
+    let addr = server.addr().to_string();
+    let secured = ["--tls-ca", ca, "--key-file", authkey];
+    // Plain, the server refuses the connection.
+    let (success, _, err) = run(&["pingpong", "-a", &addr, "--count", "10", "--timeout", "2s"]);
+    assert!(!success, "a plain pingpong passed a TLS server: {err}");
+    let mut args = vec!["pingpong", "-a", &addr, "--count", "300"];
+    args.extend_from_slice(&secured);
+    let v = bench_json(&args);
+    assert_eq!(u(&v, "answered"), 300, "{v}");
+    // bulk speaks the key; over TLS it says it cannot yet.
+    let (success, _, err) = run(&[
+        "bulk", "-a", &addr, "--bytes", "1MiB", "--frame", "64KiB", "-k", authkey, "--tls-ca", ca,
+    ]);
+    assert!(!success && err.contains("bulk does not speak TLS"), "{err}");
+    let keyed = echo(&["--key-file", authkey]);
+    let keyed_addr = keyed.addr().to_string();
+    let v = bench_json(&[
+        "bulk",
+        "-a",
+        &keyed_addr,
+        "--bytes",
+        "1MiB",
+        "--frame",
+        "64KiB",
+        "-k",
+        authkey,
+    ]);
+    assert_eq!(u(&v, "answered"), 16, "{v}");
+    // The event-loop modes say they speak plain TCP only.
+    let mut args = vec!["load", "-a", &addr, "--duration", "1s"];
+    args.extend_from_slice(&secured);
+    let (success, _, err) = run(&args);
+    assert!(!success && err.contains("plain TCP"), "{err}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -40,7 +40,7 @@ enum Command {
 #[derive(Args)]
 struct Serve {
     /// Address to listen on (port 0 picks a free one; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(short, long, default_value = trama_cli::ports::CHAT)]
     addr: String,
     /// Announce joins and leaves only while the room has at most this many people.
     #[arg(long, default_value_t = trama_backend::chat::DEFAULT_NOTICE_LIMIT)]
@@ -58,14 +58,14 @@ struct Serve {
 #[derive(Args)]
 struct Join {
     /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(short, long, default_value = trama_cli::ports::CHAT)]
     addr: String,
     /// Send `/nick NAME` first. Without it nothing is sent on our own, so the
     /// client also works against servers that do not know the chat commands.
-    #[arg(long)]
+    #[arg(short, long)]
     name: Option<String>,
     /// After the input ends, keep printing replies until none came for this long.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
     wait: Duration,
     /// How long to wait for the connection.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -81,7 +81,7 @@ struct Join {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = trama_cli::generate::parse("trama-chat");
     let result = match cli.command {
         Command::Serve(args) => {
             trama_cli::init_logging("info");
@@ -94,10 +94,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("trama-chat: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => trama_cli::exit::fail("trama-chat", e),
     }
 }
 
@@ -183,23 +180,20 @@ fn join(args: Join) -> AppResult {
         .unwrap_or_else(|_| End::Lost("the printer thread failed".into()));
     match end {
         End::Done => Ok(ExitCode::SUCCESS),
-        End::Lost(why) => {
-            eprintln!("trama-chat: {why}");
-            Ok(ExitCode::from(2))
-        }
+        End::Lost(why) => Ok(trama_cli::exit::fail("trama-chat", why)),
     }
 }
 
-/// End the process from the printer thread: 0 after `* bye`, 2 (with the
+/// End the process from the printer thread: 0 after `* bye`, 1 (with the
 /// reason on stderr) when the connection was lost.
 fn finish(end: End) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     match end {
-        End::Done => std::process::exit(0),
+        End::Done => std::process::exit(i32::from(trama_cli::exit::OK)),
         End::Lost(why) => {
             eprintln!("trama-chat: {why}");
-            std::process::exit(2)
+            std::process::exit(i32::from(trama_cli::exit::FAILURE))
         }
     }
 }
@@ -216,7 +210,7 @@ fn print_messages(client: &Client, mut quiet: QuietExit) -> End {
         match client.recv_timeout(tick) {
             Ok(message) => {
                 quiet.activity();
-                println!("{}", String::from_utf8_lossy(&message));
+                trama_cli::say!("{}", String::from_utf8_lossy(&message));
                 if message == b"* bye" {
                     return End::Done;
                 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use trama_cli::{parse_duration, parse_size, FrameArgs};
+use trama_cli::{parse_duration, parse_size, AuthArgs, FrameArgs, TlsClientArgs};
 use trama_protocol::{FrameConfig, Framing};
 
 use crate::plan::{Check, Dialect, Expect};
@@ -47,7 +47,7 @@ pub(crate) struct Single {
     #[arg(value_name = "ADDR")]
     pub(crate) target: Option<String>,
     /// The same as ADDR, as a flag.
-    #[arg(long, value_name = "ADDR", conflicts_with = "target")]
+    #[arg(short, long, value_name = "ADDR", conflicts_with = "target")]
     pub(crate) addr: Option<String>,
     /// Start the server with this shell command (`sh -c`), check it, then stop it
     /// and everything it started. Enables the process checks (idle-cpu, ...).
@@ -73,7 +73,7 @@ pub(crate) struct BatchArgs {
     pub(crate) spawn: String,
     /// Where every submission listens (e.g. 127.0.0.1:8080); without it, each
     /// must print `listening on ADDR`.
-    #[arg(long)]
+    #[arg(short, long)]
     pub(crate) addr: Option<String>,
     /// Most time one submission's battery may take.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -106,8 +106,12 @@ enum ExpectArg {
 
 #[derive(Args)]
 pub(crate) struct BatteryArgs {
-    /// How the server frames messages.
-    #[arg(long, value_enum, default_value = "framed")]
+    /// The notes' unframed dialect: no header, a message is what one recv()
+    /// returns (without it: a length header before every message).
+    #[arg(short, long, conflicts_with = "dialect")]
+    raw: bool,
+    /// The older spelling of --raw: `--dialect raw` or `--dialect framed`.
+    #[arg(long, value_enum, default_value = "framed", hide = true)]
     dialect: DialectArg,
     /// What the server sends back for each message.
     #[arg(long, value_enum, default_value = "echo")]
@@ -141,13 +145,19 @@ pub(crate) struct BatteryArgs {
     pub(crate) memory_limit: u64,
     #[command(flatten)]
     pub(crate) frame: FrameArgs,
+    /// The shared-key handshake on every probe's connection (`--key-file`).
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+    /// TLS on every probe's connection (`--tls-ca`, `--tls-server-name`).
+    #[command(flatten)]
+    pub(crate) tls: TlsClientArgs,
 }
 
 impl BatteryArgs {
     pub(crate) fn options(&self) -> Result<Options, String> {
-        let dialect = match self.dialect {
-            DialectArg::Framed => Dialect::Framed,
-            DialectArg::Raw => Dialect::Raw,
+        let dialect = match (self.raw, self.dialect) {
+            (true, _) | (false, DialectArg::Raw) => Dialect::Raw,
+            (false, DialectArg::Framed) => Dialect::Framed,
         };
         let frame = match dialect {
             Dialect::Framed => self.frame.frame_config(true),
@@ -177,6 +187,8 @@ impl BatteryArgs {
             idle_window: self.idle_window.max(Duration::from_millis(100)),
             idle_cpu_limit: self.idle_cpu_limit,
             memory_limit: self.memory_limit,
+            tls: self.tls.config()?,
+            auth: self.auth.config()?,
         })
     }
 

@@ -68,7 +68,7 @@ fn list() -> String {
 
 fn run_single(args: Single) -> Result<Outcome, String> {
     if args.list {
-        print!("{}", list());
+        trama_cli::out::bytes(list().as_bytes());
         return Ok(Outcome::Passed);
     }
     let opts = args.battery.options()?;
@@ -98,9 +98,9 @@ fn run_single(args: Single) -> Result<Outcome, String> {
         }
     };
     if args.json {
-        println!("{}", report.json());
+        trama_cli::say!("{}", report.json());
     } else {
-        print!("{}", report.text());
+        trama_cli::out::bytes(report.text().as_bytes());
     }
     Ok(if report.count(plan::Status::Fail) == 0 {
         Outcome::Passed
@@ -122,7 +122,7 @@ fn run_batch(args: BatchArgs) -> Result<Outcome, String> {
         json: args.json,
     };
     let rows = batch::run(&b, &opts, &checks, &mut std::io::stdout()).map_err(|e| e.to_string())?;
-    println!(
+    trama_cli::say!(
         "{} submissions; wrote {} and {}",
         rows.len(),
         b.csv.display(),

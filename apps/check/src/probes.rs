@@ -14,11 +14,14 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use trama_protocol::auth::Role;
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
 use trama_tap::fault::{Fault, FaultSchedule, Step as FaultStep};
+use trama_transport::{AuthConfig, Stream, TlsConnector};
 
 use crate::plan::{Check, Dialect, Expect, Measures};
 use crate::sample::{GroupSample, Owner, Sampler};
@@ -68,6 +71,10 @@ pub struct Options {
     pub idle_cpu_limit: f64,
     /// Most growth of peak memory allowed after a hostile header, in bytes.
     pub memory_limit: u64,
+    /// TLS to the server (`--tls-ca`), trusting these authorities.
+    pub tls: Option<TlsConnector>,
+    /// The shared-key handshake with the server (`--key-file`), after TLS.
+    pub auth: Option<AuthConfig>,
 }
 
 /// Why a probe stopped, as shown in its reason.
@@ -382,10 +389,7 @@ impl<'a> Probe<'a> {
         let c = self.open("the client")?;
         let t0 = Instant::now();
         let deadline = t0 + self.opts.timeout;
-        let writer = c
-            .stream
-            .try_clone()
-            .map_err(|e| Fail(format!("cannot clone the socket: {e}")))?;
+        let writer = Arc::clone(&c.stream);
         let mut c = c;
         let want = match self.opts.expect {
             Expect::Echo => Want::Exact(msg.clone()),
@@ -394,10 +398,7 @@ impl<'a> Probe<'a> {
         // Write on another thread: a raw echo server answers while the
         // message is still arriving, and nobody would read that answer.
         let read = thread::scope(|s| {
-            let w = s.spawn(move || {
-                let mut writer = writer;
-                writer.write_all(&wire)
-            });
+            let w = s.spawn(move || (&*writer).write_all(&wire));
             let read = c.expect(&want, deadline, "the answer to the 1 MiB message");
             if read.is_err() {
                 // Unblock the writer at once.
@@ -475,6 +476,8 @@ impl<'a> Probe<'a> {
         self.clients_used += 1;
         let sleeper = connect_tiny(self.addr, self.opts.timeout)
             .map_err(|e| Fail(format!("the client that never reads cannot connect: {e}")))?;
+        let sleeper = secure(sleeper, self.opts)
+            .map_err(|e| Fail(format!("the client that never reads: {e}")))?;
         let chunk = self.wire(&[&pattern(64 * 1024)])?;
         let (sent, ended) = flood(&sleeper, &chunk);
         let served = self.fresh_client_answered("another client");
@@ -711,9 +714,26 @@ fn connect_tiny(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// TLS and the shared-key handshake over a connected socket, as `opts` ask
+/// (the server's certificate is checked against its IP address unless
+/// `--tls-server-name` names it); a plain stream otherwise.
+fn secure(tcp: TcpStream, opts: &Options) -> Result<Stream, String> {
+    let stream = match &opts.tls {
+        Some(connector) => Stream::connect_tls(tcp, connector, None, opts.timeout)
+            .map_err(|e| format!("TLS: {e}"))?,
+        None => Stream::plain(tcp),
+    };
+    if let Some(auth) = &opts.auth {
+        stream
+            .authenticate(Role::Dialer, auth)
+            .map_err(|e| format!("the key handshake: {e}"))?;
+    }
+    Ok(stream)
+}
+
 /// Write `chunk` again and again until a write stalls, the server drops the
 /// connection, or [`FLOOD_CAP`] bytes went out. Returns the bytes sent and how it ended.
-fn flood(mut s: &TcpStream, chunk: &[u8]) -> (u64, String) {
+fn flood(mut s: &Stream, chunk: &[u8]) -> (u64, String) {
     let mut sent: u64 = 0;
     let mut at = 0;
     loop {
@@ -743,7 +763,7 @@ fn flood(mut s: &TcpStream, chunk: &[u8]) -> (u64, String) {
 /// A `Read` over a socket that gives up at a deadline: every read gets the
 /// time that is left (at least a millisecond, so data already there is read).
 struct DeadlineRead<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Stream,
     deadline: Instant,
 }
 
@@ -761,7 +781,9 @@ impl Read for DeadlineRead<'_> {
 
 /// One client connection.
 struct Conn {
-    stream: TcpStream,
+    /// Shared with the writer thread of `large-message` (reads and writes go
+    /// through `&Stream`, plain or TLS).
+    stream: Arc<Stream>,
     frame: FrameConfig,
     timeout: Duration,
     who: String,
@@ -769,14 +791,15 @@ struct Conn {
 
 impl Conn {
     fn open(addr: SocketAddr, opts: &Options, who: &str) -> Step<Conn> {
-        let stream = TcpStream::connect_timeout(&addr, opts.timeout)
+        let tcp = TcpStream::connect_timeout(&addr, opts.timeout)
             .map_err(|e| Fail(format!("{who} cannot connect to {addr}: {e}")))?;
-        let setup = stream
+        let setup = tcp
             .set_nodelay(true)
-            .and_then(|()| stream.set_write_timeout(Some(opts.timeout)));
+            .and_then(|()| tcp.set_write_timeout(Some(opts.timeout)));
         setup.map_err(|e| Fail(format!("{who}: cannot set up the socket: {e}")))?;
+        let stream = secure(tcp, opts).map_err(|e| Fail(format!("{who} at {addr}: {e}")))?;
         Ok(Conn {
-            stream,
+            stream: Arc::new(stream),
             frame: opts.frame,
             timeout: opts.timeout,
             who: who.to_string(),
@@ -785,7 +808,7 @@ impl Conn {
 
     /// Send one message in the run's format.
     fn send(&mut self, payload: &[u8]) -> Step<()> {
-        let mut w = FrameWriter::new(&self.stream, self.frame);
+        let mut w = FrameWriter::new(&*self.stream, self.frame);
         w.write_frame(payload).map_err(|e| {
             Fail(format!(
                 "{}: sending a {}-byte message failed: {e}",
@@ -797,7 +820,7 @@ impl Conn {
 
     /// Write bytes exactly as given.
     fn write_raw(&mut self, bytes: &[u8]) -> Step<()> {
-        (&self.stream).write_all(bytes).map_err(|e| {
+        (&*self.stream).write_all(bytes).map_err(|e| {
             Fail(format!(
                 "{}: writing {} bytes failed: {e}",
                 self.who,
@@ -908,7 +931,7 @@ impl Conn {
     fn fate(&mut self) -> String {
         let mut buf = [0u8; 256];
         let _ = self.stream.set_read_timeout(Some(HOSTILE_PAUSE));
-        match (&self.stream).read(&mut buf) {
+        match (&*self.stream).read(&mut buf) {
             Ok(0) => "closed by the server".into(),
             Ok(n) => format!("answered with {n} bytes"),
             Err(e)
@@ -931,12 +954,17 @@ impl Drop for Conn {
     /// SO_REUSEADDR) could not bind it for a minute. A connection the server
     /// still holds open is closed normally, so it sees the end it must handle.
     fn drop(&mut self) {
-        if self.stream.set_nonblocking(true).is_err() {
+        // Under TLS a byte read from the socket itself would be a record's:
+        // the connection is closed normally there.
+        let Some(tcp) = self.stream.as_tcp() else {
+            return;
+        };
+        if tcp.set_nonblocking(true).is_err() {
             return;
         }
         let mut byte = [0u8; 1];
-        if let Ok(0) = (&self.stream).read(&mut byte) {
-            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        if let Ok(0) = (&*tcp).read(&mut byte) {
+            let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
         }
     }
 }

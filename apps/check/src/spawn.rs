@@ -56,7 +56,7 @@ pub fn stop_servers_on_interrupt() {
         for k in running().iter() {
             k.kill();
         }
-        std::process::exit(130);
+        std::process::exit(i32::from(trama_cli::exit::INTERRUPTED));
     });
     if let Err(e) = installed {
         eprintln!("trama-check: cannot install the Ctrl-C handler (servers may outlive an interrupt): {e}");

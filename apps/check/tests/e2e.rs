@@ -131,7 +131,8 @@ fn expect_spawned_with(command: &str, flags: &[&str], failed: &[&str], skipped: 
         13 - failed.len() - skipped.len(),
         "{shown}"
     );
-    assert_eq!(code, if failed.is_empty() { 0 } else { 1 }, "{shown}");
+    // 3: a verdict (the table of every app); 1 would mean the run failed.
+    assert_eq!(code, if failed.is_empty() { 0 } else { 3 }, "{shown}");
     report
 }
 
@@ -288,7 +289,7 @@ fn the_notes_echo_server_ends_with_its_first_client() {
     let script = ok(python_script("notes_echo_server.py"));
     let command = format!("{} -u {} 0", quote(Path::new(&python)), quote(&script));
     let (code, report) = check_json(&["--spawn", &command, "--dialect", "raw"]);
-    assert_eq!(code, 1, "{report}");
+    assert_eq!(code, 3, "{report}");
     assert_eq!(with(&report, "fail"), set(&["one-message"]), "{report}");
     assert!(
         reason(&report, "one-message").contains("the server exited"),
@@ -338,7 +339,8 @@ fn a_server_that_never_listens_is_an_error() {
         "5s",
     ]);
     let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
-    assert_eq!(status.code(), Some(2), "{stdout}{stderr}");
+    // A run that could not happen is a failure (1), as in every app; 2 is bad usage.
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("SyntaxError"), "{stderr}");
 }
 
@@ -507,4 +509,52 @@ fn reply_mode_compares_with_the_answer_to_the_whole_message() {
     let (code, report) = check_json(&["--spawn", &command, "--check", "one-message"]);
     assert_eq!(code, 1, "{report}");
     assert!(reason(&report, "one-message").contains("bytes"), "{report}");
+}
+
+#[test]
+fn tls_and_the_shared_key_reach_a_server_that_wants_them() {
+    let _turn = turn();
+    let dir = std::env::temp_dir().join(format!("trama-check-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = ok(ok(trama_test_support::pki::Pki::new()).write_to(&dir));
+    let key_file = dir.join("authkey");
+    std::fs::write(&key_file, "secreto\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut cmd = Command::new(trama_echo());
+    cmd.args(["serve", "--framed", "--addr", "127.0.0.1:0", "--tls-cert"])
+        .arg(&pki.cert)
+        .arg("--tls-key")
+        .arg(&pki.key)
+        .arg("--key-file")
+        .arg(&key_file);
+    let server = ok(ServerProcess::from_command(cmd));
+    let addr = server.addr().to_string();
+    let checks = [
+        "--check",
+        "one-message",
+        "--check",
+        "byte-at-a-time",
+        "--check",
+        "large-message",
+    ];
+    // Plain, the server refuses every probe: the checks fail (a verdict).
+    let mut plain = vec![addr.as_str()];
+    plain.extend_from_slice(&checks);
+    let (code, report) = check_json(&plain);
+    assert_eq!(code, 3, "{report}");
+    // With TLS and the key, as every other app spells them, they pass.
+    let (ca, key) = (
+        pki.ca.to_str().unwrap().to_string(),
+        key_file.to_str().unwrap().to_string(),
+    );
+    let mut secured = vec![addr.as_str(), "--tls-ca", &ca, "-k", &key];
+    secured.extend_from_slice(&checks);
+    let (code, report) = check_json(&secured);
+    assert_eq!(code, 0, "{report}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,11 +1,17 @@
 //! # trama-cli
 //!
 //! The pieces every trama app shares, so each binary stays a page of flag
-//! parsing and wiring: the server flags ([`ServerArgs`]), human durations
-//! (`10s`, `500ms`, `off`), logging setup, and running a server until
-//! Ctrl-C or SIGTERM; and what Linux's `/proc` says about a process
-//! ([`procfs`]).
+//! parsing and wiring: the server flags ([`ServerArgs`]), durations and
+//! sizes in the one grammar of [`trama_units`] (`10s`, `500ms`, `64KiB`) plus `off`, logging setup, and running a server until
+//! Ctrl-C or SIGTERM; the manners every app shares: one table of exit
+//! statuses ([`exit`]), a stdout whose closing ends a program quietly
+//! ([`out`], [`say!`]), completions and man pages ([`generate`]); and what
+//! Linux's `/proc` says about a process ([`procfs`]).
 
+pub mod exit;
+pub mod generate;
+pub mod out;
+pub mod ports;
 pub mod procfs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,31 +23,11 @@ use trama_protocol::auth::{AuthKey, AuthPolicy};
 use trama_protocol::{ByteOrder, FrameConfig, HeaderWidth, Service};
 use trama_transport::{AuthConfig, Server, ServerConfig, ServerHandle, TlsAcceptor, TlsConnector};
 
-/// Parse `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+/// Read a duration flag in trama's grammar (`250ms`, `10s`, `2m`, `1h`;
+/// see [`trama_units`]): a bare number is refused, since a reader cannot
+/// tell its unit.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 10s, 2m)"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    if !(0.0..=1e9).contains(&secs) {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    trama_units::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Like [`parse_duration`], where `off` (or `0`) means no limit.
@@ -65,24 +51,10 @@ impl std::str::FromStr for Limit {
     }
 }
 
-/// Parse `4096`, `64KiB`, `16MiB`, `1GiB` (also `k`, `M`, `G` as powers of 1024).
+/// Read a size flag in trama's grammar (`4096`, `64KiB`, `16MiB`; `K` and
+/// `KB` mean KiB; see [`trama_units`]).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (try 4096, 64KiB, 16MiB)"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "K" | "KiB" | "KB" => 1 << 10,
-        "M" | "MiB" | "MB" => 1 << 20,
-        "G" | "GiB" | "GB" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?} in {s:?}")),
-    };
-    value
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    trama_units::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_width(s: &str) -> Result<usize, String> {
@@ -210,7 +182,7 @@ pub struct AuthArgs {
     /// Require the shared-key handshake of Python's multiprocessing.connection
     /// (authkey): the key is this file's bytes, less one trailing newline.
     /// The file must not be readable by every user. Also from $TRAMA_KEY_FILE.
-    #[arg(long, value_name = "PATH")]
+    #[arg(short = 'k', long, value_name = "PATH")]
     pub key_file: Option<std::path::PathBuf>,
     /// Accept the legacy HMAC-MD5 handshake of Python 3.11 and older (off:
     /// only HMAC-SHA256, as Python 3.12+ speaks).
@@ -447,13 +419,16 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert!(parse_duration("10")
+            .unwrap_err()
+            .contains("needs a unit (10s, 10ms)"));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
         assert_eq!(parse_optional_duration("off").unwrap(), None);
         assert_eq!(parse_optional_duration("0").unwrap(), None);
+        assert_eq!(parse_optional_duration("0s").unwrap(), None);
     }
 
     #[test]

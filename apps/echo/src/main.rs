@@ -37,11 +37,15 @@ enum Command {
 #[derive(Args)]
 struct Serve {
     /// Address to listen on (port 0 picks a free one; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:12345")]
+    #[arg(short, long, default_value = trama_cli::ports::ECHO)]
     addr: String,
     /// Echo whole frames (4-byte big-endian length + payload) instead of raw bytes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "raw")]
     framed: bool,
+    /// The notes' unframed dialect: echo the bytes of each read as they are
+    /// (what `serve` does without --framed; the spelling every app shares).
+    #[arg(short, long)]
+    raw: bool,
     #[command(flatten)]
     frame: FrameArgs,
     #[command(flatten)]
@@ -55,10 +59,11 @@ struct Serve {
 #[derive(Args)]
 struct Send {
     /// Server address.
-    #[arg(long, default_value = "127.0.0.1:12345")]
+    #[arg(short, long, default_value = trama_cli::ports::ECHO)]
     addr: String,
-    /// Send the bytes exactly as given (no header, no newline) and print what the first read returns.
-    #[arg(long)]
+    /// The notes' unframed dialect: send the bytes exactly as given (no
+    /// header, no newline) and print what the first read returns.
+    #[arg(short, long)]
     raw: bool,
     /// Send this JSON document (e.g. '{"1": "Hola", "2": "Chao"}').
     #[arg(long, group = "message")]
@@ -87,6 +92,13 @@ struct Persona {
     correo: String,
 }
 
+/// How a person reads a Persona: as the notes' `__str__` would print it.
+impl std::fmt::Display for Persona {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} <{}>", self.nombre, self.correo)
+    }
+}
+
 /// What `send` sends, and how it reads the answer.
 enum Message {
     Json(serde_json::Value),
@@ -95,7 +107,7 @@ enum Message {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = trama_cli::generate::parse("trama-echo");
     let result = match cli.command {
         Command::Serve(args) => {
             trama_cli::init_logging("info");
@@ -108,10 +120,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trama-echo: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => trama_cli::exit::fail("trama-echo", e),
     }
 }
 
@@ -174,12 +183,12 @@ fn send(args: Send) -> AppResult {
     match message {
         Message::Json(_) => {
             let v: serde_json::Value = Codec::Json.decode(&reply)?;
-            println!("{v}");
+            trama_cli::say!("{v}");
         }
-        Message::Text(_) => println!("{}", trama_protocol::text(&reply)?),
+        Message::Text(_) => trama_cli::say!("{}", trama_protocol::text(&reply)?),
         Message::Persona(_) => {
             let p: Persona = Codec::MsgPack.decode(&reply)?;
-            println!("{p:?}");
+            trama_cli::say!("{p}");
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! `--compat`: the notes' own file format, both ways.
+//! `--raw`: the notes' own file format, both ways.
 //!
 //! The sender writes a 4-byte big-endian length and then the bytes; the
 //! receiver answers with the unframed text "Gracias.". The notes' Python
@@ -8,8 +8,8 @@
 //! memory, and the receiver never overwrites a file unless told to.
 //!
 //! No TLS here: the notes' Python programs speak plain TCP, and a
-//! `--compat` that spoke TLS would interoperate with nothing it exists for.
-//! Both sides refuse the TLS flags with `--compat` and say so; the shared
+//! `--raw` that spoke TLS would interoperate with nothing it exists for.
+//! Both sides refuse the TLS flags with `--raw` and say so; the shared
 //! key stays (Python's `multiprocessing.connection` speaks it).
 
 use std::collections::HashSet;
@@ -30,9 +30,9 @@ use crate::{receive, AppResult, ReceiveArgs, SendArgs};
 /// The notes' receiver stores the file under this name.
 const NOTES_NAME: &str = "recibido.bin";
 
-/// Why `--compat` and TLS do not mix, for both sides' refusal.
-const NO_TLS: &str = "--compat speaks the notes' plain format, which their Python programs read; \
-                      it has no TLS (leave out --compat to send over TLS)";
+/// Why `--raw` and TLS do not mix, for both sides' refusal.
+const NO_TLS: &str = "--raw speaks the notes' plain format, which their Python programs read; \
+                      it has no TLS (leave out --raw to send over TLS)";
 
 /// Receive files in the notes' format.
 pub fn receive(args: &ReceiveArgs) -> AppResult {
@@ -58,7 +58,7 @@ pub fn receive(args: &ReceiveArgs) -> AppResult {
     server.run(move |stream, peer| {
         // Never TLS (refused above): the plain socket, for the kernel's copy.
         let Some(stream) = stream.as_tcp() else {
-            log::error!("{peer}: a TLS stream in --compat mode; closed");
+            log::error!("{peer}: a TLS stream in --raw mode; closed");
             return;
         };
         match receive_one(&args, &wanted, &taken, stream, peer) {
@@ -132,14 +132,14 @@ pub fn send(args: &SendArgs) -> AppResult {
         return Err(NO_TLS.into());
     }
     let [path] = args.paths.as_slice() else {
-        return Err("--compat sends exactly one file (the notes' format has no names)".into());
+        return Err("--raw sends exactly one file (the notes' format has no names)".into());
     };
     let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let size = file.metadata()?.len();
     if size > u64::from(u32::MAX) {
         return Err(format!(
             "{} is {size} bytes; the notes' 4-byte header carries at most {} (4 GiB - 1): \
-             send it without --compat",
+             send it without --raw",
             path.display(),
             u32::MAX
         )
@@ -163,7 +163,7 @@ pub fn send(args: &SendArgs) -> AppResult {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    println!(
+    trama_cli::say!(
         "{}; the receiver says: {}",
         format_summary(&name, size, start.elapsed().as_secs_f64()),
         String::from_utf8_lossy(&reply[..n])

@@ -4,10 +4,10 @@
 //! `send` sends one or more files and exits 0 only when the receiver
 //! confirmed every one. Files stream in constant memory, in any size, with a
 //! BLAKE3 digest checked end to end, and an interrupted transfer resumes
-//! where it stopped. `--compat` on both sides speaks the notes' own format:
+//! where it stopped. `--raw` on both sides speaks the notes' own format:
 //! a 4-byte big-endian length, the bytes, then an unframed "Gracias.".
 //! `--key-file` adds the shared-key handshake; `--tls-cert`/`--tls-key` on
-//! the receiver and `--tls-ca` on the sender add TLS (not with `--compat`).
+//! the receiver and `--tls-ca` on the sender add TLS (not with `--raw`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +44,7 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct ReceiveArgs {
     /// Address to listen on (port 0 picks a free one; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:12345")]
+    #[arg(short, long, default_value = trama_cli::ports::FILES)]
     pub addr: String,
     /// Directory to store files in.
     #[arg(long, default_value = ".")]
@@ -55,10 +55,10 @@ pub struct ReceiveArgs {
     /// Replace files that already exist.
     #[arg(long)]
     pub overwrite: bool,
-    /// Speak the notes' format: a 4-byte length, the bytes, then "Gracias.".
-    #[arg(long)]
+    /// Speak the notes' format: a 4-byte length, the bytes, then an unframed "Gracias.".
+    #[arg(short, long = "raw", alias = "compat")]
     pub compat: bool,
-    /// With --compat: the name to store under (default recibido.bin, numbered if taken).
+    /// With --raw: the name to store under (default recibido.bin, numbered if taken).
     #[arg(long)]
     pub output: Option<String>,
     /// Drop a sender that sends nothing for this long.
@@ -93,7 +93,7 @@ pub struct ReceiveArgs {
 #[derive(Args, Debug, Clone)]
 pub struct SendArgs {
     /// Receiver address.
-    #[arg(long, default_value = "127.0.0.1:12345")]
+    #[arg(short, long, default_value = trama_cli::ports::FILES)]
     pub addr: String,
     /// Files to send.
     #[arg(required = true)]
@@ -105,7 +105,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub no_verify: bool,
     /// Speak the notes' format (one file, at most 4 GiB - 1 bytes).
-    #[arg(long)]
+    #[arg(short, long = "raw", alias = "compat")]
     pub compat: bool,
     /// Give up on a receiver that does not answer for this long.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -122,7 +122,7 @@ pub struct SendArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = trama_cli::generate::parse("trama-files");
     let quiet = match &cli.command {
         Command::Receive(a) => a.quiet,
         Command::Send(a) => a.quiet,
@@ -136,10 +136,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trama-files: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => trama_cli::exit::fail("trama-files", e),
     }
 }
 

@@ -26,7 +26,7 @@ pub fn run(args: &SendArgs) -> AppResult {
     let mut failed = 0;
     for path in &args.paths {
         match send_with_retries(args, &mut conn, path) {
-            Ok(summary) => println!("{summary}"),
+            Ok(summary) => trama_cli::say!("{summary}"),
             Err(e) => {
                 eprintln!("trama-files: {}: {e}", path.display());
                 failed += 1;

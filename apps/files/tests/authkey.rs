@@ -81,7 +81,7 @@ fn files_move_only_with_the_key() {
         let file = d.0.join("datos.bin");
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
         std::fs::write(&file, &bytes).unwrap();
-        let extra: &[&str] = if compat { &["--compat"] } else { &[] };
+        let extra: &[&str] = if compat { &["--raw"] } else { &[] };
         let server = receiver(&d.0, &key, extra);
 
         let refused = send(&server, &file, &wrong, extra);

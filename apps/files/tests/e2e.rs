@@ -20,7 +20,7 @@
 //! - `full_disk_fails_cleanly` mounts a 2 MB tmpfs to fill it, which only
 //!   root can do on Linux. Run without root, it fails saying so.
 //!
-//! Python 3 is required by the `--compat` tests: if it is missing, they fail
+//! Python 3 is required by the `--raw` tests: if it is missing, they fail
 //! with a message saying so (set `PYTHON` to point at another interpreter).
 
 // Everything in this file is test code: helpers panic to fail the test.
@@ -854,7 +854,7 @@ fn a_planted_partial_fails_the_digest_once_then_the_send_retries_from_zero() {
 }
 
 // ---------------------------------------------------------------------------
-// The notes' format (--compat)
+// The notes' format (--raw)
 // ---------------------------------------------------------------------------
 
 fn notes_receiver(out: &Path) -> ServerProcess {
@@ -892,11 +892,7 @@ fn compat_send_to_the_notes_python_receiver() {
     write_random(&path, 5 * MIB + 7, 11);
     let out = dst.join("recibido.bin");
     let mut python = notes_receiver(&out);
-    let stdout = success(
-        "send --compat",
-        send(&python, &[&path], &["--compat"]),
-        &python,
-    );
+    let stdout = success("send --raw", send(&python, &[&path], &["--raw"]), &python);
     assert!(
         stdout.trim_end().ends_with("the receiver says: Gracias."),
         "{stdout}"
@@ -913,7 +909,7 @@ fn notes_python_sender_to_compat_receive_once() {
     let dst = TempDir::new("compat-recv-dst");
     let path = src.join("enviar.bin");
     write_random(&path, 4 * MIB + 3, 12);
-    let mut server = receiver(dst.path(), &["--compat", "--once"]);
+    let mut server = receiver(dst.path(), &["--raw", "--once"]);
     notes_sender(&server, &path);
     let status = ok(server.wait_exit(DEADLINE));
     assert!(status.success(), "{status}: {}", server.stderr_text());
@@ -926,7 +922,7 @@ fn notes_python_sender_to_compat_receive_once() {
 fn compat_receiver_numbers_later_files_instead_of_overwriting() {
     let src = TempDir::new("compat-num-src");
     let dst = TempDir::new("compat-num-dst");
-    let server = receiver(dst.path(), &["--compat"]);
+    let server = receiver(dst.path(), &["--raw"]);
     let sizes = [300_000, 123_457, 0];
     let paths: Vec<PathBuf> = sizes
         .iter()
@@ -1011,10 +1007,10 @@ fn compat_send_refuses_over_4_gib_before_connecting() {
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let out = ok(run_command(
-        send_command(&addr, &[&path], &["--compat"]),
+        send_command(&addr, &[&path], &["--raw"]),
         RUN_TIMEOUT,
     ));
-    let stderr = failure("send --compat of 4 GiB + 1", out);
+    let stderr = failure("send --raw of 4 GiB + 1", out);
     assert!(stderr.contains("4-byte"), "{stderr}");
     match listener.accept() {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

@@ -2,7 +2,7 @@
 //! unverified (where a plain connection would use sendfile, TLS goes
 //! through rustls), a resumed transfer, TLS with the shared key, a sender
 //! that does not trust the receiver's authority (fails at once, no file),
-//! plain and TLS ends that do not match, and `--compat` refusing the TLS
+//! plain and TLS ends that do not match, and `--raw` refusing the TLS
 //! flags. Certificates are made at test time (rcgen) in a directory of
 //! their own, removed at the end; nothing here measures time.
 
@@ -290,7 +290,7 @@ fn a_tls_sender_at_a_plain_receiver_says_so() {
 fn compat_refuses_the_tls_flags_on_both_sides() {
     let s = Setup::new("compat");
     let mut cmd = Command::new(FILES);
-    cmd.args(["receive", "--compat", "--addr", "127.0.0.1:0", "--dir"])
+    cmd.args(["receive", "--raw", "--addr", "127.0.0.1:0", "--dir"])
         .arg(s.inbox())
         .arg("--tls-cert")
         .arg(&s.cert)
@@ -306,7 +306,7 @@ fn compat_refuses_the_tls_flags_on_both_sides() {
     let out = send(
         "127.0.0.1:9",
         &path,
-        &["--compat", "--tls-ca", path_str(&s.ca)],
+        &["--raw", "--tls-ca", path_str(&s.ca)],
     );
     assert!(!out.0.success(), "{out:?}");
     assert!(out.2.contains("has no TLS"), "{}", out.2);

@@ -28,10 +28,10 @@ use trama_transport::{MultiClient, MultiConfig, MultiEvent, Sent, ServerSpec};
 )]
 struct Cli {
     /// A server, as `[NAME=][raw:]HOST:PORT`. Repeat for each server; they are numbered from 1.
-    #[arg(long = "server", required = true)]
+    #[arg(short, long = "server", required = true)]
     servers: Vec<String>,
     /// After the input ends, keep printing until nothing arrived for this long.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
     wait: Duration,
     /// Time each connection attempt may take.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
@@ -72,13 +72,11 @@ fn parse_server(index: usize, text: &str) -> Result<ServerSpec, String> {
 }
 
 fn main() -> ExitCode {
+    let cli: Cli = trama_cli::generate::parse("trama-multi");
     trama_cli::init_logging("warn");
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trama-multi: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => trama_cli::exit::fail("trama-multi", e),
     }
 }
 
@@ -122,7 +120,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 /// Send a typed line where its `@` prefix says.
 fn route(multi: &MultiClient, labels: &[String], line: &str) {
     let Some(rest) = line.strip_prefix('@') else {
-        println!(
+        trama_cli::say!(
             "* start the line with @1, @NAME or @all (servers: {})",
             labels.join(", ")
         );
@@ -140,17 +138,17 @@ fn route(multi: &MultiClient, labels: &[String], line: &str) {
     {
         vec![i - 1]
     } else {
-        println!("* no server {target:?} (servers: {})", labels.join(", "));
+        trama_cli::say!("* no server {target:?} (servers: {})", labels.join(", "));
         return;
     };
     for i in targets {
         match multi.send(i, text.as_bytes()) {
             Ok(Sent::Now) => {}
-            Ok(Sent::Held { waiting }) => println!(
+            Ok(Sent::Held { waiting }) => trama_cli::say!(
                 "* {} is not connected; the line is held and goes out when it is back ({waiting} waiting)",
                 labels[i]
             ),
-            Err(e) => println!("* not sent to {}: {e}", labels[i]),
+            Err(e) => trama_cli::say!("* not sent to {}: {e}", labels[i]),
         }
     }
 }
@@ -168,7 +166,7 @@ fn print_events(multi: &MultiClient, labels: &[String], mut quiet: QuietExit) {
         let label = |i: usize| labels.get(i).map_or("?", String::as_str);
         match event {
             MultiEvent::Message { server, payload } => {
-                println!("[{}] {}", label(server), String::from_utf8_lossy(&payload))
+                trama_cli::say!("[{}] {}", label(server), String::from_utf8_lossy(&payload))
             }
             MultiEvent::Up {
                 server,
@@ -176,19 +174,19 @@ fn print_events(multi: &MultiClient, labels: &[String], mut quiet: QuietExit) {
                 flushed,
             } => {
                 if flushed > 0 {
-                    println!(
+                    trama_cli::say!(
                         "* {} connected ({addr}); sent {flushed} held lines",
                         label(server)
                     );
                 } else {
-                    println!("* {} connected ({addr})", label(server));
+                    trama_cli::say!("* {} connected ({addr})", label(server));
                 }
             }
             MultiEvent::Down {
                 server,
                 reason,
                 retry_in,
-            } => println!(
+            } => trama_cli::say!(
                 "* {} is down ({reason}); retrying in {} ms",
                 label(server),
                 retry_in.as_millis()

@@ -4,7 +4,7 @@
 //! Each peer listens and dials; start them in any order. In the default mode
 //! peers greet each other (name and protocol version), relay every line to
 //! the whole mesh exactly once, and tell newcomers where the others are.
-//! `--compat` speaks the notes' own dialect instead: no greeting, raw text,
+//! `--raw` speaks the notes' own dialect instead: no greeting, raw text,
 //! each side dials the other and keeps both connections.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -27,20 +27,20 @@ use trama_transport::{LinkEvent, LinkId, PeerConfig, PeerNode, PeerTls};
     about = "A peer that is server and client at once"
 )]
 struct Cli {
-    /// This peer's name (not used with --compat).
-    #[arg(long, default_value = "peer")]
+    /// This peer's name (not used with --raw).
+    #[arg(short, long, default_value = "peer")]
     name: String,
     /// Where to accept other peers.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(short, long, default_value = trama_cli::ports::PEER)]
     listen: String,
     /// A peer to dial (repeat for several). Dials are retried until the peer is there.
-    #[arg(long = "peer")]
+    #[arg(short, long = "peer")]
     peers: Vec<String>,
-    /// The notes' dialect: no greeting, raw text; lines go out on the link we dialed.
-    #[arg(long)]
+    /// The notes' unframed dialect: no greeting, raw text; lines go out on the link we dialed.
+    #[arg(short, long = "raw", alias = "compat")]
     compat: bool,
     /// After the input ends, keep printing until nothing arrived for this long.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
     wait: Duration,
     /// Longest wait between dial attempts.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -72,13 +72,11 @@ fn peer_tls(cli: &Cli) -> Result<Option<PeerTls>, String> {
 const HELD_MAX: usize = 64;
 
 fn main() -> ExitCode {
+    let cli: Cli = trama_cli::generate::parse("trama-peer");
     trama_cli::init_logging("warn");
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trama-peer: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => trama_cli::exit::fail("trama-peer", e),
     }
 }
 
@@ -138,7 +136,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         // A mesh peer refuses a link to itself; dialing it again and again
         // would only print refusals.
         if !cli.compat && *addr == local {
-            println!("* --peer {addr} is this peer's own address; not dialed");
+            trama_cli::say!("* --peer {addr} is this peer's own address; not dialed");
             continue;
         }
         dial(&node, &ctx, addr);
@@ -189,11 +187,11 @@ fn say_or_hold(
         return;
     }
     if held.len() >= HELD_MAX {
-        println!("* no peer connected and {HELD_MAX} lines already wait; line dropped");
+        trama_cli::say!("* no peer connected and {HELD_MAX} lines already wait; line dropped");
         return;
     }
     held.push_back(line);
-    println!(
+    trama_cli::say!(
         "* no peer connected yet; the line is held and goes out when one joins ({} waiting)",
         held.len()
     );
@@ -215,13 +213,13 @@ impl Compat {
             }
         }
         if self.held.len() >= HELD_MAX {
-            println!(
+            trama_cli::say!(
                 "* the other peer is not connected and {HELD_MAX} lines already wait; line dropped"
             );
             return;
         }
         self.held.push_back(line);
-        println!(
+        trama_cli::say!(
             "* the other peer is not connected yet; the line is held ({} waiting)",
             self.held.len()
         );
@@ -259,7 +257,7 @@ fn dial_once(node: &PeerNode, ctx: &Ctx, m: &mut Mesh, addr: &str) -> Vec<Out> {
         return m.dial_failed(addr);
     }
     if let Err(e) = node.dial(addr, false) {
-        println!("* cannot dial {addr}: {e}");
+        trama_cli::say!("* cannot dial {addr}: {e}");
         return m.dial_failed(addr);
     }
     once.addrs.insert(addr.to_string());
@@ -300,7 +298,7 @@ fn dial(node: &PeerNode, ctx: &Ctx, addr: &str) {
         _ => true,
     };
     if let Err(e) = node.dial_while(addr, wanted) {
-        println!("* cannot dial {addr}: {e}");
+        trama_cli::say!("* cannot dial {addr}: {e}");
     }
 }
 
@@ -351,18 +349,18 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                     dialed: true,
                     addr,
                 } => {
-                    println!("* connected to {addr}");
+                    trama_cli::say!("* connected to {addr}");
                     c.link_up(node, link);
                 }
-                LinkEvent::Up { addr, .. } => println!("* {addr} connected to us"),
+                LinkEvent::Up { addr, .. } => trama_cli::say!("* {addr} connected to us"),
                 LinkEvent::Message { payload, .. } => {
-                    println!("{}", String::from_utf8_lossy(&payload))
+                    trama_cli::say!("{}", String::from_utf8_lossy(&payload))
                 }
                 LinkEvent::Down { link, reason } => {
                     if c.dialed == Some(link) {
                         c.dialed = None;
                     }
-                    println!("* a link closed: {reason}");
+                    trama_cli::say!("* a link closed: {reason}");
                 }
                 LinkEvent::DialFailed { .. } => {}
             },
@@ -419,11 +417,11 @@ fn apply(node: &PeerNode, ctx: &Ctx, m: &mut Mesh, outs: Vec<Out>) {
                 log::info!("closing {link}: {reason}");
                 node.close(link);
             }
-            Out::Deliver { from, text } => println!("{from}: {text}"),
+            Out::Deliver { from, text } => trama_cli::say!("{from}: {text}"),
             Out::Dial { addr } => {
                 outs.extend(dial_once(node, ctx, m, &addr));
             }
-            Out::Notice(text) => println!("* {text}"),
+            Out::Notice(text) => trama_cli::say!("* {text}"),
             Out::Warn(text) => log::warn!("{text}"),
         }
     }
@@ -432,11 +430,11 @@ fn apply(node: &PeerNode, ctx: &Ctx, m: &mut Mesh, outs: Vec<Out>) {
 fn print_peers(mesh: &Mesh) {
     let peers = mesh.peers();
     if peers.is_empty() {
-        println!("* no peers connected");
+        trama_cli::say!("* no peers connected");
         return;
     }
     for p in peers {
-        println!(
+        trama_cli::say!(
             "* {} ({})",
             p.name,
             p.listen.as_deref().unwrap_or("does not accept links")

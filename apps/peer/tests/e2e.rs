@@ -3,7 +3,7 @@
 //! of a 5-peer line to everyone exactly once (also after the middle peer is
 //! killed and started again), refusing a Hello they cannot accept from a
 //! plain Rust socket that speaks the mesh's wire protocol, and speaking the
-//! notes' raw P2P dialect (`--compat`) with the notes' Python peers
+//! notes' raw P2P dialect (`--raw`) with the notes' Python peers
 //! (`tests/python/notes_peer.py`).
 //!
 //! No port is fixed or guessed. When a peer must be told an address before
@@ -15,7 +15,7 @@
 //! that can only arrive after the previous step took effect; the deadlines
 //! are only there so a broken build fails instead of hanging.
 //!
-//! Python 3 is required by the `--compat` tests: if it is missing, they fail
+//! Python 3 is required by the `--raw` tests: if it is missing, they fail
 //! with a message saying so (set `PYTHON` to point at another interpreter).
 
 // Everything in this file is test code: helpers panic to fail the test.
@@ -55,12 +55,12 @@ fn peer(name: &str, listen: &str, peers: &[SocketAddr]) -> Proc {
     p
 }
 
-/// `trama-peer --compat`, once it listens.
+/// `trama-peer --raw`, once it listens.
 fn compat(listen: &str, peer: SocketAddr) -> Proc {
     let mut cmd = Command::new(PEER);
-    cmd.args(["--compat", "--listen", listen, "--peer", &peer.to_string()])
+    cmd.args(["--raw", "--listen", listen, "--peer", &peer.to_string()])
         .args(["--wait", QUIET, "--max-backoff", BACKOFF]);
-    let mut p = Proc::spawn("trama-peer --compat", cmd);
+    let mut p = Proc::spawn("trama-peer --raw", cmd);
     p.addr();
     p
 }
@@ -538,7 +538,7 @@ fn a_second_peer_with_a_taken_name_is_refused() {
 }
 
 // ---------------------------------------------------------------------------
-// --compat with the notes' Python peers
+// --raw with the notes' Python peers
 // ---------------------------------------------------------------------------
 
 /// `trama` dialed `py` and `py` dialed `trama`: lines typed at each reach

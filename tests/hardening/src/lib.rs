@@ -29,12 +29,15 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The packages of the binaries these tests start (`trama-tap` is built
 /// by `trama-tap-cli`: the `trama-tap` package is its library).
-const PACKAGES: [&str; 5] = [
+const PACKAGES: [&str; 8] = [
     "trama-echo",
     "trama-chat",
     "trama-files",
     "trama-peer",
     "trama-tap-cli",
+    "trama-multi",
+    "trama-check",
+    "trama-bench",
 ];
 
 /// Unwrap a test-support result, showing its message as is.

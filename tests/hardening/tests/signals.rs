@@ -158,7 +158,7 @@ fn chat_stops_cleanly_on(sig: &str) {
     }
     for console in [ana, bea] {
         let end = console.wait_exit();
-        assert_eq!(end.status.code(), Some(2), "{}", end.stderr);
+        assert_eq!(end.status.code(), Some(1), "{}", end.stderr);
         assert!(
             end.stderr.contains("the server closed the connection"),
             "{}",

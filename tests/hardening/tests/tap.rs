@@ -33,7 +33,7 @@ fn a_client_told_of_a_4_gib_frame_says_so_and_exits() {
     let mut ana = Console::spawn("join ana", cmd);
     ana.expect_seen("the welcome", |l| l.starts_with("* welcome"));
     let end = ana.wait_exit();
-    assert_eq!(end.status.code(), Some(2), "{}", end.stderr);
+    assert_eq!(end.status.code(), Some(1), "{}", end.stderr);
     assert!(
         end.stderr
             .contains("frame of 4294967295 bytes exceeds the limit of 16777216"),
