@@ -43,8 +43,9 @@
 //! | `duplicate=K` | forward frame `K` twice |
 //! | `delay-frame=K:D` | sleep `D` before forwarding frame `K` |
 //!
-//! Durations are `250us`, `10ms`, `2s` or `1m`; byte counts may use `KiB`,
-//! `MiB`, `GiB`. For example `c2s:split=1,pause=1ms` sends every byte the
+//! Durations and byte counts are written as in every trama flag (the
+//! `trama-units` grammar): `250us`, `10ms`, `2s`, `1m`, `1h`, never a bare
+//! number; `100`, `64KiB`, `1MiB`, `1GiB` (`K` and `KB` mean KiB). For example `c2s:split=1,pause=1ms` sends every byte the
 //! client writes in its own write, and `s2c:corrupt-header=3:ffffffff` makes
 //! the server's third frame announce 4 GiB - 1 bytes.
 //!
@@ -184,15 +185,24 @@ impl Fault {
     }
 }
 
+/// A duration as the grammar writes it (`1s500ms`, not Debug's `1.5s`).
+fn units(d: Duration) -> trama_units::Duration {
+    trama_units::Duration(d)
+}
+
 impl fmt::Display for Fault {
     /// The fault in the syntax it is parsed from.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::Delay { delay, jitter } if jitter.is_zero() => write!(f, "delay={delay:?}"),
-            Fault::Delay { delay, jitter } => write!(f, "delay={delay:?},jitter={jitter:?}"),
+            Fault::Delay { delay, jitter } if jitter.is_zero() => {
+                write!(f, "delay={}", units(*delay))
+            }
+            Fault::Delay { delay, jitter } => {
+                write!(f, "delay={},jitter={}", units(*delay), units(*jitter))
+            }
             Fault::Bandwidth { bytes_per_sec } => write!(f, "bandwidth={bytes_per_sec}"),
             Fault::Split { size, pause } if pause.is_zero() => write!(f, "split={size}"),
-            Fault::Split { size, pause } => write!(f, "split={size},pause={pause:?}"),
+            Fault::Split { size, pause } => write!(f, "split={size},pause={}", units(*pause)),
             Fault::Stall { after } => write!(f, "stall={after}"),
             Fault::Close { after } => write!(f, "close={after}"),
             Fault::Reset { after } => write!(f, "reset={after}"),
@@ -203,7 +213,9 @@ impl fmt::Display for Fault {
             }
             Fault::DropFrame { frame } => write!(f, "drop={frame}"),
             Fault::DuplicateFrame { frame } => write!(f, "duplicate={frame}"),
-            Fault::DelayFrame { frame, delay } => write!(f, "delay-frame={frame}:{delay:?}"),
+            Fault::DelayFrame { frame, delay } => {
+                write!(f, "delay-frame={frame}:{}", units(*delay))
+            }
         }
     }
 }
@@ -385,51 +397,21 @@ fn parse_frame(s: &str) -> Result<u64, String> {
     }
 }
 
-/// `250us`, `10ms`, `2s`, `1m`, or a bare number of milliseconds.
+/// A duration in trama's one grammar ([`trama_units`]: `250us`, `10ms`,
+/// `2s`, `1m`); a bare number is refused, since a reader cannot tell its
+/// unit. At most 1,000,000 s: a fault, not a hang.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 250us, 10ms, 2s)"))?;
-    let secs = match unit {
-        "us" | "µs" => value / 1e6,
-        "" | "ms" => value / 1e3,
-        "s" => value,
-        "m" => value * 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (use us, ms, s or m)"
-            ))
-        }
-    };
-    if !(0.0..=1e6).contains(&secs) {
-        return Err(format!("{s:?} is out of range"));
+    let d = trama_units::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(1_000_000) {
+        return Err(format!("{:?} is out of range (at most 1000000s)", s.trim()));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
-/// `4096`, `64KiB`, `16MiB`, `1GiB` (also `k`, `K`, `M`, `G`, as powers of 1024).
+/// A byte count in trama's one grammar ([`trama_units`]: `4096`, `64KiB`,
+/// `16MiB`; `K` and `KB` mean KiB).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count (try 100, 64KiB, 1MiB)"))?;
-    let mult: u64 = match unit {
-        "" | "B" => 1,
-        "k" | "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?} in {s:?}")),
-    };
-    value
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    trama_units::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
@@ -1043,6 +1025,13 @@ mod tests {
         assert!(e("corrupt-header=2:fff").contains("hex"));
         assert!(e("corrupt-header=2").contains("FRAME:HEX"));
         assert!(e("delay=5y").contains("unknown unit"));
+        // One grammar with every flag: a bare number has no unit to guess.
+        assert!(
+            e("delay=5").contains("needs a unit (5s, 5ms)"),
+            "{}",
+            e("delay=5")
+        );
+        assert!(e("c2s:split=1,pause=2").contains("needs a unit"));
         assert!(e("split=0").contains("at least 1 byte"));
         assert!(e("wobble").contains("unknown fault"));
         assert!(e("c2s:").contains("empty"));
