@@ -1,6 +1,5 @@
 //! A sans-IO incremental decoder: feed bytes as they arrive, get whole frames.
 
-use crate::boundary::{FrameBoundary, Part};
 use crate::{Error, FrameConfig, Result};
 
 /// Turns a byte stream, fed in pieces of any size, into frames.
@@ -28,9 +27,11 @@ use crate::{Error, FrameConfig, Result};
 /// ```
 #[derive(Debug)]
 pub struct Decoder {
-    /// Where frames begin and end: the same rules as every other frame follower.
-    bounds: FrameBoundary,
-    /// The payload being assembled, when a frame straddles inputs.
+    config: FrameConfig,
+    header: [u8; 8],
+    header_got: usize,
+    /// Length of the frame whose payload is being assembled.
+    body_len: Option<usize>,
     body: Vec<u8>,
     /// Set after a bad header: the stream is out of step and stays refused.
     failed: Option<(u64, u64)>,
@@ -40,7 +41,10 @@ impl Decoder {
     /// A decoder for the given wire format.
     pub fn new(config: FrameConfig) -> Decoder {
         Decoder {
-            bounds: FrameBoundary::new(config),
+            config,
+            header: [0; 8],
+            header_got: 0,
+            body_len: None,
             body: Vec::new(),
             failed: None,
         }
@@ -48,12 +52,12 @@ impl Decoder {
 
     /// The wire format.
     pub fn config(&self) -> &FrameConfig {
-        self.bounds.config()
+        &self.config
     }
 
     /// True when no partial frame is held: a clean place for the stream to end.
     pub fn is_idle(&self) -> bool {
-        self.bounds.is_idle()
+        self.header_got == 0 && self.body_len.is_none()
     }
 
     /// Heap bytes held for a partial frame (0 when idle).
@@ -72,30 +76,51 @@ impl Decoder {
         if let Some((len, limit)) = self.failed {
             return Err(Error::FrameTooLarge { len, limit });
         }
-        while let Some(span) = self.bounds.next(input) {
-            let (bytes, rest) = input.split_at(span.len);
-            input = rest;
-            match span.part {
-                Part::Header => {
-                    if let Some(len) = span.announced {
-                        self.check(len)?;
-                        if span.ends_frame {
-                            on_frame(&[]);
-                        }
+        if self.config.is_unframed() {
+            for chunk in input.chunks(self.config.max_frame_len()) {
+                on_frame(chunk);
+            }
+            return Ok(());
+        }
+        let hl = self.config.header_len();
+        while !input.is_empty() {
+            let len = match self.body_len {
+                Some(len) => len,
+                None if self.header_got == 0 && input.len() >= hl => {
+                    // Fast path: the whole header is in this input.
+                    let len = self.check(self.config.parse_header(&input[..hl]))?;
+                    input = &input[hl..];
+                    if input.len() >= len {
+                        on_frame(&input[..len]);
+                        input = &input[len..];
+                        continue;
                     }
+                    self.body_len = Some(len);
+                    len
                 }
-                // The whole payload in this input: handed out in place.
-                Part::Payload if span.ends_frame && self.body.is_empty() => on_frame(bytes),
-                Part::Payload => {
-                    // len <= max_frame_len (checked at the header), a usize.
-                    let len = self.bounds.payload().map_or(0, |(_, len)| len as usize);
-                    self.grow(len.max(self.body.len() + bytes.len()), bytes.len());
-                    self.body.extend_from_slice(bytes);
-                    if span.ends_frame {
-                        let body = std::mem::take(&mut self.body);
-                        on_frame(&body);
+                None => {
+                    let take = (hl - self.header_got).min(input.len());
+                    self.header[self.header_got..self.header_got + take]
+                        .copy_from_slice(&input[..take]);
+                    self.header_got += take;
+                    input = &input[take..];
+                    if self.header_got < hl {
+                        return Ok(());
                     }
+                    self.header_got = 0;
+                    let len = self.check(self.config.parse_header(&self.header[..hl]))?;
+                    self.body_len = Some(len);
+                    len
                 }
+            };
+            let take = (len - self.body.len()).min(input.len());
+            self.grow(len, take);
+            self.body.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.body.len() == len {
+                self.body_len = None;
+                let body = std::mem::take(&mut self.body);
+                on_frame(&body);
             }
         }
         Ok(())
@@ -111,28 +136,29 @@ impl Decoder {
     /// Call at end of stream: `Ok` if it ended between frames, otherwise the
     /// error that says how much of the last frame was missing.
     pub fn finish(&self) -> Result<()> {
-        if self.bounds.header_got() > 0 {
+        if self.header_got > 0 {
             return Err(Error::TruncatedHeader {
-                got: self.bounds.header_got(),
-                expected: self.config().header_len(),
+                got: self.header_got,
+                expected: self.config.header_len(),
             });
         }
-        if let Some((got, len)) = self.bounds.payload() {
-            return Err(Error::TruncatedPayload { got, expected: len });
+        if let Some(len) = self.body_len {
+            return Err(Error::TruncatedPayload {
+                got: self.body.len() as u64,
+                expected: len as u64,
+            });
         }
         Ok(())
     }
 
-    fn check(&mut self, len: u64) -> Result<()> {
-        let limit = self.config().max_frame_len() as u64;
+    fn check(&mut self, len: u64) -> Result<usize> {
+        let limit = self.config.max_frame_len() as u64;
         if len > limit {
             self.failed = Some((len, limit));
-            // Nothing of the refused frame is held: the decoder reads as
-            // idle, as it did before the header came.
-            self.bounds = FrameBoundary::new(*self.config());
             return Err(Error::FrameTooLarge { len, limit });
         }
-        Ok(())
+        // len <= max_frame_len, which is a usize.
+        Ok(len as usize)
     }
 
     /// Make room for `take` more bytes of a `len`-byte frame: geometric growth

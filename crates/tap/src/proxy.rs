@@ -26,6 +26,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use trama_protocol::FrameConfig;
 use trama_transport::{accept_error, AcceptError, Error, Gate, Result};
 
+mod flow;
+
+use flow::{Closing, Flow, Forward, Sizing};
+
 use crate::fault::{FaultPlan, FaultSchedule, Step};
 use crate::{Direction, Note, Observer};
 
@@ -547,7 +551,8 @@ fn connection(
 }
 
 /// Pump one direction from `src` (read through its gate) to `dst` until it
-/// ends.
+/// ends: move the bytes, report what the direction's [`Flow`] saw, carry
+/// out the end it decides.
 fn pump(
     dir: Direction,
     (src, gate): (TcpStream, &Gate),
@@ -558,170 +563,134 @@ fn pump(
     handle: &ProxyHandle,
 ) {
     let id = conn.id;
-    let mut observer = config
-        .observe
-        .then(|| Observer::new(config.frame, config.show));
-    let seed = config
-        .seed
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(id * 2 + dir as u64);
-    let mut schedule = match FaultSchedule::new(config.faults.faults(dir), config.frame, seed) {
-        Ok(s) => Some(s).filter(|s| !s.is_passthrough()),
-        // Checked in `bind`; never here.
-        Err(_) => None,
-    };
-    // Only the Linux splice path breaks out to the label.
-    #[cfg_attr(not(target_os = "linux"), allow(unused_labels))]
-    let (end, bytes, reset_seen) = 'moved: {
-        // Nothing to look at, record or change: on Linux the kernel moves
-        // the bytes (splice through a pipe) without copying them into this
-        // process and back, which is most of a proxy's cost.
-        #[cfg(target_os = "linux")]
-        if observer.is_none() && schedule.is_none() && !config.data {
-            if let Some(moved) = splice::pump((&src, gate), &dst, conn, config, handle) {
-                break 'moved moved;
-            }
-        }
-        // A fault schedule keeps the first size: its delays and bandwidth
-        // limits work on what one read brings.
-        let first = FIRST_BUFFER.min(config.buffer.max(1));
-        let most = if schedule.is_some() {
-            first
-        } else {
-            config.buffer.max(1)
-        };
-        let mut buf = vec![0u8; first];
-        let mut grown = Grown::new(&GROWN_BUFFERS, BUFFER_BUDGET);
-        let mut notes = Vec::new();
-        let mut steps = Vec::new();
-        let mut bytes = 0u64;
-        let mut stalled = false;
-        let mut reset_seen = false;
-        let mut filled = false;
-        let end = loop {
-            if filled && buf.len() < most {
-                // The last read took a whole buffer: more is coming than
-                // one read holds, so read more at a time.
-                let to = (buf.len() * 2).min(most);
-                if grown.take(to - buf.len()) {
-                    buf.resize(to, 0);
-                }
-            }
-            let n = match gate.read(&src, &mut buf) {
-                Ok(0) => break End::Eof,
-                Ok(n) => {
-                    filled = n == buf.len();
-                    if buf.len() > first && n <= first / 2 {
-                        // Back to small messages: give the memory back.
-                        let mut small = vec![0u8; first];
-                        small[..n].copy_from_slice(&buf[..n]);
-                        buf = small;
-                        grown.release();
-                    }
-                    n
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    match woke(conn, config, handle) {
-                        Some(end) => break end,
-                        None => continue,
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    reset_seen = e.kind() == io::ErrorKind::ConnectionReset;
-                    break End::Error(format!("read failed: {e}"));
-                }
-            };
-            conn.last
-                .store(conn.born.elapsed().as_millis() as u64, Ordering::Relaxed);
-            let chunk = &buf[..n];
-            bytes += n as u64;
-            if config.data {
-                on_event(&ProxyEvent::Data {
-                    conn: id,
-                    dir,
-                    bytes: chunk,
-                });
-            }
-            if let Some(obs) = observer.as_mut() {
-                obs.feed(chunk, &mut notes);
-                for note in notes.drain(..) {
-                    on_event(&ProxyEvent::Note {
-                        conn: id,
-                        dir,
-                        note: &note,
-                    });
-                }
-            }
-            if stalled {
-                // Stalled: read on (to see the sender leave), forward nothing.
-                continue;
-            }
-            let Some(sched) = schedule.as_mut() else {
-                if let Err(e) = dst.write_all(chunk) {
-                    break End::Error(format!("write failed: {e}"));
-                }
-                continue;
-            };
-            steps.clear();
-            sched.push(chunk, &mut steps);
-            match carry_out(&steps, chunk, &mut dst, conn, dir, on_event, handle) {
-                Ok(None) => {}
-                Ok(Some(Outcome::Stall)) => stalled = true,
-                Ok(Some(Outcome::Close)) => break End::Closed,
-                Ok(Some(Outcome::Reset)) => break End::Reset,
-                Err(e) => break End::Error(e),
-            }
-        };
-        (end, bytes, reset_seen)
-    };
-    if let Some(note) = observer.as_ref().and_then(|o| o.finish()) {
+    let mut flow = Flow::new(dir, id, config);
+    let (end, reset_seen) = move_bytes(
+        dir,
+        (&src, gate),
+        &mut dst,
+        &mut flow,
+        conn,
+        config,
+        on_event,
+        handle,
+    );
+    if let Some(note) = flow.finish() {
         on_event(&ProxyEvent::Note {
             conn: id,
             dir,
             note: &note,
         });
     }
-    let over = conn.over.load(Ordering::SeqCst);
-    let end = match end {
-        End::Eof | End::Error(_) if over => End::Stopped,
-        other => other,
-    };
-    match &end {
-        // Pass the sender's end on; the other direction may go on.
-        End::Eof => {
+    let (end, closing) = flow::ending(end, conn.over.load(Ordering::SeqCst), reset_seen);
+    match closing {
+        Closing::PassEnd => {
             let _ = dst.shutdown(Shutdown::Write);
         }
-        End::Closed => close(conn, handle, false),
-        End::Reset => close(conn, handle, true),
-        // A failure on either socket ends the connection both ways; a
-        // reset from one peer is passed on as a reset to the other.
-        End::Error(_) => close(conn, handle, reset_seen),
-        End::Stopped => {}
+        Closing::Connection { reset } => close(conn, handle, reset),
+        Closing::Nothing => {}
     }
     on_event(&ProxyEvent::Ended {
         conn: id,
         dir,
-        bytes,
+        bytes: flow.bytes(),
         end,
     });
 }
 
-/// A read timed out (it wakes now and then to check): the end, if the
-/// connection is over, the proxy stopped, or the idle timeout passed.
-fn woke(conn: &Conn, config: &ProxyConfig, handle: &ProxyHandle) -> Option<End> {
-    if conn.over.load(Ordering::SeqCst) || handle.is_shut_down() {
-        return Some(End::Stopped);
+/// Move bytes until the direction ends: the end, and whether the sender
+/// reset the connection.
+#[allow(clippy::too_many_arguments)]
+fn move_bytes(
+    dir: Direction,
+    (src, gate): (&TcpStream, &Gate),
+    dst: &mut TcpStream,
+    flow: &mut Flow,
+    conn: &Conn,
+    config: &ProxyConfig,
+    on_event: &Callback,
+    handle: &ProxyHandle,
+) -> (End, bool) {
+    // Nothing to look at, record or change: on Linux the kernel moves the
+    // bytes (splice through a pipe) without copying them into this process
+    // and back, which is most of a proxy's cost.
+    #[cfg(target_os = "linux")]
+    if flow.is_transparent() && !config.data {
+        if let Some((end, bytes, reset_seen)) = splice::pump((src, gate), dst, conn, config, handle)
+        {
+            flow.spliced(bytes);
+            return (end, reset_seen);
+        }
     }
-    let limit = config.idle_timeout?;
-    let now = conn.born.elapsed().as_millis() as u64;
-    let idle = now.saturating_sub(conn.last.load(Ordering::Relaxed));
-    (idle >= limit.as_millis() as u64).then(|| End::Error(format!("idle for {limit:?}")))
+    let mut sizing = Sizing::new(FIRST_BUFFER, config.buffer, flow.has_faults());
+    let mut buf = vec![0u8; sizing.first()];
+    let mut grown = Grown::new(&GROWN_BUFFERS, BUFFER_BUDGET);
+    loop {
+        if let Some(to) = sizing.grow(buf.len()) {
+            if grown.take(to - buf.len()) {
+                buf.resize(to, 0);
+            }
+        }
+        let n = match gate.read(src, &mut buf) {
+            Ok(0) => return (End::Eof, false),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                match woke(conn, config, handle) {
+                    Some(end) => return (end, false),
+                    None => continue,
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let reset = e.kind() == io::ErrorKind::ConnectionReset;
+                return (End::Error(format!("read failed: {e}")), reset);
+            }
+        };
+        if sizing.read(n, buf.len()) {
+            // Back to small messages: give the memory back.
+            let mut small = vec![0u8; sizing.first()];
+            small[..n].copy_from_slice(&buf[..n]);
+            buf = small;
+            grown.release();
+        }
+        conn.last
+            .store(conn.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let chunk = &buf[..n];
+        if config.data {
+            on_event(&ProxyEvent::Data {
+                conn: conn.id,
+                dir,
+                bytes: chunk,
+            });
+        }
+        let forward = flow.read(chunk);
+        for note in flow.notes() {
+            on_event(&ProxyEvent::Note {
+                conn: conn.id,
+                dir,
+                note,
+            });
+        }
+        let written = match forward {
+            Forward::Hold => continue,
+            Forward::Whole => dst.write_all(chunk).map(|()| None),
+            Forward::Steps => carry_out(flow.steps(), chunk, dst, conn, dir, on_event, handle),
+        };
+        match written {
+            Ok(None) => {}
+            Ok(Some(step)) => {
+                let step = step.clone();
+                if let Some(end) = flow.stopped_by(&step) {
+                    return (end, false);
+                }
+            }
+            Err(e) => return (End::Error(format!("write failed: {e}")), false),
+        }
+    }
 }
 
 /// Zero-copy forwarding for a direction nobody watches (Linux only).
@@ -842,43 +811,29 @@ mod splice {
     }
 }
 
-/// What a schedule's steps ended with.
-enum Outcome {
-    Stall,
-    Close,
-    Reset,
-}
-
-fn carry_out(
-    steps: &[Step],
+/// Carry out a schedule's steps over `chunk`: the stall, close or reset
+/// step that ended them, if one did.
+fn carry_out<'s>(
+    steps: &'s [Step],
     chunk: &[u8],
     dst: &mut TcpStream,
     conn: &Conn,
     dir: Direction,
     on_event: &Callback,
     handle: &ProxyHandle,
-) -> std::result::Result<Option<Outcome>, String> {
+) -> io::Result<Option<&'s Step>> {
     for step in steps {
-        let written = match step {
-            Step::Write(r) => dst.write_all(&chunk[r.clone()]),
-            Step::Inject(b) => dst.write_all(b),
-            Step::Sleep(d) => {
-                sleep(*d, conn, handle);
-                Ok(())
-            }
-            Step::Fired(what) => {
-                on_event(&ProxyEvent::Fault {
-                    conn: conn.id,
-                    dir,
-                    what,
-                });
-                Ok(())
-            }
-            Step::Stall => return Ok(Some(Outcome::Stall)),
-            Step::Close => return Ok(Some(Outcome::Close)),
-            Step::Reset => return Ok(Some(Outcome::Reset)),
-        };
-        written.map_err(|e| format!("write failed: {e}"))?;
+        match step {
+            Step::Write(r) => dst.write_all(&chunk[r.clone()])?,
+            Step::Inject(b) => dst.write_all(b)?,
+            Step::Sleep(d) => sleep(*d, conn, handle),
+            Step::Fired(what) => on_event(&ProxyEvent::Fault {
+                conn: conn.id,
+                dir,
+                what,
+            }),
+            Step::Stall | Step::Close | Step::Reset => return Ok(Some(step)),
+        }
     }
     Ok(None)
 }
