@@ -31,7 +31,7 @@ mod flow;
 use flow::{Closing, Flow, Forward, Sizing};
 
 use crate::fault::{FaultPlan, FaultSchedule, Step};
-use crate::{Direction, Note, Observer};
+use crate::{Direction, Note};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -691,6 +691,17 @@ fn move_bytes(
             Err(e) => return (End::Error(format!("write failed: {e}")), false),
         }
     }
+}
+
+/// A read woke without bytes: the end, if the connection is over, the
+/// proxy stopped or the idle timeout passed ([`flow::idle_end`] decides).
+fn woke(conn: &Conn, config: &ProxyConfig, handle: &ProxyHandle) -> Option<End> {
+    flow::idle_end(
+        conn.over.load(Ordering::SeqCst) || handle.is_shut_down(),
+        config.idle_timeout,
+        conn.born.elapsed(),
+        Duration::from_millis(conn.last.load(Ordering::Relaxed)),
+    )
 }
 
 /// Zero-copy forwarding for a direction nobody watches (Linux only).
