@@ -12,8 +12,10 @@
 //! A load generator only needs to know where each reply ends, not what it
 //! says, so [`FrameCounter`] skips payload bytes instead of collecting them:
 //! a connection costs a few bytes of state however large the replies are.
+//! For fixed-width headers it follows trama-protocol's `FrameBoundary`, the
+//! tracker the `Decoder` is built on.
 
-use trama_protocol::{ByteOrder, FrameConfig, HeaderWidth};
+use trama_protocol::{ByteOrder, FrameBoundary, FrameConfig, HeaderWidth};
 
 /// The longest LEB128 encoding of a `u64`: 10 bytes of 7 bits each.
 pub const VARINT_MAX_BYTES: usize = 10;
@@ -137,27 +139,6 @@ impl Wire {
         self.encode(&vec![b'x'; size], &mut out)?;
         Ok(out)
     }
-
-    /// Try to read a length header at the start of `bytes`: `Some((len,
-    /// header bytes))`, or `None` if more bytes are needed. The limit is not
-    /// checked here.
-    fn header(&self, bytes: &[u8]) -> Result<Option<(u64, usize)>, WireError> {
-        match self {
-            Wire::Prefix(c) => {
-                let n = c.header_len();
-                Ok((bytes.len() >= n).then(|| (c.parse_header(&bytes[..n]), n)))
-            }
-            Wire::Varint { .. } => decode_varint(bytes),
-        }
-    }
-
-    /// The most header bytes a frame can start with.
-    fn max_header_len(&self) -> usize {
-        match self {
-            Wire::Prefix(c) => c.header_len(),
-            Wire::Varint { .. } => VARINT_MAX_BYTES,
-        }
-    }
 }
 
 /// Append `n` as an unsigned LEB128 varint: 7 bits a byte, lowest first,
@@ -194,103 +175,143 @@ pub fn decode_varint(bytes: &[u8]) -> Result<Option<(u64, usize)>, WireError> {
 
 /// Counts the frames in a byte stream fed in pieces of any size, keeping
 /// only the header being read and how many payload bytes are still to come.
+///
+/// Fixed-width headers are followed by trama-protocol's [`FrameBoundary`],
+/// the tracker its `Decoder` builds on, so trama-bench and trama cannot
+/// disagree about where a frame ends; the varint header, which trama-protocol
+/// does not speak, keeps its own few lines here.
 #[derive(Debug, Clone)]
 pub struct FrameCounter {
-    wire: Wire,
-    header: [u8; VARINT_MAX_BYTES],
-    header_got: usize,
-    /// Payload bytes of the current frame still to skip; `None` between frames' payloads.
-    body_left: Option<u64>,
+    limit: u64,
+    tracker: Tracker,
     failed: Option<WireError>,
+}
+
+#[derive(Debug, Clone)]
+enum Tracker {
+    Prefix(FrameBoundary),
+    Varint {
+        header: [u8; VARINT_MAX_BYTES],
+        header_got: usize,
+        /// Payload bytes of the current frame still to skip; `None` between payloads.
+        body_left: Option<u64>,
+    },
 }
 
 impl FrameCounter {
     /// A counter for `wire`.
     pub fn new(wire: Wire) -> FrameCounter {
+        let tracker = match wire {
+            Wire::Prefix(config) => Tracker::Prefix(FrameBoundary::new(config)),
+            Wire::Varint { .. } => Tracker::Varint {
+                header: [0; VARINT_MAX_BYTES],
+                header_got: 0,
+                body_left: None,
+            },
+        };
         FrameCounter {
-            wire,
-            header: [0; VARINT_MAX_BYTES],
-            header_got: 0,
-            body_left: None,
+            limit: wire.max_frame_len(),
+            tracker,
             failed: None,
         }
     }
 
     /// True between frames: a clean place for the stream to end.
     pub fn is_idle(&self) -> bool {
-        self.header_got == 0 && self.body_left.is_none()
+        match &self.tracker {
+            Tracker::Prefix(b) => b.is_idle(),
+            Tracker::Varint {
+                header_got,
+                body_left,
+                ..
+            } => *header_got == 0 && body_left.is_none(),
+        }
     }
 
     /// Feed the next bytes of the stream; returns how many frames ended in
     /// them. After a bad header the stream is out of step, and every later
     /// call returns the same error.
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<u64, WireError> {
+    pub fn feed(&mut self, input: &[u8]) -> Result<u64, WireError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let mut frames = 0;
-        while !input.is_empty() {
-            if let Some(left) = self.body_left {
-                let take = left.min(input.len() as u64);
-                input = &input[take as usize..];
-                if take == left {
-                    self.body_left = None;
-                    frames += 1;
-                } else {
-                    self.body_left = Some(left - take);
-                }
-                continue;
-            }
-            let len = if self.header_got == 0 {
-                // Fast path: the whole header is in this input.
-                match self.wire.header(input) {
-                    Ok(Some((len, used))) => {
-                        input = &input[used..];
-                        len
-                    }
-                    Ok(None) => {
-                        self.header[..input.len()].copy_from_slice(input);
-                        self.header_got = input.len();
-                        return Ok(frames);
-                    }
-                    Err(e) => return Err(self.fail(e)),
-                }
-            } else {
-                let room = self.wire.max_header_len() - self.header_got;
-                let take = room.min(input.len());
-                let before = self.header_got;
-                self.header[before..before + take].copy_from_slice(&input[..take]);
-                self.header_got += take;
-                match self.wire.header(&self.header[..self.header_got]) {
-                    Ok(Some((len, used))) => {
-                        input = &input[used - before..];
-                        self.header_got = 0;
-                        len
-                    }
-                    Ok(None) => {
-                        input = &input[take..];
-                        continue;
-                    }
-                    Err(e) => return Err(self.fail(e)),
-                }
-            };
-            let limit = self.wire.max_frame_len();
+        let limit = self.limit;
+        let counted = match &mut self.tracker {
+            Tracker::Prefix(b) => count_prefix(b, input, limit),
+            Tracker::Varint {
+                header,
+                header_got,
+                body_left,
+            } => count_varint(header, header_got, body_left, input, limit),
+        };
+        counted.inspect_err(|e| self.failed = Some(e.clone()))
+    }
+}
+
+/// The frames ending in `input` by `b`'s rules; a header over `limit` is an error.
+fn count_prefix(b: &mut FrameBoundary, mut input: &[u8], limit: u64) -> Result<u64, WireError> {
+    let mut frames = 0;
+    // Between frames with whole small replies in the input: one step each.
+    while let Some(payload) = b.whole_frame(input, limit) {
+        input = &input[payload.end..];
+        frames += 1;
+    }
+    while let Some(span) = b.next(input) {
+        input = &input[span.len..];
+        if let Some(len) = span.announced {
             if len > limit {
-                return Err(self.fail(WireError::TooLarge { len, limit }));
-            }
-            if len == 0 {
-                frames += 1;
-            } else {
-                self.body_left = Some(len);
+                return Err(WireError::TooLarge { len, limit });
             }
         }
-        Ok(frames)
+        if span.ends_frame {
+            frames += 1;
+        }
     }
+    Ok(frames)
+}
 
-    fn fail(&mut self, e: WireError) -> WireError {
-        self.failed = Some(e.clone());
-        e
+/// The frames ending in `input` with varint headers, `header[..header_got]`
+/// being the header in progress and `body_left` the payload still to skip.
+fn count_varint(
+    header: &mut [u8; VARINT_MAX_BYTES],
+    header_got: &mut usize,
+    body_left: &mut Option<u64>,
+    mut input: &[u8],
+    limit: u64,
+) -> Result<u64, WireError> {
+    let mut frames = 0;
+    while !input.is_empty() {
+        if let Some(left) = *body_left {
+            let take = left.min(input.len() as u64);
+            input = &input[take as usize..];
+            if take == left {
+                *body_left = None;
+                frames += 1;
+            } else {
+                *body_left = Some(left - take);
+            }
+            continue;
+        }
+        let before = *header_got;
+        let take = (VARINT_MAX_BYTES - before).min(input.len());
+        header[before..before + take].copy_from_slice(&input[..take]);
+        *header_got += take;
+        let Some((len, used)) = decode_varint(&header[..*header_got])? else {
+            input = &input[take..];
+            continue;
+        };
+        input = &input[used - before..];
+        *header_got = 0;
+        if len > limit {
+            return Err(WireError::TooLarge { len, limit });
+        }
+        if len == 0 {
+            frames += 1;
+        } else {
+            *body_left = Some(len);
+        }
     }
+    Ok(frames)
 }
 
 #[cfg(test)]
