@@ -12,3 +12,5 @@ pub const FILES: &str = "127.0.0.1:12346";
 pub const CHAT: &str = "127.0.0.1:8080";
 /// A peer (`trama-peer`); the second peer of an example takes the next port.
 pub const PEER: &str = "127.0.0.1:9000";
+/// The tap (`trama-tap`), in front of a server of any of the roles above.
+pub const TAP: &str = "127.0.0.1:9090";

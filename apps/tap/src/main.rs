@@ -8,7 +8,8 @@
 //! and `trama-tap replay FILE --to B` plays the client's side of it against
 //! another server and says where the answers differ.
 //!
-//! This file only knows flags: what they mean is in the `trama-tap` library
+//! This file only knows flags and the exit statuses every trama app shares
+//! (`trama_cli::exit`): what the flags mean is in the `trama-tap` library
 //! (crates/tap).
 
 use std::path::PathBuf;
@@ -16,9 +17,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use trama_cli::{parse_duration, FrameArgs, Limit};
+use trama_cli::{exit, parse_duration, FrameArgs, Limit};
 use trama_protocol::FrameConfig;
-use trama_tap::{DecodeAs, FaultPlan, Format, ProxyConfig, Replay, Session, Tap, TapResult};
+use trama_tap::{
+    DecodeAs, Direction, FaultPlan, FaultSchedule, Format, ProxyConfig, Replay, Session,
+    StdoutError, Tap, TapResult,
+};
 
 #[derive(Parser)]
 #[command(
@@ -44,13 +48,13 @@ enum Command {
 #[derive(Args)]
 struct ProxyArgs {
     /// Address to listen on (port 0 picks a free one; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    #[arg(short, long, default_value = trama_cli::ports::TAP)]
     listen: String,
     /// The server to forward every connection to.
-    #[arg(long, required = true)]
+    #[arg(short, long, required = true)]
     to: Option<String>,
     /// The notes' unframed dialect: each chunk is shown as it arrives.
-    #[arg(long)]
+    #[arg(short, long)]
     raw: bool,
     #[command(flatten)]
     frame: FrameArgs,
@@ -71,7 +75,7 @@ struct ProxyArgs {
     record: Option<PathBuf>,
     /// A fault: [c2s:|s2c:|both:]ITEM[,ITEM...], e.g. c2s:split=1,pause=1ms or
     /// s2c:corrupt-header=3:ffffffff (see docs/TAP.md). May be repeated.
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", value_parser = parse_fault)]
     fault: Vec<String>,
     /// Seed for the jitter of delay faults, to repeat a run exactly.
     #[arg(long, default_value_t = 1)]
@@ -95,7 +99,7 @@ struct ReplayArgs {
     /// A file written by `trama-tap --record`.
     file: PathBuf,
     /// The server to play it against.
-    #[arg(long)]
+    #[arg(short, long)]
     to: String,
     /// Replay only this connection of the recording (default: all, one after another).
     #[arg(long)]
@@ -112,7 +116,7 @@ struct ReplayArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = trama_cli::generate::parse("trama-tap");
     match cli.command {
         Some(Command::Replay(args)) => {
             trama_cli::init_logging("warn");
@@ -125,25 +129,61 @@ fn main() -> ExitCode {
                 show: args.show,
             };
             match trama_tap::replay(&replay) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("trama-tap: {e}");
-                    ExitCode::from(2)
-                }
+                Ok(true) => exit::code(exit::OK),
+                // The replay ran to the end and the answers differ: a
+                // verdict, as a failed check is for trama-check.
+                Ok(false) => exit::code(exit::VERDICT),
+                Err(e) => failed(e),
             }
         }
         None => {
             trama_cli::init_logging("info");
+            if let Err(e) = check_faults(&cli.proxy) {
+                eprintln!("trama-tap: {e}");
+                return exit::code(exit::USAGE);
+            }
             match proxy(cli.proxy) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("trama-tap: {e}");
-                    ExitCode::from(2)
-                }
+                Ok(()) => exit::code(exit::OK),
+                Err(e) => failed(e),
             }
         }
     }
+}
+
+/// How a session that could not go on ends: quietly when the reader of
+/// stdout went away (`trama-tap ... | head -1`), with status 1 and the
+/// error otherwise.
+fn failed(e: Box<dyn std::error::Error>) -> ExitCode {
+    match e.downcast_ref::<StdoutError>() {
+        Some(StdoutError(io)) => trama_cli::out::end_on_write_error(io),
+        None => exit::fail("trama-tap", e),
+    }
+}
+
+/// A `--fault` argument, checked as the command line is read so a typo is
+/// bad usage (status 2), as clap reports any other bad value.
+fn parse_fault(spec: &str) -> Result<String, String> {
+    spec.parse::<FaultPlan>()
+        .map(|_| spec.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Faults the framing cannot carry out (a frame fault with `--raw`) or that
+/// exclude each other ask the impossible of the command line: bad usage,
+/// found before listening. (A framing the flags cannot describe is left to
+/// [`proxy`] to report.)
+fn check_faults(args: &ProxyArgs) -> Result<(), String> {
+    let Ok(frame) = frame_config(args.raw, &args.frame) else {
+        return Ok(());
+    };
+    let mut faults = FaultPlan::default();
+    for spec in &args.fault {
+        faults.add(spec).map_err(|e| e.to_string())?;
+    }
+    for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+        FaultSchedule::new(faults.faults(dir), frame, 0).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The wire format the flags describe. In raw mode without `--max-frame`,

@@ -289,11 +289,41 @@ fn raw_mode_shows_chunks_and_refuses_frame_faults() {
     ])
     .args(["--fault", "c2s:drop=1"]);
     let (status, _, stderr) = ok(run_command(cmd, DEADLINE));
-    assert_eq!(status.code(), Some(2));
+    // A command line asking the impossible is bad usage, refused before listening.
+    assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("drop=1 needs frames, but the stream is unframed"),
         "{stderr}"
     );
+}
+
+/// `trama-tap ARGS...`, its status and stderr.
+fn status_of(args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(TAP);
+    cmd.args(args).env_remove("RUST_LOG");
+    let (status, _, stderr) = ok(run_command(cmd, DEADLINE));
+    (status.code(), stderr)
+}
+
+#[test]
+fn exit_statuses_follow_the_table_of_every_app() {
+    // Bad usage: a fault that does not parse, a flag that does not exist.
+    let (code, stderr) = status_of(&[
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:9",
+        "--fault",
+        "c2s:bogus=1",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("unknown fault"), "{stderr}");
+    assert_eq!(status_of(&["--no-such-flag"]).0, Some(2));
+    // Failure: it could not do what was asked (a recording that is not there).
+    let missing = std::env::temp_dir().join(format!("trama-tap-e2e-none-{}", std::process::id()));
+    let (code, stderr) = status_of(&["replay", missing.to_str().unwrap(), "-t", "127.0.0.1:9"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.starts_with("trama-tap: "), "{stderr}");
 }
 
 #[test]
@@ -551,10 +581,11 @@ fn record_then_replay_against_the_echo_server() {
     );
     assert!(stdout.contains("all answers match"), "{stdout}");
 
-    // Against a chat server: different answers, exit 1, and where.
+    // Against a chat server: different answers, the verdict status 3 (it
+    // ran, and the answer is no), and where.
     let chat = chat_server();
     let (status, stdout, stderr) = replay(&file, chat.addr());
-    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(status.code(), Some(3), "{stdout}{stderr}");
     assert!(
         stdout.contains("connection 1: answer frame 1 differs: expected 3 bytes, text `uno`; got"),
         "{stdout}"

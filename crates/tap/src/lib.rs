@@ -82,7 +82,7 @@ pub use proxy::{End, Proxy, ProxyConfig, ProxyEvent, ProxyHandle};
 pub use record::{replay, Recorder, Replay};
 pub use render::{escape_text, hex_pairs, render, DecodeAs, Rendered};
 pub use session::{Session, Tap};
-pub use show::{Format, Printer};
+pub use show::{Format, Printer, StdoutError};
 
 /// What the session's steps fail with: a message naming what and why
 /// (a file that cannot be created, a recording that cannot be read).

@@ -265,7 +265,9 @@ fn read_recording(path: &Path) -> TapResult<Recording> {
     Ok(Recording { frame, conns })
 }
 
-/// Replay the recording; true when every answer matched.
+/// Replay the recording; true when every answer matched. The report goes
+/// to stdout; when stdout cannot take a line (its reader left, as in
+/// `| head -1`) the replay stops there with a [`StdoutError`](crate::StdoutError).
 pub fn replay(args: &Replay) -> TapResult<bool> {
     let rec = read_recording(&args.file)?;
     let chosen: Vec<&(u64, Vec<Entry>)> = rec
@@ -287,7 +289,7 @@ pub fn replay(args: &Replay) -> TapResult<bool> {
             differing += 1;
         }
         for l in lines {
-            say(&format!("connection {conn}: {}", l.text));
+            say(&format!("connection {conn}: {}", l.text))?;
         }
     }
     say(&format!(
@@ -299,14 +301,13 @@ pub fn replay(args: &Replay) -> TapResult<bool> {
         } else {
             format!("{differing} with differences")
         }
-    ));
+    ))?;
     Ok(differing == 0)
 }
 
-/// Print one line of the report; a closed stdout (`| head`) is not an error.
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+/// Print one line of the report, or say why stdout would not take it.
+fn say(line: &str) -> Result<(), crate::StdoutError> {
+    crate::show::write_line(line).map_err(crate::StdoutError)
 }
 
 /// One line of the report.

@@ -12,7 +12,9 @@ use std::time::Instant;
 use crate::fault::FaultSchedule;
 use crate::record::Recorder;
 use crate::show::{Format, Printer};
-use crate::{DecodeAs, Direction, Proxy, ProxyConfig, ProxyEvent, ProxyHandle, TapResult};
+use crate::{
+    DecodeAs, Direction, Proxy, ProxyConfig, ProxyEvent, ProxyHandle, StdoutError, TapResult,
+};
 
 /// What a session shows and keeps, beside the proxy's own settings.
 #[derive(Debug, Clone)]
@@ -67,6 +69,10 @@ impl Tap {
 
     /// Serve until shut down, printing and recording every event with its
     /// time since now; the recording is flushed before this returns.
+    ///
+    /// When stdout will not take a line (its reader went away, as in
+    /// `trama-tap ... | head -1`), the tap shuts itself down, and this
+    /// returns a [`StdoutError`] with why once the recording is flushed.
     pub fn run(self) -> TapResult {
         let Tap {
             proxy,
@@ -75,6 +81,9 @@ impl Tap {
         } = self;
         let recorder = recorder.map(Mutex::new).map(Arc::new);
         let rec = recorder.clone();
+        let unwritten: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+        let stdout_error = unwritten.clone();
+        let stopper = proxy.handle();
         let start = Instant::now();
         proxy.run(move |event: &ProxyEvent<'_>| {
             let t = start.elapsed().as_secs_f64();
@@ -83,13 +92,28 @@ impl Tap {
                     r.event(t, event);
                 }
             }
-            printer.event(t, event);
+            // Once a line could not be written nothing more is printed:
+            // the connections' threads are being stopped.
+            let Ok(mut failed) = stdout_error.lock() else {
+                return;
+            };
+            if failed.is_some() {
+                return;
+            }
+            if let Err(e) = printer.event(t, event) {
+                *failed = Some(e);
+                drop(failed);
+                stopper.shutdown();
+            }
         })?;
         if let Some(rec) = recorder {
             if let Ok(mut r) = rec.lock() {
                 r.flush()?;
             }
         }
-        Ok(())
+        match unwritten.lock().ok().and_then(|mut e| e.take()) {
+            Some(e) => Err(StdoutError(e).into()),
+            None => Ok(()),
+        }
     }
 }

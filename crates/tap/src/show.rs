@@ -1,6 +1,11 @@
 //! What `trama-tap` prints for each proxy event: a line for people, or one
 //! JSON object per line for scripts. Every line is flushed as soon as it is
 //! written, so a frame shows up while the connection is still open.
+//!
+//! A line that cannot be written (the reader of a pipe went away, as in
+//! `trama-tap ... | head -1`, or a full disk) is returned as an error, not
+//! printed about nor panicked on: the session stops and ends with a
+//! [`StdoutError`], which the app turns into its exit status.
 
 use std::io::Write;
 
@@ -18,6 +23,20 @@ pub enum Format {
     Off,
 }
 
+/// What a session or a replay ends with when a line could not be written
+/// to stdout. The session stopped first (and flushed its recording); a
+/// closed pipe among these is the reader having read enough, not a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stdout: {0}")]
+pub struct StdoutError(#[source] pub std::io::Error);
+
+/// Write `line` and a newline to stdout, flushed at once: stdout may be a
+/// pipe to `jq` or a file, where Rust would otherwise buffer until exit.
+pub(crate) fn write_line(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush())
+}
+
 /// Prints events on stdout.
 pub struct Printer {
     format: Format,
@@ -30,8 +49,9 @@ impl Printer {
         Printer { format, decode }
     }
 
-    /// Print one event that happened `t` seconds after the tap started.
-    pub fn event(&self, t: f64, event: &ProxyEvent<'_>) {
+    /// Print one event that happened `t` seconds after the tap started;
+    /// `Err` when stdout cannot take the line.
+    pub fn event(&self, t: f64, event: &ProxyEvent<'_>) -> std::io::Result<()> {
         let line = match self.format {
             Format::Off => {
                 // Nothing per frame, but what fires or fails still goes to the log.
@@ -40,16 +60,15 @@ impl Printer {
                         log::warn!("{}", line.trim_start());
                     }
                 }
-                return;
+                return Ok(());
             }
             Format::Text => text_line(t, event, self.decode),
             Format::Json => json_line(t, event, self.decode).map(|v| v.to_string()),
         };
-        let Some(line) = line else { return };
-        // One write and a flush per line: stdout may be a pipe to `jq` or a
-        // file, where Rust would otherwise buffer until exit.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        match line {
+            Some(line) => write_line(&line),
+            None => Ok(()),
+        }
     }
 }
 

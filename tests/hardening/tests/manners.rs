@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -158,6 +159,80 @@ fn echo_send_ends_quietly_into_a_closed_stdout() {
     assert_quiet("trama-echo send", &end);
 }
 
+#[test]
+fn tap_ends_quietly_when_its_reader_leaves() {
+    // `trama-tap -l ... -t SERVER | head -1` while a client keeps sending frames.
+    let server = serve("trama-echo", &["serve", "--framed"]);
+    let mut child = Command::new(bin("trama-tap"))
+        .args(["-l", "127.0.0.1:0", "-t", &server.addr().to_string()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start trama-tap: {e}"));
+    // stderr: the address the tap listens on first, all of it in the end.
+    let stderr_pipe = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let stderr = thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = addr_tx.send(addr.trim().to_string());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let Ok(addr) = addr_rx.recv_timeout(DEADLINE) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("trama-tap never listened:\n{}", stderr.join().unwrap());
+    };
+    // The reader takes the first line (the connection opening) and leaves.
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut line = String::new();
+        if BufReader::new(stdout).read_line(&mut line).unwrap_or(0) > 0 {
+            let _ = line_tx.send(line);
+        }
+    });
+    let mut client = TcpStream::connect(&addr).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "trama-tap still running {DEADLINE:?} after its reader left; stderr:\n{}",
+                stderr.join().unwrap()
+            );
+        }
+        // A frame for the tap to print; once it has ended the writes fail.
+        let _ = client.write_all(b"\x00\x00\x00\x04hola");
+        thread::sleep(Duration::from_millis(50));
+    };
+    reader.join().unwrap();
+    let end = Ended {
+        status,
+        stderr: stderr.join().unwrap(),
+        first_line: line_rx.try_iter().next(),
+    };
+    assert!(
+        end.first_line
+            .as_deref()
+            .is_some_and(|l| l.contains("#1 open")),
+        "{:?}",
+        end.first_line
+    );
+    assert_quiet("trama-tap", &end);
+}
+
 /// `app args...`, its status and output.
 fn run(app: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(bin(app))
@@ -193,6 +268,7 @@ fn every_help_ends_with_the_exit_table_and_bad_usage_is_2() {
         ("trama-echo", "send"),
         ("trama-chat", "join"),
         ("trama-files", "receive"),
+        ("trama-tap", "replay"),
     ] {
         let (_, help, _) = run(app, &[sub, "--help"]);
         assert!(help.contains("Exit status:"), "{app} {sub} --help:\n{help}");
