@@ -69,6 +69,17 @@ class Paths:
         self.miosrv = os.path.join(ref_dir, "miosrv")
 
 
+def reference_server(binary, hold):
+    """A reference server: its `echo` serves echo and bulk, `sink` sinks; be32."""
+    return {
+        "echo": lambda a: [binary, "echo", "--addr", a],
+        "bulk": lambda a: [binary, "echo", "--addr", a],
+        "sink": lambda a: [binary, "sink", "--addr", a],
+        "framing": "be32",
+        "hold": hold,
+    }
+
+
 def server_table(p, trama_bulk_args):
     """name -> how to start it (echo, sink), its framing, and what it can do."""
     return {
@@ -81,22 +92,10 @@ def server_table(p, trama_bulk_args):
             "framing": "be32",
             "hold": True,
         },
-        "refsrv": {
-            "echo": lambda a: [p.refsrv, "echo", "--addr", a],
-            "bulk": lambda a: [p.refsrv, "echo", "--addr", a],
-            "sink": lambda a: [p.refsrv, "sink", "--addr", a],
-            "framing": "be32",
-            # A reader and a writer handle per socket: 10,000 connections
-            # need 20,000 descriptors, the whole limit.
-            "hold": False,
-        },
-        "tokiosrv": {
-            "echo": lambda a: [p.tokiosrv, "echo", "--addr", a],
-            "bulk": lambda a: [p.tokiosrv, "echo", "--addr", a],
-            "sink": lambda a: [p.tokiosrv, "sink", "--addr", a],
-            "framing": "be32",
-            "hold": True,
-        },
+        # A reader and a writer handle per socket: 10,000 connections
+        # need 20,000 descriptors, the whole limit.
+        "refsrv": reference_server(p.refsrv, hold=False),
+        "tokiosrv": reference_server(p.tokiosrv, hold=True),
         "python": {
             # A student's server: the notes' thread per client, be32 frames,
             # a reply per message. Slower than any tool, so the one check

@@ -15,80 +15,31 @@ until it is killed.
 Usage: notes_chat_server.py PORT
 """
 
-import socket
-import struct
 import sys
-import threading
+
+from wire import ThreadedServer, read_frame, send_frame
 
 
-def recv_exactly(conn, n):
-    """Read exactly n bytes; None if the peer closed (or broke) first."""
-    chunks = []
-    remaining = n
-    while remaining > 0:
-        chunk = conn.recv(remaining)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+class Server(ThreadedServer):
+    """The notes' Server class: a framed reply to each non-empty message."""
 
-
-def send_frame(conn, payload):
-    conn.sendall(struct.pack(">I", len(payload)) + payload)
-
-
-class Server:
-    """Accept clients and give each one a thread, as in the notes."""
-
-    def __init__(self, port):
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", port))
-        self.socket.listen(16)
-
-    def address(self):
-        return self.socket.getsockname()
-
-    def run(self):
-        while True:
-            conn, peer = self.socket.accept()
-            print("connected: %s:%d" % peer, file=sys.stderr, flush=True)
-            thread = threading.Thread(
-                target=self.handle, args=(conn, peer), daemon=True
-            )
-            thread.start()
-
-    def handle(self, conn, peer):
+    def serve(self, conn):
         """Serve one client until it disconnects."""
-        try:
-            while True:
-                header = recv_exactly(conn, 4)
-                if header is None:
-                    break
-                (length,) = struct.unpack(">I", header)
-                payload = recv_exactly(conn, length) if length else b""
-                if payload is None:
-                    break
-                if not payload:
-                    continue
-                message = payload.decode("utf-8", errors="replace")
-                send_frame(conn, ("Acción asociada a " + message).encode("utf-8"))
-        except OSError as e:
-            print("client %s:%d: %s" % (peer + (e,)), file=sys.stderr, flush=True)
-        # The client left: release our end of its socket.
-        conn.close()
-        print("disconnected: %s:%d" % peer, file=sys.stderr, flush=True)
+        while True:
+            payload = read_frame(conn)
+            if payload is None:
+                break
+            if not payload:
+                continue
+            message = payload.decode("utf-8", errors="replace")
+            send_frame(conn, ("Acción asociada a " + message).encode("utf-8"))
 
 
 def main():
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    server = Server(int(sys.argv[1]))
-    host, port = server.address()
-    print("listening on %s:%d" % (host, port), file=sys.stderr, flush=True)
-    server.run()
+    Server(int(sys.argv[1])).run()
     return 0
 
 

@@ -15,46 +15,22 @@ Wire formats:
 Usage: notes_echo_server.py PORT [--framed]
 """
 
-import socket
-import struct
 import sys
 
-
-def recv_exactly(conn, n):
-    """Read exactly n bytes; None if the peer closed before the first byte."""
-    chunks = []
-    remaining = n
-    while remaining > 0:
-        chunk = conn.recv(remaining)
-        if not chunk:
-            if remaining == n:
-                return None
-            raise ConnectionError(
-                "peer closed with %d of %d bytes missing" % (remaining, n)
-            )
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+from wire import chunks, listen, read_frame, send_frame
 
 
 def echo_unframed(conn):
-    while True:
-        data = conn.recv(4096)
-        if not data:
-            break
+    for data in chunks(conn):
         conn.sendall(data)
 
 
 def echo_framed(conn):
     while True:
-        header = recv_exactly(conn, 4)
-        if header is None:
-            break
-        (length,) = struct.unpack(">I", header)
-        payload = recv_exactly(conn, length) if length else b""
+        payload = read_frame(conn, strict=True)
         if payload is None:
-            raise ConnectionError("peer closed after a header")
-        conn.sendall(header + payload)
+            break
+        send_frame(conn, payload)
 
 
 def main():
@@ -64,13 +40,7 @@ def main():
     if len(args) != 1:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    port = int(args[0])
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("127.0.0.1", port))
-    server.listen(1)
-    host, port = server.getsockname()
-    print("listening on %s:%d" % (host, port), file=sys.stderr, flush=True)
+    server = listen(int(args[0]), 1)
     conn, peer = server.accept()
     with conn:
         print("connected: %s:%d" % peer, file=sys.stderr, flush=True)

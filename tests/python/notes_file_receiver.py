@@ -17,24 +17,12 @@ in memory; the bytes on the wire are the same.
 Usage: notes_file_receiver.py PORT OUTPATH
 """
 
-import socket
 import struct
 import sys
 
+from wire import listen, recv_exactly
+
 CHUNK = 4096
-
-
-def recv_exactly(conn, n):
-    """Read exactly n bytes, or raise if the peer closes first."""
-    chunks = []
-    remaining = n
-    while remaining > 0:
-        chunk = conn.recv(remaining)
-        if not chunk:
-            raise ConnectionError("peer closed with %d of %d bytes missing" % (remaining, n))
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 def main():
@@ -42,12 +30,7 @@ def main():
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
     port, out_path = int(sys.argv[1]), sys.argv[2]
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("127.0.0.1", port))
-    server.listen(1)
-    host, port = server.getsockname()
-    print("listening on %s:%d" % (host, port), file=sys.stderr, flush=True)
+    server = listen(port, 1)
     conn, peer = server.accept()
     with conn:
         print("connected: %s:%d" % peer, file=sys.stderr, flush=True)

@@ -32,6 +32,8 @@ import sys
 import threading
 import time
 
+from wire import chunks, listen, warn
+
 PREFIX = "Acción del Cliente P2P (%d) asociada a %s"
 
 
@@ -40,24 +42,13 @@ def show(text):
     print(text, flush=True)
 
 
-def warn(text):
-    print(text, file=sys.stderr, flush=True)
-
-
 class NotesPeer:
     def __init__(self, role, port, peer):
         self.role = role
         self.peer = peer
         self.dialed = None
         self.dialed_lock = threading.Lock()
-        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        # So a peer can be restarted on its port at once.
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", port))
-        self.server.listen(5)
-
-    def address(self):
-        return self.server.getsockname()
+        self.server = listen(port, 5)
 
     def start(self):
         if self.role == 1:
@@ -92,10 +83,7 @@ class NotesPeer:
     def serve(self, conn, addr):
         """Print each chunk and answer it on the same connection."""
         try:
-            while True:
-                data = conn.recv(4096)
-                if not data:
-                    break
+            for data in chunks(conn):
                 text = data.decode("utf-8", errors="replace")
                 show(text)
                 conn.sendall((PREFIX % (self.role, text)).encode("utf-8"))
@@ -122,10 +110,7 @@ class NotesPeer:
     def listen_dialed(self, sock):
         """Print whatever comes back on the connection we dialed."""
         try:
-            while True:
-                data = sock.recv(4096)
-                if not data:
-                    break
+            for data in chunks(sock):
                 show(data.decode("utf-8", errors="replace"))
         except OSError as e:
             warn("connection to %s: %s" % (self.peer, e))
@@ -152,8 +137,6 @@ def main():
     args = parser.parse_args()
 
     peer = NotesPeer(args.role, args.listen, args.peer)
-    host, port = peer.address()
-    warn("listening on %s:%d" % (host, port))
     peer.start()
     for line in sys.stdin:
         line = line.rstrip("\r\n")

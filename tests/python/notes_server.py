@@ -14,49 +14,24 @@ client disconnects (recv returns b""). The server runs until it is killed.
 Usage: notes_server.py PORT N
 """
 
-import socket
 import sys
-import threading
+
+from wire import ThreadedServer, chunks
 
 
-class Server:
-    """Accept clients and give each one a thread, as in the notes."""
+class Server(ThreadedServer):
+    """The notes' Server class: a reply, unframed, to each chunk."""
 
     def __init__(self, port, number):
+        super().__init__(port)
         self.number = number
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        # So the server can be restarted on its port at once.
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", port))
-        self.socket.listen(16)
 
-    def address(self):
-        return self.socket.getsockname()
-
-    def run(self):
-        while True:
-            conn, peer = self.socket.accept()
-            print("connected: %s:%d" % peer, file=sys.stderr, flush=True)
-            thread = threading.Thread(
-                target=self.handle, args=(conn, peer), daemon=True
-            )
-            thread.start()
-
-    def handle(self, conn, peer):
+    def serve(self, conn):
         """Answer every chunk until the client disconnects."""
-        try:
-            while True:
-                data = conn.recv(4096)
-                if not data:
-                    # The client closed its end: this thread is done.
-                    break
-                text = data.decode("utf-8", errors="replace")
-                reply = "Acción del servidor %d asociada a %s" % (self.number, text)
-                conn.sendall(reply.encode("utf-8"))
-        except OSError as e:
-            print("client %s:%d: %s" % (peer + (e,)), file=sys.stderr, flush=True)
-        conn.close()
-        print("disconnected: %s:%d" % peer, file=sys.stderr, flush=True)
+        for data in chunks(conn):
+            text = data.decode("utf-8", errors="replace")
+            reply = "Acción del servidor %d asociada a %s" % (self.number, text)
+            conn.sendall(reply.encode("utf-8"))
 
 
 def main():
@@ -68,10 +43,7 @@ def main():
     except ValueError:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    server = Server(port, number)
-    host, real_port = server.address()
-    print("listening on %s:%d" % (host, real_port), file=sys.stderr, flush=True)
-    server.run()
+    Server(port, number).run()
     return 0
 
 

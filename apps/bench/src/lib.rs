@@ -123,6 +123,27 @@ fn bulk(a: BulkArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
     Ok(single::bulk(&b, ticker)?)
 }
 
+/// What the fleet does for `load` and `hold`: `clients` connections to
+/// `target` on `threads` readiness loops, each request `request_size` bytes.
+fn fleet_plan(
+    target: &Target,
+    clients: usize,
+    threads: Option<usize>,
+    request_size: u64,
+    job: Job,
+) -> Result<Plan, BenchError> {
+    let wire = target.wire()?;
+    Ok(Plan {
+        addr: single::resolve(&target.addr)?,
+        clients,
+        threads: default_threads(threads),
+        wire,
+        request: wire.request(size(request_size)?)?,
+        connect_timeout: target.timeout,
+        job,
+    })
+}
+
 fn default_threads(asked: Option<usize>) -> usize {
     asked
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -144,22 +165,15 @@ fn load(a: LoadArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
             )));
         }
     }
-    let wire = a.target.wire()?;
-    let plan = Plan {
-        addr: single::resolve(&a.target.addr)?,
-        clients: a.clients,
-        threads: default_threads(a.threads),
-        wire,
-        request: wire.request(size(a.size)?)?,
-        connect_timeout: a.target.timeout,
-        job: Job::Load {
-            warmup: a.warmup,
-            duration: a.duration,
-            pipeline: a.pipeline.max(1),
-            rate: a.rate,
-            drain: a.target.timeout,
-        },
+    let job = Job::Load {
+        warmup: a.warmup,
+        duration: a.duration,
+        pipeline: a.pipeline.max(1),
+        rate: a.rate,
+        drain: a.target.timeout,
     };
+    let plan = fleet_plan(&a.target, a.clients, a.threads, a.size, job)?;
+    let wire = plan.wire;
     let watched = watch(
         plan,
         a.blocking,
@@ -187,19 +201,12 @@ fn hold(a: HoldArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
         return Err(BenchError::Usage("--clients must be at least 1".into()));
     }
     a.target.plain_only("hold").map_err(BenchError::Usage)?;
-    let wire = a.target.wire()?;
-    let plan = Plan {
-        addr: single::resolve(&a.target.addr)?,
-        clients: a.clients,
-        threads: default_threads(a.threads),
-        wire,
-        request: wire.request(size(a.size)?)?,
-        connect_timeout: a.target.timeout,
-        job: Job::Hold {
-            idle: a.duration,
-            timeout: a.target.timeout,
-        },
+    let job = Job::Hold {
+        idle: a.duration,
+        timeout: a.target.timeout,
     };
+    let plan = fleet_plan(&a.target, a.clients, a.threads, a.size, job)?;
+    let wire = plan.wire;
     // Memory is read once the connections had a moment to settle, while
     // they are still idle.
     let settle = (a.duration / 2).min(Duration::from_secs(1));

@@ -612,12 +612,7 @@ fn pingpong_and_bulk_speak_tls_and_the_shared_key() {
     std::fs::create_dir_all(&dir).unwrap();
     let pki = ok(ok(trama_test_support::pki::Pki::new()).write_to(&dir));
     let key_file = dir.join("authkey");
-    std::fs::write(&key_file, "secreto\n").unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    ok(trama_test_support::write_private(&key_file, "secreto\n"));
     let (cert, key, ca, authkey) = (
         pki.cert.to_str().unwrap(),
         pki.key.to_str().unwrap(),

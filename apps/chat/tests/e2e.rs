@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
 
-use trama_test_support::console::{Console as Peer, DEADLINE};
+use trama_test_support::console::{assert_no_line, Console as Peer, DEADLINE};
 use trama_test_support::{python3, python_script, ServerProcess};
 
 /// How long `join` keeps printing after its input ends.
@@ -156,11 +156,9 @@ fn two_clients_see_each_others_lines_and_comings_and_goings() {
     ana.say("bien");
     bea.expect("ana: bien");
     let bea_lines = bea.finish_ok();
-    assert!(
-        !bea_lines.iter().any(|l| l.starts_with("bea: ")),
-        "bea got her own line back:\n{}",
-        bea_lines.join("\n")
-    );
+    assert_no_line("bea got her own line back", &bea_lines, |l| {
+        l.starts_with("bea: ")
+    });
 
     ana.expect("* bea left (peer closed the connection)");
     ana.finish_ok();
@@ -183,11 +181,9 @@ fn a_private_message_reaches_only_its_target() {
     bea.expect("ana: fin");
 
     let cho_lines = cho.finish_ok();
-    assert!(
-        !cho_lines.iter().any(|l| l.contains("nos vemos")),
-        "cho saw the private message:\n{}",
-        cho_lines.join("\n")
-    );
+    assert_no_line("cho saw the private message", &cho_lines, |l| {
+        l.contains("nos vemos")
+    });
     bea.finish_ok();
     ana.finish_ok();
 }

@@ -537,12 +537,7 @@ fn tls_and_the_shared_key_reach_a_server_that_wants_them() {
     std::fs::create_dir_all(&dir).unwrap();
     let pki = ok(ok(trama_test_support::pki::Pki::new()).write_to(&dir));
     let key_file = dir.join("authkey");
-    std::fs::write(&key_file, "secreto\n").unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    ok(trama_test_support::write_private(&key_file, "secreto\n"));
     let mut cmd = Command::new(trama_echo());
     cmd.args(["serve", "--framed", "--addr", "127.0.0.1:0", "--tls-cert"])
         .arg(&pki.cert)

@@ -35,12 +35,10 @@ fn dir(tag: &str) -> Dir {
 
 fn key_file(dir: &Path, name: &str, key: &str) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, format!("{key}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    ok(trama_test_support::write_private(
+        &path,
+        &format!("{key}\n"),
+    ));
     path
 }
 

@@ -77,12 +77,7 @@ fn ok<T>(r: trama_test_support::Result<T>) -> T {
 
 /// Write a file only its owner may read (keys must be, on Unix).
 fn private(path: &Path, contents: &str) {
-    std::fs::write(path, contents).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    ok(trama_test_support::write_private(path, contents));
 }
 
 fn data(len: usize, seed: u64) -> Vec<u8> {

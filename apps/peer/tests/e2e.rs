@@ -21,13 +21,14 @@
 // Everything in this file is test code: helpers panic to fail the test.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::process::Command;
 
+use common::{joined, RawLink};
 use trama_backend::mesh::{self, Wire};
-use trama_protocol::{FrameConfig, FrameReader, FrameWriter};
-use trama_test_support::console::{Console as Proc, DEADLINE};
+use trama_test_support::console::{assert_no_line, Console as Proc};
 
 /// How long a peer keeps printing after its input ends.
 const QUIET: &str = "500ms";
@@ -100,10 +101,6 @@ fn reserve() -> SocketAddr {
 
 fn count(lines: &[String], line: &str) -> usize {
     lines.iter().filter(|l| *l == line).count()
-}
-
-fn joined(name: &str) -> String {
-    format!("* {name} joined")
 }
 
 // ---------------------------------------------------------------------------
@@ -296,12 +293,7 @@ fn a_line_of_five_delivers_every_line_once_and_heals_when_the_middle_restarts() 
     outputs[2] = second_life;
     assert_once(&outputs, &tres);
     for (i, lines) in outputs.iter().enumerate() {
-        assert!(
-            !lines.iter().any(|l| l.starts_with("* refused")),
-            "{}:\n{}",
-            FIVE[i],
-            lines.join("\n")
-        );
+        assert_no_line(FIVE[i], lines, |l| l.starts_with("* refused"));
     }
 }
 
@@ -309,45 +301,7 @@ fn a_line_of_five_delivers_every_line_once_and_heals_when_the_middle_restarts() 
 // Refusals, from a plain socket speaking the wire protocol
 // ---------------------------------------------------------------------------
 
-/// One link to a real peer, from the test itself.
-struct RawLink {
-    writer: FrameWriter<TcpStream>,
-    reader: FrameReader<TcpStream>,
-}
-
 impl RawLink {
-    fn connect(addr: SocketAddr) -> RawLink {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        let config = FrameConfig::builder()
-            .max_frame_len(mesh::MAX_FRAME)
-            .build()
-            .unwrap();
-        RawLink {
-            writer: FrameWriter::new(stream.try_clone().unwrap(), config),
-            reader: FrameReader::new(stream, config),
-        }
-    }
-
-    fn send(&mut self, wire: &Wire) {
-        self.send_payload(&wire.encode().unwrap());
-    }
-
-    fn send_payload(&mut self, payload: &[u8]) {
-        self.writer.write_frame(payload).unwrap();
-        self.writer.flush().unwrap();
-    }
-
-    /// The next frame, or `None` once the peer closed the link.
-    fn recv(&mut self) -> Option<Wire> {
-        match self.reader.read_frame() {
-            Ok(Some(payload)) => Some(Wire::decode(&payload).unwrap()),
-            Ok(None) => None,
-            Err(e) if is_reset(&e) => None,
-            Err(e) => panic!("raw link: {e}"),
-        }
-    }
-
     /// The peer's Hello, which it sends first on every link.
     fn expect_hello(&mut self, name: &str) {
         match self.recv() {
@@ -376,10 +330,6 @@ impl RawLink {
             panic!("expected the link to close, got {w:?}");
         }
     }
-}
-
-fn is_reset(e: &trama_protocol::Error) -> bool {
-    e.to_string().to_lowercase().contains("reset")
 }
 
 fn hello(version: u32, name: &str, listen: Option<&str>) -> Wire {
@@ -458,10 +408,7 @@ fn a_hello_the_peer_cannot_accept_is_refused_and_the_mesh_goes_on() {
     // Bytes that are not even a frame (a length far past the limit).
     let mut raw = RawLink::connect(a);
     raw.expect_hello("ana");
-    raw.writer
-        .get_mut()
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    raw.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     raw.expect_closed();
 
     // The real peers never noticed.
@@ -496,11 +443,7 @@ fn a_peer_told_to_dial_itself_says_so_and_goes_on() {
     bea.expect("ana: hola");
     let lines = ana.finish_ok();
     bea.finish_ok();
-    assert!(
-        !lines.iter().any(|l| l.starts_with("* refused")),
-        "{}",
-        lines.join("\n")
-    );
+    assert_no_line("ana", &lines, |l| l.starts_with("* refused"));
 }
 
 #[test]
@@ -530,11 +473,7 @@ fn a_second_peer_with_a_taken_name_is_refused() {
         "{}",
         ana_lines.join("\n")
     );
-    assert!(
-        !impostor_lines.iter().any(|l| l.contains("quién")),
-        "{}",
-        impostor_lines.join("\n")
-    );
+    assert_no_line("the impostor", &impostor_lines, |l| l.contains("quién"));
 }
 
 // ---------------------------------------------------------------------------
@@ -543,14 +482,41 @@ fn a_second_peer_with_a_taken_name_is_refused() {
 
 /// `trama` dialed `py` and `py` dialed `trama`: lines typed at each reach
 /// the other, and the notes' peer answers trama's on the same connection.
-fn talk(trama: &mut Proc, py: &mut Proc, role: u32) {
+/// trama's two lines: the notes' peer `role` answers each.
+fn trama_talks(trama: &mut Proc, py: &mut Proc, role: u32) {
     trama.say("hola desde trama");
     py.expect("hola desde trama");
     trama.expect(&notes_reply(role, "hola desde trama"));
     trama.say("¿qué tal, señor?");
     trama.expect(&notes_reply(role, "¿qué tal, señor?"));
+}
+
+/// trama's two lines, then one of the notes' peer `role`.
+fn talk(trama: &mut Proc, py: &mut Proc, role: u32) {
+    trama_talks(trama, py, role);
     py.say("hola desde python");
     trama.expect("hola desde python");
+}
+
+/// A line typed before the other peer is there: trama holds it.
+fn say_early(trama: &mut Proc) {
+    trama.say("temprano");
+    trama.expect("* the other peer is not connected yet; the line is held (1 waiting)");
+}
+
+/// The held line goes out once connected, and the notes' peer `role` answers it.
+fn early_line_answered(trama: &mut Proc, py: &mut Proc, role: u32) {
+    py.expect("temprano");
+    trama.expect(&notes_reply(role, "temprano"));
+}
+
+/// The notes' cliente_1 dials back right after accepting (before or after
+/// its answer to a held line), and reaches trama at `t`.
+fn cliente_1_dials_back(trama: &mut Proc, py: &mut Proc, t: SocketAddr) {
+    trama.expect_seen("cliente_1 dialing back", |l| {
+        l.ends_with(" connected to us")
+    });
+    py.expect_stderr(&format!("connected to {t}"));
 }
 
 fn finish_compat(trama: Proc, py: Proc, role: u32) {
@@ -575,11 +541,7 @@ fn compat_as_cliente_2_after_the_notes_cliente_1() {
     let p = py.addr();
     let mut trama = compat(&t.to_string(), p);
     trama.expect(&format!("* connected to {p}"));
-    // cliente_1 dials back right after accepting.
-    trama.expect_seen("cliente_1 dialing back", |l| {
-        l.ends_with(" connected to us")
-    });
-    py.expect_stderr(&format!("connected to {t}"));
+    cliente_1_dials_back(&mut trama, &mut py, t);
     talk(&mut trama, &mut py, 1);
     finish_compat(trama, py, 1);
 }
@@ -589,18 +551,12 @@ fn compat_as_cliente_2_after_the_notes_cliente_1() {
 fn compat_as_cliente_2_before_the_notes_cliente_1() {
     let (t, p) = (reserve(), reserve());
     let mut trama = compat(&t.to_string(), p);
-    trama.say("temprano");
-    trama.expect("* the other peer is not connected yet; the line is held (1 waiting)");
+    say_early(&mut trama);
     let mut py = notes_peer(1, p.port(), t);
     assert_eq!(py.addr(), p);
     trama.expect(&format!("* connected to {p}"));
-    py.expect("temprano");
-    trama.expect(&notes_reply(1, "temprano"));
-    // cliente_1 dials back right after accepting, before or after its answer.
-    trama.expect_seen("cliente_1 dialing back", |l| {
-        l.ends_with(" connected to us")
-    });
-    py.expect_stderr(&format!("connected to {t}"));
+    early_line_answered(&mut trama, &mut py, 1);
+    cliente_1_dials_back(&mut trama, &mut py, t);
     talk(&mut trama, &mut py, 1);
     finish_compat(trama, py, 1);
 }
@@ -611,15 +567,13 @@ fn compat_as_cliente_1_before_the_notes_cliente_2() {
     let p = reserve();
     let mut trama = compat("127.0.0.1:0", p);
     let t = trama.addr();
-    trama.say("temprano");
-    trama.expect("* the other peer is not connected yet; the line is held (1 waiting)");
+    say_early(&mut trama);
     let mut py = notes_peer(2, p.port(), t);
     assert_eq!(py.addr(), p);
     // cliente_2 dials at once; trama's own dial finds it on its next try.
     py.expect_stderr(&format!("connected to {t}"));
     trama.expect_all(&[format!("* connected to {p}")]);
-    py.expect("temprano");
-    trama.expect(&notes_reply(2, "temprano"));
+    early_line_answered(&mut trama, &mut py, 2);
     talk(&mut trama, &mut py, 2);
     finish_compat(trama, py, 2);
 }
@@ -636,11 +590,7 @@ fn compat_as_cliente_1_after_the_notes_cliente_2_answers_half_of_the_talk() {
     py.expect_stderr(&format!("cannot connect to {t}"));
     let mut trama = compat(&t.to_string(), p);
     trama.expect(&format!("* connected to {p}"));
-    trama.say("hola desde trama");
-    py.expect("hola desde trama");
-    trama.expect(&notes_reply(2, "hola desde trama"));
-    trama.say("¿qué tal, señor?");
-    trama.expect(&notes_reply(2, "¿qué tal, señor?"));
+    trama_talks(&mut trama, &mut py, 2);
     py.say("nadie me oye");
     py.expect_stderr("line dropped");
     finish_compat(trama, py, 2);

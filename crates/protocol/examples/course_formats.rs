@@ -11,10 +11,13 @@
 
 #[path = "shared/course_transforms.rs"]
 mod course_transforms;
+#[path = "shared/hex.rs"]
+mod hex;
 
 use std::io::Read;
 
 use course_transforms::{adler32, Adler32Trailer, Numbered, Xor, SEQ_LEN, TRAILER_LEN};
+use hex::hex;
 use trama_protocol::{
     write_stream, ByteOrder, Decoder, FrameConfig, FrameReader, FrameWriter, HeaderWidth,
     StreamReader,
@@ -120,13 +123,4 @@ fn numbered_chunks() -> Res {
         }
     }
     Err("out-of-order chunks were accepted".into())
-}
-
-/// Bytes as space-separated hex pairs.
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -6,8 +6,12 @@
 //! prints every frame in hex with the header set apart, reads them all back
 //! with a `FrameReader`, and shows a hostile header being refused.
 
+#[path = "shared/hex.rs"]
+mod hex;
+
 use std::collections::BTreeMap;
 
+use hex::hex;
 use serde::{Deserialize, Serialize};
 use trama_protocol::{Codec, FrameConfig, FrameReader, FrameWriter};
 
@@ -91,15 +95,6 @@ fn frame(
     let mut writer = FrameWriter::new(Vec::new(), config);
     send(&mut writer)?;
     Ok(writer.into_inner())
-}
-
-/// Bytes as space-separated hex pairs.
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The payload as hex, 16 bytes a line, with the printable ASCII beside it.

@@ -11,11 +11,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{echo, expect_closed, frame, raw, read_frame, wait_until, write_frame, Log, Seen};
+use common::{echo, expect_closed, frame, raw, read_frame, spawn, wait_until, write_frame, Log};
 use trama_protocol::auth::{AuthError, AuthKey, AuthPolicy, CHALLENGE, FAILURE};
 use trama_transport::{
     AuthConfig, Client, ClientConfig, Error, LinkEvent, MultiClient, MultiConfig, MultiEvent,
-    PeerConfig, PeerNode, PoolConfig, PoolServer, RunningServer, Server, ServerConfig, ServerSpec,
+    PeerConfig, PeerNode, PoolConfig, PoolServer, RunningServer, ServerConfig, ServerSpec,
 };
 
 fn auth(key: &[u8]) -> AuthConfig {
@@ -24,22 +24,12 @@ fn auth(key: &[u8]) -> AuthConfig {
 
 fn server(key: Option<&[u8]>, log: &Log) -> RunningServer {
     let config = ServerConfig::default().with_auth(key.map(auth));
-    Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap()
+    spawn(config, log.service(echo))
 }
 
 fn connect(addr: SocketAddr, key: Option<&[u8]>) -> Result<Client, Error> {
     let config = ClientConfig::default().with_auth(key.map(auth));
     Client::connect(&addr.to_string(), config)
-}
-
-fn connects(log: &Log) -> usize {
-    log.events()
-        .iter()
-        .filter(|e| matches!(e, Seen::Connected(..)))
-        .count()
 }
 
 #[test]
@@ -52,7 +42,7 @@ fn the_right_key_gets_in_and_echoes() {
     c.send(b"chao").unwrap();
     assert_eq!(c.recv_timeout(common::DEADLINE).unwrap(), b"hola");
     assert_eq!(c.recv_timeout(common::DEADLINE).unwrap(), b"chao");
-    assert_eq!(connects(&log), 1);
+    assert_eq!(log.connects(), 1);
     s.stop();
 }
 
@@ -65,13 +55,13 @@ fn a_wrong_key_is_refused_and_the_server_keeps_serving() {
         other => panic!("expected a rejection, got {:?}", other.err()),
     }
     // The service never heard of that connection.
-    assert_eq!(connects(&log), 0);
+    assert_eq!(log.connects(), 0);
     let c = connect(s.local_addr(), Some(b"secret")).unwrap();
     assert_eq!(
         c.request(b"still here", common::DEADLINE).unwrap(),
         b"still here"
     );
-    assert_eq!(connects(&log), 1);
+    assert_eq!(log.connects(), 1);
     assert_eq!(log.disconnects(), 0);
     s.stop();
 }
@@ -97,7 +87,7 @@ fn a_peer_without_the_key_gets_failure_and_never_reaches_the_service() {
         c.recv_timeout(common::DEADLINE),
         Err(Error::Closed(_))
     ));
-    assert_eq!(connects(&log), 0);
+    assert_eq!(log.connects(), 0);
     s.stop();
 }
 
@@ -121,10 +111,7 @@ fn a_stalled_handshake_is_dropped_at_the_deadline() {
     let mut a = auth(b"secret");
     a.timeout = Duration::from_secs(1);
     let config = ServerConfig::default().with_auth(Some(a));
-    let s = Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let s = spawn(config, log.service(echo));
     // One says nothing; the other sends half a frame and stops. (The
     // deadline leaves a loaded machine time for the good client below.)
     let mut silent = raw(s.local_addr());
@@ -137,7 +124,7 @@ fn a_stalled_handshake_is_dropped_at_the_deadline() {
     // Meanwhile others are served.
     let c = connect(s.local_addr(), Some(b"secret")).unwrap();
     assert_eq!(c.request(b"x", common::DEADLINE).unwrap(), b"x");
-    assert_eq!(connects(&log), 1);
+    assert_eq!(log.connects(), 1);
     s.stop();
 }
 
@@ -201,7 +188,7 @@ fn a_recorded_handshake_cannot_be_replayed_either_way() {
     assert!(read_frame(&mut sock).starts_with(CHALLENGE));
     assert_eq!(read_frame(&mut sock), FAILURE);
     expect_closed(&mut sock);
-    assert_eq!(connects(&log), 1, "the replay reached the service");
+    assert_eq!(log.connects(), 1, "the replay reached the service");
 
     // The server's side, replayed to a client: its answer is to an old challenge.
     let fake = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -339,10 +326,7 @@ fn legacy_md5_is_accepted_only_when_allowed() {
     a.policy = AuthPolicy::default().with_legacy_md5(true);
     let strict = server(Some(b"secret"), &log);
     let config = ServerConfig::default().with_auth(Some(a));
-    let lenient = Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let lenient = spawn(config, log.service(echo));
     let legacy_answer = |sock: &mut TcpStream| {
         let challenge = read_frame(sock);
         let message = &challenge[CHALLENGE.len()..];

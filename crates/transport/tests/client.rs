@@ -11,9 +11,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{echo, ignore, wait_until, Log, DEADLINE};
+use common::{echo, ignore, spawn, wait_until, Log, DEADLINE};
 use trama_protocol::{Actions, Codec, DisconnectReason, Event};
-use trama_transport::{connect, Client, ClientConfig, ClientEvent, Error, Server, ServerConfig};
+use trama_transport::{connect, Client, ClientConfig, ClientEvent, Error, ServerConfig};
 
 fn client(addr: SocketAddr) -> Client {
     Client::connect(&addr.to_string(), ClientConfig::default()).unwrap()
@@ -48,10 +48,7 @@ fn connect_to_nothing_names_the_address() {
 
 #[test]
 fn request_without_reply_times_out() {
-    let server = Server::bind(ServerConfig::default(), ignore)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(ServerConfig::default(), ignore);
     let c = client(server.local_addr());
     let wait = Duration::from_millis(200);
     match c.request(b"anyone?", wait) {
@@ -74,10 +71,7 @@ fn heartbeat_keeps_a_quiet_client_alive_past_the_idle_timeout() {
         .with_heartbeat(Some(Duration::from_millis(200)))
         .with_partial_frame_timeout(None)
         .with_io_threads(1);
-    let server = Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(config, log.service(echo));
     let beating = Client::connect(
         &server.local_addr().to_string(),
         ClientConfig::default().with_heartbeat(Some(Duration::from_millis(100))),
@@ -162,10 +156,7 @@ fn concurrent_sends_produce_intact_frames() {
             }
         }
     };
-    let server = Server::bind(ServerConfig::default(), service)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(ServerConfig::default(), service);
     let c = Arc::new(client(server.local_addr()));
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -203,10 +194,7 @@ fn typed_values_round_trip() {
         texto: String,
         n: u32,
     }
-    let server = Server::bind(ServerConfig::default(), echo)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(ServerConfig::default(), echo);
     let c = client(server.local_addr());
     for codec in [Codec::Json, Codec::MsgPack] {
         let s = Saludo {
@@ -239,10 +227,7 @@ fn end_of_connection_is_reported_once_then_recv_fails() {
             }
         }
     });
-    let server = Server::bind(ServerConfig::default(), service)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(ServerConfig::default(), service);
 
     // Closed by the server: the reply queued before the close still arrives.
     let c = client(server.local_addr());
@@ -278,10 +263,7 @@ fn end_of_connection_is_reported_once_then_recv_fails() {
 
 #[test]
 fn dropping_a_client_with_a_full_inbox_does_not_hang() {
-    let server = Server::bind(ServerConfig::default(), echo)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(ServerConfig::default(), echo);
     let c = Client::connect(
         &server.local_addr().to_string(),
         ClientConfig::default().with_inbox(2),

@@ -14,8 +14,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{
-    echo, expect_closed, frame, ignore, raw, read_frame, wait_until, within, write_frame, Log,
-    DEADLINE,
+    echo, expect_closed, frame, ignore, raw, read_frame, spawn, wait_until, within, write_frame,
+    Log, DEADLINE,
 };
 use trama_protocol::{Actions, ConnId, DisconnectReason, Event, FrameConfig};
 use trama_transport::{Client, ClientConfig, ClientEvent, Error, Server, ServerConfig};
@@ -33,10 +33,7 @@ fn next(c: &Client) -> Vec<u8> {
 fn many_concurrent_clients_get_their_echoes_in_order() {
     const CLIENTS: usize = 120;
     const FRAMES: usize = 5;
-    let server = Server::bind(ServerConfig::default(), echo)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(ServerConfig::default(), echo);
     let addr = server.local_addr();
     let start = Arc::new(Barrier::new(CLIENTS));
     let threads: Vec<_> = (0..CLIENTS)
@@ -91,10 +88,7 @@ fn router(event: Event<'_>, out: &mut Actions) {
 fn push_and_broadcast_reach_the_right_clients_only() {
     let log = Log::new();
     let config = ServerConfig::default().with_io_threads(2);
-    let server = Server::bind(config, log.service(router))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(config, log.service(router));
     let clients: Vec<Client> = (0..4).map(|_| client(server.local_addr())).collect();
     let ids: Vec<ConnId> = clients
         .iter()
@@ -184,10 +178,7 @@ fn push_and_broadcast_reach_the_right_clients_only() {
 /// server still serves others.
 fn echo_server(config: ServerConfig) -> (trama_transport::RunningServer, Log, Client) {
     let log = Log::new();
-    let server = Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(config, log.service(echo));
     let witness = client(server.local_addr());
     assert_eq!(witness.request(b"before", DEADLINE).unwrap(), b"before");
     (server, log, witness)
@@ -333,10 +324,7 @@ fn idle_connection_is_dropped() {
         .with_idle_timeout(Some(Duration::from_millis(300)))
         .with_partial_frame_timeout(None);
     let log = Log::new();
-    let server = Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(config, log.service(echo));
     let mut s = raw(server.local_addr());
     let id = log.id_of(s.local_addr().unwrap());
     assert_eq!(
@@ -353,10 +341,7 @@ fn idle_connection_is_dropped() {
 fn stop_returns_with_clients_attached() {
     let log = Log::new();
     let config = ServerConfig::default().with_io_threads(2);
-    let server = Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(config, log.service(echo));
     let handle = server.handle();
     let clients: Vec<Client> = (0..5).map(|_| client(server.local_addr())).collect();
     for c in &clients {
@@ -405,7 +390,7 @@ fn stop_returns_with_clients_attached() {
 #[test]
 fn stop_returns_with_a_worker_pool_and_busy_clients() {
     let config = ServerConfig::default().with_io_threads(2).with_workers(2);
-    let server = Server::bind(config, echo).unwrap().spawn().unwrap();
+    let server = spawn(config, echo);
     let handle = server.handle();
     let clients: Vec<Client> = (0..4).map(|_| client(server.local_addr())).collect();
     for c in &clients {
@@ -431,10 +416,7 @@ fn slow_reader_is_dropped_while_others_keep_receiving() {
     let config = ServerConfig::default()
         .with_io_threads(2)
         .with_max_outbound(LIMIT);
-    let server = Server::bind(config, log.service(ignore))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(config, log.service(ignore));
     let good = client(server.local_addr());
     let good_id = log.id_of(good.local_addr().unwrap());
     // Never reads.
@@ -485,7 +467,7 @@ fn worker_pool_keeps_each_connection_in_order() {
     const CLIENTS: usize = 6;
     const FRAMES: usize = 1000;
     let config = ServerConfig::default().with_workers(4).with_io_threads(2);
-    let server = Server::bind(config, echo).unwrap().spawn().unwrap();
+    let server = spawn(config, echo);
     let addr = server.local_addr();
     let threads: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -514,7 +496,7 @@ fn connections_past_the_limit_are_refused_with_a_reason() {
     let config = ServerConfig::default()
         .with_max_connections(3)
         .with_io_threads(2);
-    let server = Server::bind(config, echo).unwrap().spawn().unwrap();
+    let server = spawn(config, echo);
     let mut clients: Vec<Client> = Vec::new();
     for i in 0..3 {
         clients.push(client(server.local_addr()));
@@ -569,10 +551,7 @@ fn busy_clients(addr: std::net::SocketAddr) -> Vec<Client> {
 
 #[test]
 fn idle_server_does_not_spin_after_clients_leave() {
-    let server = Server::bind(ServerConfig::default(), echo)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(ServerConfig::default(), echo);
     drop(busy_clients(server.local_addr()));
     wait_until("every client to leave", || {
         server.stats().closed_by_peer == 20 && server.stats().open == 0
@@ -586,7 +565,7 @@ fn idle_server_does_not_spin_after_clients_leave() {
 fn idle_server_does_not_spin_with_idle_clients() {
     for partial_frame_timeout in [None, ServerConfig::default().partial_frame_timeout] {
         let config = ServerConfig::default().with_partial_frame_timeout(partial_frame_timeout);
-        let server = Server::bind(config, echo).unwrap().spawn().unwrap();
+        let server = spawn(config, echo);
         let clients = busy_clients(server.local_addr());
         // Also leave one connection with a frame pending for a moment, so
         // the partial-frame timer is armed and must disarm itself.
@@ -610,7 +589,7 @@ fn idle_server_does_not_spin_with_idle_clients() {
 #[test]
 fn unframed_mode_echoes_raw_bytes() {
     let config = ServerConfig::default().with_frame(FrameConfig::unframed());
-    let server = Server::bind(config, echo).unwrap().spawn().unwrap();
+    let server = spawn(config, echo);
 
     // With a raw socket: bytes in, the same bytes out, in any pieces.
     let mut s = raw(server.local_addr());
@@ -655,10 +634,7 @@ fn unframed_mode_echoes_raw_bytes() {
 
 #[test]
 fn counters_add_up() {
-    let server = Server::bind(ServerConfig::default(), echo)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(ServerConfig::default(), echo);
     let c = client(server.local_addr());
     for _ in 0..10 {
         assert_eq!(c.request(b"12345", DEADLINE).unwrap(), b"12345");
@@ -714,7 +690,7 @@ fn linger_bounds_closing_a_peer_that_does_not_read() {
             }
         }
     });
-    let server = Server::bind(config, service).unwrap().spawn().unwrap();
+    let server = spawn(config, service);
     let handle = server.handle();
 
     let mut closed = raw(server.local_addr());
@@ -748,10 +724,7 @@ fn a_client_that_sends_faster_than_it_reads_is_slowed_not_dropped() {
     const SIZE: usize = 32 * 1024;
     let log = Log::new();
     let config = ServerConfig::default().with_max_outbound(LIMIT);
-    let server = Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(config, log.service(echo));
     let s = raw(server.local_addr());
     let id = log.id_of(s.local_addr().unwrap());
     let mut writer = s.try_clone().unwrap();
@@ -795,10 +768,7 @@ fn a_client_that_sends_and_never_reads_is_dropped_at_the_frame_deadline() {
     let config = ServerConfig::default()
         .with_max_outbound(256 * 1024)
         .with_partial_frame_timeout(Some(Duration::from_millis(500)));
-    let server = Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = spawn(config, log.service(echo));
     let mut s = raw(server.local_addr());
     let id = log.id_of(s.local_addr().unwrap());
     // Writes until the server stops reading and every buffer on the way is

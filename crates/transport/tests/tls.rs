@@ -15,15 +15,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{echo, expect_closed, frame, raw, Log, Seen, DEADLINE};
+use common::{echo, expect_closed, frame, raw, spawn, Log, Seen, DEADLINE};
 use trama_protocol::auth::{AuthError, AuthKey, Role};
 use trama_protocol::DisconnectReason;
 use trama_protocol::FrameConfig;
 use trama_test_support::pki::Pki;
 use trama_transport::{
     AuthConfig, Client, ClientConfig, Error, LinkEvent, MultiClient, MultiConfig, MultiEvent,
-    PeerConfig, PeerNode, PeerTls, PoolConfig, PoolHandle, PoolServer, RunningServer, Server,
-    ServerConfig, ServerSpec, Stream, TlsAcceptor, TlsConnector,
+    PeerConfig, PeerNode, PeerTls, PoolConfig, PoolHandle, PoolServer, RunningServer, ServerConfig,
+    ServerSpec, Stream, TlsAcceptor, TlsConnector,
 };
 
 /// A certificate authority and a server certificate it signed for 127.0.0.1.
@@ -40,10 +40,7 @@ fn connector(p: &Pki) -> TlsConnector {
 }
 
 fn server(config: ServerConfig, log: &Log) -> RunningServer {
-    Server::bind(config, log.service(echo))
-        .unwrap()
-        .spawn()
-        .unwrap()
+    spawn(config, log.service(echo))
 }
 
 fn tls_server(p: &Pki, log: &Log) -> RunningServer {
@@ -53,13 +50,6 @@ fn tls_server(p: &Pki, log: &Log) -> RunningServer {
 fn tls_client(addr: SocketAddr, connector: TlsConnector) -> Result<Client, Error> {
     let config = ClientConfig::default().with_tls(Some(connector));
     Client::connect(&addr.to_string(), config)
-}
-
-fn connects(log: &Log) -> usize {
-    log.events()
-        .iter()
-        .filter(|e| matches!(e, Seen::Connected(..)))
-        .count()
 }
 
 #[test]
@@ -125,7 +115,7 @@ fn a_certificate_from_an_untrusted_authority_is_refused() {
             other.err()
         ),
     }
-    assert_eq!(connects(&log), 0);
+    assert_eq!(log.connects(), 0);
     // The server goes on serving.
     let c = tls_client(s.local_addr(), connector(&p)).unwrap();
     assert_eq!(c.request(b"sigo", DEADLINE).unwrap(), b"sigo");
@@ -144,7 +134,7 @@ fn a_plain_client_at_a_tls_server_is_dropped_and_vice_versa() {
     sock.set_read_timeout(Some(DEADLINE)).unwrap();
     let _ = sock.read_to_end(&mut back);
     assert!(!back.windows(13).any(|w| w == b"hola en claro"));
-    assert_eq!(connects(&log), 0);
+    assert_eq!(log.connects(), 0);
     s.stop();
 
     // A TLS client at a plain server fails the handshake, within its timeout.
@@ -168,7 +158,7 @@ fn a_stalled_tls_handshake_is_dropped() {
     let s = server(ServerConfig::default().with_tls(Some(a)), &log);
     let mut silent = raw(s.local_addr());
     expect_closed(&mut silent);
-    assert_eq!(connects(&log), 0);
+    assert_eq!(log.connects(), 0);
     s.stop();
 }
 
@@ -198,7 +188,7 @@ fn tls_and_the_shared_key_combine() {
     c.send(b"dos").unwrap();
     assert_eq!(c.recv_timeout(DEADLINE).unwrap(), b"uno");
     assert_eq!(c.recv_timeout(DEADLINE).unwrap(), b"dos");
-    assert_eq!(connects(&log), 1);
+    assert_eq!(log.connects(), 1);
     s.stop();
 }
 
@@ -368,7 +358,7 @@ fn a_multi_client_speaks_tls_and_the_key_to_framed_servers_only() {
         "the large TLS echo",
         |e| matches!(e, MultiEvent::Message { server: 0, payload } if *payload == big),
     );
-    assert_eq!(connects(&log), 1);
+    assert_eq!(log.connects(), 1);
     multi.close();
     let id = log.events().iter().find_map(|e| match e {
         Seen::Connected(id, _) => Some(*id),
@@ -409,7 +399,7 @@ fn a_multi_client_reports_an_untrusted_server_down() {
         multi.send(0, b"secreto").unwrap(),
         trama_transport::Sent::Held { .. }
     ));
-    assert_eq!(connects(&log), 0);
+    assert_eq!(log.connects(), 0);
     multi.close();
     s.stop();
 }

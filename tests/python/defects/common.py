@@ -49,16 +49,34 @@ def send_frame(conn, payload):
     conn.sendall(struct.pack(">I", len(payload)) + payload)
 
 
+def echo_frames(conn):
+    """Echo every message, read exactly and limited to LIMIT, until the client
+    leaves (or sends a header over LIMIT: the stream cannot be trusted any
+    more)."""
+    while True:
+        header = recv_exactly(conn, 4)
+        if header is None:
+            return
+        (length,) = struct.unpack(">I", header)
+        if length > LIMIT:
+            return
+        payload = recv_exactly(conn, length)
+        if payload is None:
+            return
+        send_frame(conn, payload)
+
+
+def serve_one(conn, handle):
+    """handle(conn), then close it; an error ends only this client."""
+    with conn:
+        try:
+            handle(conn)
+        except OSError:
+            pass
+
+
 def serve_threads(server, handle):
     """A thread per client, as in the notes; errors end only that client."""
-
-    def run(conn):
-        with conn:
-            try:
-                handle(conn)
-            except OSError:
-                pass
-
     while True:
         conn, _ = server.accept()
-        threading.Thread(target=run, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve_one, args=(conn, handle), daemon=True).start()

@@ -8,24 +8,7 @@ client leaves. trama-check passes it on every check.
 Usage: correct.py [--port PORT]
 """
 
-import struct
-
-from common import LIMIT, listen, recv_exactly, send_frame, serve_threads
-
-
-def handle(conn):
-    while True:
-        header = recv_exactly(conn, 4)
-        if header is None:
-            return
-        (length,) = struct.unpack(">I", header)
-        if length > LIMIT:
-            return  # refuse: the stream cannot be trusted any more
-        payload = recv_exactly(conn, length)
-        if payload is None:
-            return
-        send_frame(conn, payload)
-
+from common import echo_frames, listen, serve_threads
 
 if __name__ == "__main__":
-    serve_threads(listen(), handle)
+    serve_threads(listen(), echo_frames)

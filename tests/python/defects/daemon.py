@@ -13,8 +13,7 @@ import os
 import subprocess
 import sys
 
-import correct
-from common import listen, serve_threads
+from common import echo_frames, listen, serve_threads
 
 
 def main():
@@ -31,7 +30,7 @@ def main():
     )
     with open(pid_file, "w") as f:
         f.write(str(helper.pid))
-    serve_threads(listen(), correct.handle)
+    serve_threads(listen(), echo_frames)
 
 
 if __name__ == "__main__":

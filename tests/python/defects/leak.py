@@ -9,26 +9,15 @@ threads-released.
 Usage: leak.py [--port PORT]
 """
 
-import struct
 import threading
 
-from common import LIMIT, listen, recv_exactly, send_frame, serve_threads
+from common import echo_frames, listen, serve_threads
 
 NEVER = threading.Event()  # nobody ever sets it
 
 
 def handle(conn):
-    while True:
-        header = recv_exactly(conn, 4)
-        if header is None:
-            break
-        (length,) = struct.unpack(">I", header)
-        if length > LIMIT:
-            break
-        payload = recv_exactly(conn, length)
-        if payload is None:
-            break
-        send_frame(conn, payload)
+    echo_frames(conn)
     conn.close()
     NEVER.wait()  # the defect: the thread outlives its client
 

@@ -11,18 +11,9 @@ Usage: pool.py [--port PORT]
 
 from concurrent.futures import ThreadPoolExecutor
 
-from common import listen
-from correct import handle
+from common import echo_frames, listen, serve_one
 
 WORKERS = 64
-
-
-def run(conn):
-    with conn:
-        try:
-            handle(conn)
-        except OSError:
-            pass
 
 
 if __name__ == "__main__":
@@ -30,4 +21,4 @@ if __name__ == "__main__":
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         while True:
             conn, _ = server.accept()
-            pool.submit(run, conn)
+            pool.submit(serve_one, conn, echo_frames)

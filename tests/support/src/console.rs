@@ -22,6 +22,14 @@ use crate::{python3, python_script, READY_PREFIX};
 /// How long any single wait may take.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Assert that no line of `lines` (what a console printed) is one `matches`
+/// accepts; a failure says `what` went wrong and shows every line.
+pub fn assert_no_line(what: &str, lines: &[String], matches: impl Fn(&str) -> bool) {
+    if let Some(line) = lines.iter().find(|l| matches(l)) {
+        panic!("{what}: {line:?} among\n{}", lines.join("\n"));
+    }
+}
+
 /// How a finished [`Console`] ended.
 pub struct Finished {
     /// Its exit status.

@@ -10,6 +10,7 @@
 //!   missing), and [`python_script`] locates the programs in `tests/python`;
 //! - [`run_python`] and [`run_command`] run a program to completion with a
 //!   timeout, returning its exit status and what it printed;
+//! - [`write_private`] writes a key file only its owner may read;
 //! - `pki` (feature `pki`) makes the test certificates of the TLS tests.
 //!
 //! Nothing here panics: every failure is an [`Error`] whose message says what
@@ -347,6 +348,20 @@ pub fn python3() -> Result<OsString> {
              install Python 3 or set PYTHON to its path"
         ))),
     }
+}
+
+/// Write `contents` to `path`, readable by its owner only on Unix, as the
+/// apps demand of a key (`--key-file`, `--tls-key`).
+pub fn write_private(path: &Path, contents: &str) -> Result<()> {
+    std::fs::write(path, contents)
+        .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::new(format!("cannot restrict {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// The directory of the Python test programs (`tests/python` in the workspace).

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Result};
+use crate::{write_private, Error, Result};
 
 /// A CA and a certificate for `127.0.0.1` it signed, as PEM text.
 #[derive(Clone)]
@@ -79,13 +79,7 @@ impl Pki {
         };
         write(&files.ca, &self.ca_pem)?;
         write(&files.cert, &self.cert_pem)?;
-        write(&files.key, &self.key_pem)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| Error::new(format!("cannot restrict {}: {e}", files.key.display())))?;
-        }
+        write_private(&files.key, &self.key_pem)?;
         Ok(files)
     }
 }

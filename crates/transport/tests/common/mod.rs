@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use trama_protocol::{Actions, ConnId, DisconnectReason, Event, Service};
+use trama_transport::{RunningServer, Server, ServerConfig};
 
 /// How long any wait may take before the test fails. Generous: the tests
 /// must pass on a loaded 2-core machine, and a passing test never waits this long.
@@ -119,6 +120,14 @@ impl Log {
         found.unwrap_or_else(|| unreachable!())
     }
 
+    /// How many `Connected` events were seen.
+    pub fn connects(&self) -> usize {
+        self.lock()
+            .iter()
+            .filter(|s| matches!(s, Seen::Connected(..)))
+            .count()
+    }
+
     /// How many `Disconnected` events were seen.
     pub fn disconnects(&self) -> usize {
         self.lock()
@@ -137,6 +146,11 @@ impl Log {
             })
             .collect()
     }
+}
+
+/// A readiness-loop server for `service`, serving in the background.
+pub fn spawn<S: Service + 'static>(config: ServerConfig, service: S) -> RunningServer {
+    Server::bind(config, service).unwrap().spawn().unwrap()
 }
 
 /// Sends every message back to its sender.
