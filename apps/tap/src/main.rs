@@ -80,9 +80,20 @@ struct ProxyArgs {
     /// Seed for the jitter of delay faults, to repeat a run exactly.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// How long connecting to the server may take.
+    /// How long connecting to the server may take (then the TLS handshake, as long).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     connect_timeout: Duration,
+    /// The shared-key handshake with the server (`--key-file`): the tap runs
+    /// it for each client, which connects to the tap without a key.
+    #[command(flatten)]
+    auth: trama_cli::AuthArgs,
+    /// TLS to the server (`--tls-ca`, `--tls-server-name`): the tap shows
+    /// the decrypted frames; its clients connect to it in plain TCP.
+    #[command(flatten)]
+    tls: trama_cli::TlsClientArgs,
+    /// TCP keepalive on both sockets of each connection (`--keepalive`).
+    #[command(flatten)]
+    keepalive: trama_cli::KeepaliveArgs,
     /// Close a connection with no bytes either way for this long ("off" by default).
     #[arg(long, default_value = "off")]
     idle_timeout: Limit,
@@ -204,15 +215,18 @@ fn proxy(args: ProxyArgs) -> TapResult {
     for spec in &args.fault {
         faults.add(spec)?;
     }
-    let mut config = ProxyConfig::new(args.listen.clone(), upstream);
-    config.frame = frame_config(args.raw, &args.frame)?;
-    config.faults = faults;
-    config.show = args.show;
-    config.connect_timeout = args.connect_timeout;
-    config.idle_timeout = args.idle_timeout.0;
-    config.write_timeout = Some(args.write_timeout);
-    config.max_connections = args.max_connections;
-    config.seed = args.seed;
+    let config = ProxyConfig::new(args.listen.clone(), upstream)
+        .with_frame(frame_config(args.raw, &args.frame)?)
+        .with_faults(faults)
+        .with_show(args.show)
+        .with_connect_timeout(args.connect_timeout)
+        .with_auth(args.auth.config()?)
+        .with_tls(args.tls.config()?)
+        .with_keepalive(args.keepalive.keepalive.0)
+        .with_idle_timeout(args.idle_timeout.0)
+        .with_write_timeout(Some(args.write_timeout))
+        .with_max_connections(args.max_connections)
+        .with_seed(args.seed);
     let session = Session {
         format: if args.json {
             Format::Json

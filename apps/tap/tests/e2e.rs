@@ -624,3 +624,59 @@ fn a_python_client_through_the_tap_to_chat_with_its_frames_shown() {
     ana.finish_ok();
     tap.kill();
 }
+
+#[test]
+fn the_tap_speaks_tls_and_the_key_to_the_server_for_a_plain_client() {
+    let dir = std::env::temp_dir().join(format!("trama-tap-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = ok(ok(trama_test_support::pki::Pki::new()).write_to(&dir));
+    let key_file = dir.join("authkey");
+    std::fs::write(&key_file, "secreto\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (cert, key, ca, authkey) = (
+        pki.cert.to_str().unwrap(),
+        pki.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+        key_file.to_str().unwrap(),
+    );
+    let server = echo(&[
+        "--framed",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--key-file",
+        authkey,
+    ]);
+    let (mut tap, addr) = tap(
+        server.addr(),
+        &[
+            "--json",
+            "--tls-ca",
+            ca,
+            "-k",
+            authkey,
+            "--keepalive",
+            "10s",
+        ],
+    );
+    // The client speaks neither TLS nor the key: the tap does, for it.
+    let mut s = connect(addr);
+    s.write_all(&frame(b"hola")).unwrap();
+    assert_eq!(recv_frame(&mut s).unwrap(), b"hola");
+    // The frames shown are the decrypted ones.
+    for dir in ["c2s", "s2c"] {
+        expect_json(
+            &mut tap,
+            serde_json::json!({"event": "frame", "dir": dir, "payload": "hola"}),
+        );
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(s.read(&mut [0u8; 1]).unwrap_or(0), 0);
+    tap.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}

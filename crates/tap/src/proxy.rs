@@ -15,7 +15,7 @@
 //! `TCP_NODELAY`, so the proxy adds no Nagle delay of its own.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
+use trama_protocol::auth::Role;
 use trama_protocol::FrameConfig;
-use trama_transport::{accept_error, AcceptError, Error, Gate, Result};
+use trama_transport::{
+    accept_error, AcceptError, AuthConfig, DialOptions, Error, Gate, Result, Stream, TlsConnector,
+};
 
 mod flow;
 
@@ -102,12 +105,41 @@ impl Drop for Grown {
 }
 
 /// Settings of a [`Proxy`].
+///
+/// Built with [`ProxyConfig::new`] and the `with_*` setters (or by setting
+/// the public fields); new settings may come in later versions.
+///
+/// ```
+/// use std::time::Duration;
+/// use trama_tap::ProxyConfig;
+///
+/// let config = ProxyConfig::new("127.0.0.1:0", "127.0.0.1:8080")
+///     .with_connect_timeout(Duration::from_secs(1))
+///     .with_keepalive(Duration::from_secs(10))
+///     .with_show(16);
+/// assert_eq!(config.dial.connect_timeout, Duration::from_secs(1));
+/// assert_eq!(config.dial.link.keepalive, Some(Duration::from_secs(10)));
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProxyConfig {
     /// Where to listen. Default `127.0.0.1:0`.
     pub listen: String,
     /// Where to connect for each accepted connection.
     pub upstream: String,
+    /// How the proxy connects to the server: the connect timeout (default
+    /// 5 s), and the connection options every trama client shares (see
+    /// [`DialOptions`]): with [`LinkOptions::tls`](trama_transport::LinkOptions::tls)
+    /// the proxy speaks TLS to the server, and shows and disturbs the
+    /// decrypted frames; with [`LinkOptions::auth`](trama_transport::LinkOptions::auth)
+    /// it runs the shared-key handshake with the server as the client, right
+    /// after connecting (inside TLS, when both are on) and before any byte
+    /// of the client moves, so the client talks to the proxy with no key and
+    /// no TLS: the proxy stands in for it. The keepalive applies to both
+    /// sockets of each proxied connection (default 30 s). The backoff is not
+    /// used: the proxy dials once per client and refuses the client if that
+    /// fails.
+    pub dial: DialOptions<TlsConnector>,
     /// The wire format the observer and the frame-level faults follow.
     pub frame: FrameConfig,
     /// Faults per direction (none by default: the proxy is transparent).
@@ -118,8 +150,6 @@ pub struct ProxyConfig {
     pub show: usize,
     /// Report every chunk's bytes too ([`ProxyEvent::Data`]), for recording. Default off.
     pub data: bool,
-    /// How long connecting upstream may take. Default 5 s.
-    pub connect_timeout: Duration,
     /// Close a connection after this long without a byte either way. Default off.
     pub idle_timeout: Option<Duration>,
     /// A write to a peer that does not read fails after this long. Default 30 s.
@@ -138,24 +168,81 @@ pub struct ProxyConfig {
     pub seed: u64,
 }
 
+/// `with_*` setters for plain fields: each sets the field and hands the
+/// config back, so a config is built in one expression.
+macro_rules! with {
+    ($($setter:ident: $field:ident: $ty:ty),* $(,)?) => {
+        $(
+            #[doc = concat!("The same settings with another [`", stringify!($field), "`](Self::", stringify!($field), ").")]
+            pub fn $setter(mut self, value: $ty) -> Self {
+                self.$field = value;
+                self
+            }
+        )*
+    };
+}
+
 impl ProxyConfig {
     /// A transparent proxy from `listen` to `upstream` in the notes' format.
     pub fn new(listen: impl Into<String>, upstream: impl Into<String>) -> ProxyConfig {
         ProxyConfig {
             listen: listen.into(),
             upstream: upstream.into(),
+            dial: DialOptions::default(),
             frame: FrameConfig::default(),
             faults: FaultPlan::default(),
             observe: true,
             show: 64,
             data: false,
-            connect_timeout: Duration::from_secs(5),
             idle_timeout: None,
             write_timeout: Some(Duration::from_secs(30)),
             buffer: MAX_BUFFER,
             max_connections: 1000,
             seed: 1,
         }
+    }
+
+    with! {
+        with_dial: dial: DialOptions<TlsConnector>,
+        with_frame: frame: FrameConfig,
+        with_faults: faults: FaultPlan,
+        with_observe: observe: bool,
+        with_show: show: usize,
+        with_data: data: bool,
+        with_idle_timeout: idle_timeout: Option<Duration>,
+        with_write_timeout: write_timeout: Option<Duration>,
+        with_buffer: buffer: usize,
+        with_max_connections: max_connections: usize,
+        with_seed: seed: u64,
+    }
+
+    /// The same settings with the shared-key handshake toward the server on
+    /// (`Some`) or off (`None`); see [`dial`](Self::dial).
+    pub fn with_auth(mut self, auth: impl Into<Option<AuthConfig>>) -> Self {
+        self.dial.link.auth = auth.into();
+        self
+    }
+
+    /// The same settings with TLS toward the server on (`Some`) or off
+    /// (`None`); see [`dial`](Self::dial).
+    pub fn with_tls(mut self, tls: impl Into<Option<TlsConnector>>) -> Self {
+        self.dial.link.tls = tls.into();
+        self
+    }
+
+    /// The same settings with another keepalive on both sockets of each
+    /// connection (`None`: leave it to TCP); see
+    /// [`LinkOptions::keepalive`](trama_transport::LinkOptions::keepalive).
+    pub fn with_keepalive(mut self, keepalive: impl Into<Option<Duration>>) -> Self {
+        self.dial.link.keepalive = keepalive.into();
+        self
+    }
+
+    /// The same settings with another timeout for connecting to the server
+    /// (each address it resolves to, then the TLS handshake).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.dial.connect_timeout = timeout;
+        self
     }
 }
 
@@ -449,19 +536,22 @@ fn connection(
             reason,
         })
     };
-    let server = match trama_transport::connect(&config.upstream, config.connect_timeout) {
+    let server = match dial(config) {
         Ok(s) => s,
         Err(e) => return refuse(e.to_string()),
     };
-    let setup = (|| -> io::Result<(TcpStream, TcpStream, Pair, SocketAddr)> {
+    let setup = (|| -> io::Result<(Arc<Stream>, Arc<Stream>, Pair, SocketAddr)> {
+        client.set_nonblocking(false)?;
+        client.set_nodelay(true)?;
+        keepalive(&client, config.dial.link.keepalive, "client");
+        let mut client = Stream::plain(client);
+        let mut server = server;
         for s in [&client, &server] {
-            s.set_nonblocking(false)?;
-            s.set_nodelay(true)?;
             s.set_write_timeout(config.write_timeout)?;
         }
         let pair = Pair {
-            client: Arc::new(Gate::new(&client)?),
-            server: Arc::new(Gate::new(&server)?),
+            client: client.gate()?,
+            server: server.gate()?,
         };
         // Reads wake up now and then to check the idle timeout.
         let tick = config
@@ -469,14 +559,10 @@ fn connection(
             .map(|d| (d / 4).max(Duration::from_millis(10)));
         pair.client.set_timeout(tick);
         pair.server.set_timeout(tick);
-        Ok((
-            client.try_clone()?,
-            server.try_clone()?,
-            pair,
-            server.peer_addr()?,
-        ))
+        let server_addr = server.peer_addr()?;
+        Ok((Arc::new(client), Arc::new(server), pair, server_addr))
     })();
-    let (client2, server2, pair, server_addr) = match setup {
+    let (client, server, pair, server_addr) = match setup {
         Ok(s) => s,
         Err(e) => return refuse(format!("cannot set up the sockets: {e}")),
     };
@@ -511,13 +597,14 @@ fn connection(
             handle.clone(),
             server_gate.clone(),
         );
+        let (src, dst) = (server.clone(), client.clone());
         std::thread::Builder::new()
             .name(format!("trama-proxy-{id}-s2c"))
             .spawn(move || {
                 pump(
                     Direction::ServerToClient,
-                    (server2, &gate),
-                    client2,
+                    (&src, &gate),
+                    &dst,
                     &conn,
                     &config,
                     &on_event,
@@ -529,8 +616,8 @@ fn connection(
         Ok(t) => {
             pump(
                 Direction::ClientToServer,
-                (client, &client_gate),
-                server,
+                (&client, &client_gate),
+                &server,
                 &conn,
                 config,
                 on_event,
@@ -550,13 +637,43 @@ fn connection(
     on_event(&ProxyEvent::Closed { conn: id });
 }
 
+/// Connect to the server as [`ProxyConfig::dial`] says: TCP within the
+/// connect timeout, the keepalive, TLS (within the connect timeout too),
+/// then the key handshake as the client, inside TLS when both are on.
+fn dial(config: &ProxyConfig) -> Result<Stream> {
+    let options = &config.dial;
+    let tcp = trama_transport::connect(&config.upstream, options.connect_timeout)?;
+    tcp.set_nonblocking(false)?;
+    tcp.set_nodelay(true)?;
+    keepalive(&tcp, options.link.keepalive, "server");
+    let server = match &options.link.tls {
+        None => Stream::plain(tcp),
+        Some(tls) => {
+            Stream::connect_tls(tcp, tls, Some(&config.upstream), options.connect_timeout)?
+        }
+    };
+    if let Some(auth) = &options.link.auth {
+        server.authenticate(Role::Dialer, auth)?;
+    }
+    Ok(server)
+}
+
+/// Turn on the keepalive of one socket of a connection; a failure only
+/// costs the early notice of a vanished peer, so it is logged, not fatal.
+fn keepalive(socket: &TcpStream, dead_after: Option<Duration>, whose: &str) {
+    let Some(dead_after) = dead_after else { return };
+    if let Err(e) = trama_transport::set_keepalive(socket2::SockRef::from(socket), dead_after) {
+        log::warn!("cannot set the keepalive of the {whose}'s socket: {e}");
+    }
+}
+
 /// Pump one direction from `src` (read through its gate) to `dst` until it
 /// ends: move the bytes, report what the direction's [`Flow`] saw, carry
 /// out the end it decides.
 fn pump(
     dir: Direction,
-    (src, gate): (TcpStream, &Gate),
-    mut dst: TcpStream,
+    (src, gate): (&Stream, &Gate),
+    dst: &Stream,
     conn: &Conn,
     config: &ProxyConfig,
     on_event: &Callback,
@@ -566,8 +683,8 @@ fn pump(
     let mut flow = Flow::new(dir, id, config);
     let (end, reset_seen) = move_bytes(
         dir,
-        (&src, gate),
-        &mut dst,
+        (src, gate),
+        dst,
         &mut flow,
         conn,
         config,
@@ -583,6 +700,7 @@ fn pump(
     }
     let (end, closing) = flow::ending(end, conn.over.load(Ordering::SeqCst), reset_seen);
     match closing {
+        // Under TLS this says goodbye (close_notify) first.
         Closing::PassEnd => {
             let _ = dst.shutdown(Shutdown::Write);
         }
@@ -602,19 +720,24 @@ fn pump(
 #[allow(clippy::too_many_arguments)]
 fn move_bytes(
     dir: Direction,
-    (src, gate): (&TcpStream, &Gate),
-    dst: &mut TcpStream,
+    (src, gate): (&Stream, &Gate),
+    mut dst: &Stream,
     flow: &mut Flow,
     conn: &Conn,
     config: &ProxyConfig,
     on_event: &Callback,
     handle: &ProxyHandle,
 ) -> (End, bool) {
-    // Nothing to look at, record or change: on Linux the kernel moves the
-    // bytes (splice through a pipe) without copying them into this process
-    // and back, which is most of a proxy's cost.
+    // Nothing to look at, record or change, and no TLS: on Linux the kernel
+    // moves the bytes (splice through a pipe) without copying them into
+    // this process and back, which is most of a proxy's cost. (Under TLS
+    // every byte goes through rustls, so there is nothing to splice.)
     #[cfg(target_os = "linux")]
-    if flow.is_transparent() && !config.data {
+    if let (true, Some(src), Some(dst)) = (
+        flow.is_transparent() && !config.data,
+        src.as_tcp(),
+        dst.as_tcp(),
+    ) {
         if let Some((end, bytes, reset_seen)) = splice::pump((src, gate), dst, conn, config, handle)
         {
             flow.spliced(bytes);
@@ -630,7 +753,8 @@ fn move_bytes(
                 buf.resize(to, 0);
             }
         }
-        let n = match gate.read(src, &mut buf) {
+        // The read waits at `gate` (set on the stream), plain or TLS.
+        let n = match (&mut &*src).read(&mut buf) {
             Ok(0) => return (End::Eof, false),
             Ok(n) => n,
             Err(e)
@@ -827,7 +951,7 @@ mod splice {
 fn carry_out<'s>(
     steps: &'s [Step],
     chunk: &[u8],
-    dst: &mut TcpStream,
+    mut dst: &Stream,
     conn: &Conn,
     dir: Direction,
     on_event: &Callback,
@@ -1126,6 +1250,179 @@ mod tests {
         assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
         handle.shutdown();
         t.join().unwrap();
+    }
+
+    /// A trama echo server (the readiness loop) with `config`'s key and TLS.
+    fn trama_echo(config: trama_transport::ServerConfig) -> trama_transport::RunningServer {
+        use trama_protocol::{Actions, Event};
+        let echo = |event: Event<'_>, out: &mut Actions| {
+            if let Event::Message { id, payload } = event {
+                out.send(id, &payload);
+            }
+        };
+        trama_transport::Server::bind(config, echo)
+            .unwrap()
+            .spawn()
+            .unwrap()
+    }
+
+    fn key(bytes: &[u8]) -> AuthConfig {
+        AuthConfig::new(trama_protocol::auth::AuthKey::new(bytes.to_vec()).unwrap())
+    }
+
+    /// A plain client with no key, through the proxy at `addr`: its frame
+    /// comes back, and the proxy saw it both ways.
+    fn plain_client_gets_its_echo(addr: SocketAddr, rx: &mpsc::Receiver<Seen>) {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let sent = [frame(b"hola"), frame(&[9u8; 70_000])].concat();
+        c.write_all(&sent).unwrap();
+        let mut got = vec![0u8; sent.len()];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, sent);
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
+        let seen = until(rx, &Seen::Closed);
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            assert!(
+                seen.contains(&Seen::Frame(dir, 4, b"hola".to_vec())),
+                "{seen:?}"
+            );
+            assert!(
+                seen.contains(&Seen::Frame(dir, 70_000, vec![9u8; 64])),
+                "{seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_proxy_runs_the_key_handshake_for_a_client_without_a_key() {
+        let server =
+            trama_echo(trama_transport::ServerConfig::default().with_auth(key(b"secreto")));
+        let config = ProxyConfig::new("127.0.0.1:0", server.local_addr().to_string())
+            .with_auth(key(b"secreto"))
+            .with_keepalive(Duration::from_secs(10));
+        let (addr, handle, rx, t) = start(config);
+        plain_client_gets_its_echo(addr, &rx);
+        handle.shutdown();
+        t.join().unwrap();
+        server.stop();
+    }
+
+    #[test]
+    fn a_wrong_key_refuses_the_client() {
+        let server =
+            trama_echo(trama_transport::ServerConfig::default().with_auth(key(b"secreto")));
+        let config = ProxyConfig::new("127.0.0.1:0", server.local_addr().to_string())
+            .with_auth(key(b"otra cosa"));
+        let proxy = Proxy::bind(config).unwrap();
+        let (addr, handle) = (proxy.local_addr(), proxy.handle());
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let t = std::thread::spawn(move || {
+            proxy
+                .run(move |e| {
+                    if let ProxyEvent::Refused { reason, .. } = e {
+                        let _ = tx.lock().unwrap().send(reason.clone());
+                    }
+                })
+                .unwrap()
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let reason = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(reason.contains("key"), "{reason}");
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
+        handle.shutdown();
+        t.join().unwrap();
+        server.stop();
+    }
+
+    #[test]
+    fn the_proxy_speaks_tls_and_the_key_to_the_server_and_shows_the_frames() {
+        let pki = trama_test_support::pki::Pki::new().unwrap();
+        let acceptor =
+            trama_transport::TlsAcceptor::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+                .unwrap();
+        let connector = TlsConnector::from_ca_pem(pki.ca_pem.as_bytes()).unwrap();
+        let server = trama_echo(
+            trama_transport::ServerConfig::default()
+                .with_tls(acceptor)
+                .with_auth(key(b"secreto")),
+        );
+        let config = ProxyConfig::new("127.0.0.1:0", server.local_addr().to_string())
+            .with_tls(connector)
+            .with_auth(key(b"secreto"));
+        let (addr, handle, rx, t) = start(config);
+        plain_client_gets_its_echo(addr, &rx);
+        handle.shutdown();
+        t.join().unwrap();
+        server.stop();
+    }
+
+    #[test]
+    fn unwatched_tls_upstream_forwards_without_splicing() {
+        let pki = trama_test_support::pki::Pki::new().unwrap();
+        let acceptor =
+            trama_transport::TlsAcceptor::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+                .unwrap();
+        let connector = TlsConnector::from_ca_pem(pki.ca_pem.as_bytes()).unwrap();
+        let server = trama_echo(trama_transport::ServerConfig::default().with_tls(acceptor));
+        let config = ProxyConfig::new("127.0.0.1:0", server.local_addr().to_string())
+            .with_tls(connector)
+            .with_observe(false);
+        let (addr, handle, rx, t) = start(config);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let sent: Vec<u8> = (0..20u8).flat_map(|i| frame(&[i; 50_000])).collect();
+        let mut w = c.try_clone().unwrap();
+        let to_send = sent.clone();
+        let writer = std::thread::spawn(move || w.write_all(&to_send).unwrap());
+        let mut got = vec![0u8; sent.len()];
+        if let Err(e) = c.read_exact(&mut got) {
+            panic!("{e}: {:?}", until(&rx, &Seen::Closed));
+        }
+        writer.join().unwrap();
+        assert!(got == sent, "the bytes changed on the way");
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
+        until(&rx, &Seen::Closed);
+        handle.shutdown();
+        t.join().unwrap();
+        server.stop();
+    }
+
+    #[test]
+    fn a_tls_server_the_proxy_does_not_trust_refuses_the_client() {
+        let pki = trama_test_support::pki::Pki::new().unwrap();
+        let other = trama_test_support::pki::Pki::new().unwrap();
+        let acceptor =
+            trama_transport::TlsAcceptor::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+                .unwrap();
+        let server = trama_echo(trama_transport::ServerConfig::default().with_tls(acceptor));
+        let config = ProxyConfig::new("127.0.0.1:0", server.local_addr().to_string())
+            .with_tls(TlsConnector::from_ca_pem(other.ca_pem.as_bytes()).unwrap());
+        let proxy = Proxy::bind(config).unwrap();
+        let (addr, handle) = (proxy.local_addr(), proxy.handle());
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let t = std::thread::spawn(move || {
+            proxy
+                .run(move |e| {
+                    if let ProxyEvent::Refused { reason, .. } = e {
+                        let _ = tx.lock().unwrap().send(reason.clone());
+                    }
+                })
+                .unwrap()
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let reason = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(!reason.is_empty());
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
+        handle.shutdown();
+        t.join().unwrap();
+        server.stop();
     }
 
     #[test]

@@ -131,9 +131,12 @@ impl Stream {
         self.gate = Some(gate);
     }
 
-    /// A new gate over this stream's socket, set on it, and returned for
-    /// the thread that will close it.
-    pub(crate) fn gate(&mut self) -> io::Result<Arc<Gate>> {
+    /// A new [`Gate`] over this stream's socket, set on it (every read,
+    /// plain or TLS, then waits there), and returned for the thread that
+    /// will end the reads with [`Gate::close`]: how a program that reads a
+    /// `Stream` on one thread (a proxy's pump) stops it from another on
+    /// every platform. The gate enforces the read timeout from then on.
+    pub fn gate(&mut self) -> io::Result<Arc<Gate>> {
         let gate = Arc::new(Gate::new(self.socket())?);
         self.set_gate(gate.clone());
         Ok(gate)

@@ -296,7 +296,6 @@ impl Read for TlsHalf {
 /// each take wire bytes from the socket and could feed them out of order.
 impl Read for &TlsHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut wire = [0u8; 16 * 1024];
         loop {
             {
                 let mut conn = self.lock();
@@ -306,30 +305,33 @@ impl Read for &TlsHalf {
                     Err(e) => return Err(e),
                 }
             }
-            // Wait for bytes without holding the lock, so writers go on.
-            let n = match &self.gate {
-                Some(gate) => gate.read(&self.sock, &mut wire)?,
-                None => (&*self.sock).read(&mut wire)?,
-            };
+            // Wait for wire bytes without holding the lock, so writers go
+            // on, and without taking them: rustls reads them itself below,
+            // only as many as it has room for. (Bytes read here first would
+            // have to be fed in whole, and rustls refuses more once a burst
+            // of records has filled its plaintext buffer: they would be lost.)
+            match &self.gate {
+                Some(gate) => gate.wait()?,
+                None => {
+                    self.sock.peek(&mut [0u8; 1])?;
+                }
+            }
             let mut conn = self.lock();
+            // One read of the socket, which will not block now.
+            let n = conn.read_tls(&mut &*self.sock)?;
+            if let Err(e) = conn.process_new_packets() {
+                let _ = TlsHalf::push(&mut conn, &self.sock);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
             if n == 0 {
-                // EOF without close_notify: rustls reports it as such.
-                conn.read_tls(&mut io::empty())?;
-                conn.process_new_packets()
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                // The end of the stream (or close_notify, after which rustls
+                // reads nothing more): what is left, then the end, or an
+                // error if the peer cut the session without close_notify.
                 return match conn.reader().read(buf) {
                     Ok(n) => Ok(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
                     Err(e) => Err(e),
                 };
-            }
-            let mut rest = &wire[..n];
-            while !rest.is_empty() {
-                conn.read_tls(&mut rest)?;
-                if let Err(e) = conn.process_new_packets() {
-                    let _ = TlsHalf::push(&mut conn, &self.sock);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                }
             }
             TlsHalf::push(&mut conn, &self.sock)?;
         }
