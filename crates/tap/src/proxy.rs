@@ -744,6 +744,10 @@ fn move_bytes(
             return (end, reset_seen);
         }
     }
+    // Elsewhere only the zero-copy path waits at the gate itself; the reads
+    // below wait at it through the stream.
+    #[cfg(not(target_os = "linux"))]
+    let _ = gate;
     let mut sizing = Sizing::new(FIRST_BUFFER, config.buffer, flow.has_faults());
     let mut buf = vec![0u8; sizing.first()];
     let mut grown = Grown::new(&GROWN_BUFFERS, BUFFER_BUDGET);
