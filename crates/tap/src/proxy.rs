@@ -285,7 +285,8 @@ pub enum ProxyEvent<'a> {
         /// The upstream address connected to.
         server: SocketAddr,
     },
-    /// A client was turned away (upstream unreachable, too many connections).
+    /// A client was turned away (upstream unreachable, the TLS or key
+    /// handshake with it failed, too many connections).
     Refused {
         /// The client's address.
         client: SocketAddr,
@@ -1261,7 +1262,7 @@ mod tests {
         use trama_protocol::{Actions, Event};
         let echo = |event: Event<'_>, out: &mut Actions| {
             if let Event::Message { id, payload } = event {
-                out.send(id, &payload);
+                out.send(id, payload);
             }
         };
         trama_transport::Server::bind(config, echo)
