@@ -745,3 +745,37 @@ fn shutdown_wakes_a_pool_handler_blocked_in_a_tls_read() {
     assert_eq!(read, Err(std::io::ErrorKind::ConnectionAborted));
     common::within("the pool to stop", move || t.join().unwrap());
 }
+
+/// A burst of records read through a `Stream` with a large buffer, while
+/// another thread writes: every byte arrives (rustls's plaintext buffer
+/// never overflows with wire bytes already taken from the socket).
+#[test]
+fn a_stream_reads_a_burst_of_records_whole() {
+    let p = pki();
+    let log = Log::new();
+    let s = tls_server(&p, &log);
+    let mut stream =
+        Stream::connect(&s.local_addr().to_string(), DEADLINE, Some(&connector(&p))).unwrap();
+    // Reads wait at a gate, as a proxy's pump does.
+    let _gate = stream.gate().unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let stream = Arc::new(stream);
+    let sent: Vec<u8> = (0..20u8).flat_map(|i| frame(&[i; 50_000])).collect();
+    let writer = {
+        let (stream, sent) = (stream.clone(), sent.clone());
+        std::thread::spawn(move || (&*stream).write_all(&sent).unwrap())
+    };
+    let mut got = vec![0u8; sent.len()];
+    let mut have = 0;
+    while have < got.len() {
+        let end = (have + 256 * 1024).min(got.len());
+        match (&*stream).read(&mut got[have..end]) {
+            Ok(0) => panic!("the end after {have} bytes"),
+            Ok(n) => have += n,
+            Err(e) => panic!("after {have} bytes: {e}"),
+        }
+    }
+    writer.join().unwrap();
+    assert!(got == sent, "the bytes changed on the way");
+    s.stop();
+}
