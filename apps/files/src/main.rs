@@ -56,7 +56,7 @@ pub struct ReceiveArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Speak the notes' format: a 4-byte length, the bytes, then an unframed "Gracias.".
-    #[arg(short, long = "raw", alias = "compat")]
+    #[arg(short = 'r', long = "raw", alias = "compat", short_alias = 'c')]
     pub compat: bool,
     /// With --raw: the name to store under (default recibido.bin, numbered if taken).
     #[arg(long)]
@@ -105,7 +105,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub no_verify: bool,
     /// Speak the notes' format (one file, at most 4 GiB - 1 bytes).
-    #[arg(short, long = "raw", alias = "compat")]
+    #[arg(short = 'r', long = "raw", alias = "compat", short_alias = 'c')]
     pub compat: bool,
     /// Give up on a receiver that does not answer for this long.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]

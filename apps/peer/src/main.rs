@@ -37,7 +37,7 @@ struct Cli {
     #[arg(short, long = "peer")]
     peers: Vec<String>,
     /// The notes' unframed dialect: no greeting, raw text; lines go out on the link we dialed.
-    #[arg(short, long = "raw", alias = "compat")]
+    #[arg(short = 'r', long = "raw", alias = "compat", short_alias = 'c')]
     compat: bool,
     /// After the input ends, keep printing until nothing arrived for this long.
     #[arg(short, long, default_value = "1s", value_parser = parse_duration)]

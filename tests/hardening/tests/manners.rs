@@ -233,6 +233,60 @@ fn tap_ends_quietly_when_its_reader_leaves() {
     assert_quiet("trama-tap", &end);
 }
 
+#[test]
+fn check_ends_quietly_into_a_closed_stdout() {
+    // `trama-check -a SERVER | head -0`: the report has nowhere to go.
+    let server = serve("trama-echo", &["serve", "--framed"]);
+    let mut cmd = Command::new(bin("trama-check"));
+    let addr = server.addr().to_string();
+    cmd.args([
+        "-a",
+        &addr,
+        "--check",
+        "one-message",
+        "--check",
+        "ten-in-one-write",
+    ]);
+    let end = close_stdout_early("trama-check", cmd, 0, "");
+    assert_quiet("trama-check", &end);
+}
+
+#[test]
+fn bench_ends_quietly_into_a_closed_stdout() {
+    let server = serve("trama-echo", &["serve", "--framed"]);
+    let mut cmd = Command::new(bin("trama-bench"));
+    let addr = server.addr().to_string();
+    cmd.args(["pingpong", "-a", &addr, "--count", "200", "--quiet"]);
+    let end = close_stdout_early("trama-bench pingpong", cmd, 0, "");
+    assert_quiet("trama-bench pingpong", &end);
+}
+
+#[test]
+fn files_send_ends_quietly_into_a_closed_stdout() {
+    let dir = std::env::temp_dir().join(format!("trama-manners-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let file = dir.join("hola.txt");
+    std::fs::write(&file, b"hola desde un pipe cerrado\n").unwrap();
+    let inbox = dir.join("in");
+    let receiver = serve(
+        "trama-files",
+        &["receive".as_ref(), "--dir".as_ref(), inbox.as_os_str()],
+    );
+    let mut cmd = Command::new(bin("trama-files"));
+    cmd.args(["send", "-a", &receiver.addr().to_string(), "--quiet"])
+        .arg(&file);
+    let end = close_stdout_early("trama-files send", cmd, 0, "");
+    assert_quiet("trama-files send", &end);
+    // The file went through all the same: only the summary line had nowhere to go.
+    assert_eq!(
+        std::fs::read(inbox.join("hola.txt")).unwrap(),
+        b"hola desde un pipe cerrado\n"
+    );
+    drop(receiver);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `app args...`, its status and output.
 fn run(app: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(bin(app))
@@ -318,6 +372,17 @@ fn raw_is_the_notes_dialect_everywhere() {
     let (code, _, stderr) = run("trama-echo", &["serve", "--raw", "--framed"]);
     assert_eq!(code, Some(2), "{stderr}");
     // The old spellings stay, hidden.
+    // One short spelling too, -r, in every app that has --raw (-c stays a hidden alias).
+    for (app, args) in [
+        ("trama-peer", &["-r", "--help"][..]),
+        ("trama-peer", &["-c", "--help"]),
+        ("trama-files", &["send", "-r", "--help"]),
+        ("trama-files", &["receive", "-c", "--help"]),
+    ] {
+        let (code, help, stderr) = run(app, args);
+        assert_eq!(code, Some(0), "{app} {args:?}: {stderr}");
+        assert!(help.contains("-r, --raw"), "{app} {args:?}:\n{help}");
+    }
     for (app, args) in [
         ("trama-peer", &["--raw", "--help"][..]),
         ("trama-peer", &["--compat", "--help"]),
