@@ -23,7 +23,7 @@ pub fn line(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// Write raw bytes to stdout, flushed, with the same endings as [`line`].
+/// Write raw bytes to stdout, flushed, with the same endings as [`line()`].
 pub fn bytes(data: &[u8]) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(data).and_then(|()| out.flush()) {
