@@ -91,12 +91,34 @@ fn notes_reply(role: u32, text: &str) -> String {
     format!("Acción del Cliente P2P ({role}) asociada a {text}")
 }
 
-/// An address nothing listens on any more: the one a peer just had.
+/// An address nothing listens on, for a peer that others dial before it
+/// starts (so it cannot be `:0`).
+///
+/// The port is outside every system's ephemeral range (Linux 32768-60999,
+/// Windows and macOS 49152-65535): a port the system handed out could be
+/// taken again, before the peer binds it, as the source port of any
+/// outgoing connection, even one dialing it (a peer that starts first
+/// dials the address over and over). Ports are handed out in turn within
+/// this process, from a place its pid picks, and each is checked free.
 fn reserve() -> SocketAddr {
-    let mut p = peer("reserve", "127.0.0.1:0", &[]);
-    let addr = p.addr();
-    p.kill();
-    addr
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
 fn count(lines: &[String], line: &str) -> usize {
