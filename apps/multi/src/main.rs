@@ -114,6 +114,23 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     input_done.store(true, Ordering::SeqCst);
     let _ = printer.join();
+    // Lines still held for a server that never came (back) are lost when the
+    // console ends: say so, and exit non-zero.
+    let lost: Vec<String> = labels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, label)| match multi.held(i) {
+            0 => None,
+            n => Some(format!("{n} for {label}")),
+        })
+        .collect();
+    if !lost.is_empty() {
+        return Err(format!(
+            "lines never sent, their server not connected: {}",
+            lost.join(", ")
+        )
+        .into());
+    }
     Ok(())
 }
 

@@ -254,6 +254,26 @@ fn bad_lines_get_a_notice_and_the_console_goes_on() {
 }
 
 #[test]
+fn lines_held_for_a_server_that_never_comes_are_reported_and_the_exit_is_1() {
+    let nobody = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut console = start(&[format!("nadie=raw:{nobody}"), format!("tampoco={nobody}")]);
+    console.say("@all hola");
+    console.say("@nadie otra");
+    console.expect_match("the held line", |l| l.contains("is not connected"));
+    let done = console.finish();
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("lines never sent, their server not connected: 2 for nadie, 1 for tampoco"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
 fn a_bad_server_is_refused_at_start() {
     for (spec, complaint) in [
         ("all=127.0.0.1:1", "cannot label a server"),
