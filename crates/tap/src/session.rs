@@ -49,10 +49,11 @@ impl Tap {
         };
         config.observe = session.format != Format::Off;
         config.data = recorder.is_some();
+        let unframed = config.frame.is_unframed();
         let proxy = Proxy::bind(config)?;
         Ok(Tap {
             proxy,
-            printer: Printer::new(session.format, session.decode),
+            printer: Printer::new(session.format, session.decode).unframed(unframed),
             recorder,
         })
     }
