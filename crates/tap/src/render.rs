@@ -42,7 +42,7 @@ impl std::str::FromStr for DecodeAs {
 pub struct Rendered {
     /// What it was read as: `"text"`, `"json"`, `"msgpack"` or `"hex"`.
     pub kind: &'static str,
-    /// The readable form: escaped text, compact JSON, or hex pairs.
+    /// The readable form: escaped text, JSON as spelled, MessagePack as JSON, or hex pairs.
     pub text: String,
 }
 
