@@ -192,8 +192,9 @@ fn print_events(multi: &MultiClient, labels: &[String], mut quiet: QuietExit) {
                 flushed,
             } => {
                 if flushed > 0 {
+                    let lines = if flushed == 1 { "line" } else { "lines" };
                     trama_cli::say!(
-                        "* {} connected ({addr}); sent {flushed} held lines",
+                        "* {} connected ({addr}); sent {flushed} held {lines}",
                         label(server)
                     );
                 } else {

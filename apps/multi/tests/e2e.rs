@@ -190,7 +190,7 @@ fn a_server_that_dies_is_reported_and_its_held_line_goes_out_when_it_is_back() {
         addr,
         "the server did not come back on its address"
     );
-    console.expect(&format!("* 1 connected ({addr}); sent 1 held lines"));
+    console.expect(&format!("* 1 connected ({addr}); sent 1 held line"));
     console.expect(&format!("[1] {}", notes_reply(1, "guardado")));
 
     console.say("@all después");
@@ -224,7 +224,7 @@ fn a_console_started_before_its_server_connects_when_the_server_appears() {
 
     let server = echo(&addr.to_string(), true);
     assert_eq!(server.addr(), addr);
-    console.expect(&format!("* 1 connected ({addr}); sent 1 held lines"));
+    console.expect(&format!("* 1 connected ({addr}); sent 1 held line"));
     console.expect("[1] temprano");
     console.say("@1 ya estás");
     console.expect("[1] ya estás");

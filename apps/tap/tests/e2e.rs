@@ -338,7 +338,7 @@ fn split_at_every_byte_chat_still_works() {
     bea.say("sí, todo llega");
     ana.expect("bea: sí, todo llega");
     tap.expect_match("the split fault logged", |l| {
-        l.contains("FAULT writes split into pieces of 1 bytes")
+        l.contains("FAULT writes split into pieces of 1 byte")
     });
     bea.finish_ok();
     ana.finish_ok();
