@@ -482,11 +482,6 @@ impl Server {
         stdin.flush()
     }
 
-    /// Close the program's stdin (end of input).
-    pub fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
     /// Everything the program printed on stdout so far (up to
     /// [`CAPTURE_BYTES`]; a program started by [`Server::start_program`]).
     pub fn stdout(&self) -> Vec<u8> {

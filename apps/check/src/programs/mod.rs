@@ -400,13 +400,6 @@ pub fn substitute(command: &str, listener: Option<SocketAddr>, role: Option<u8>)
     s
 }
 
-/// The `--spawn` command, or the reason the check cannot run without it.
-pub(crate) fn command<'c>(ctx: &'c Context<'_>) -> Step<&'c str> {
-    ctx.spawn
-        .as_deref()
-        .ok_or_else(|| "starts the program for each check: run with --spawn CMD".to_string())
-}
-
 /// Start the program (`listens`: wait for it to listen, on `addr` or by
 /// its `listening on ADDR` line).
 pub(crate) fn start(
