@@ -669,3 +669,75 @@ pub(crate) fn differ(want: &[u8], got: &[u8]) -> Option<String> {
         None => format!("{} bytes where {} were sent", got.len(), want.len()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_the_listener_and_role() {
+        let at: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(
+            substitute(
+                "p {addr} {host} {port} cliente_{role}.py",
+                Some(at),
+                Some(2)
+            ),
+            "p 127.0.0.1:4321 127.0.0.1 4321 cliente_2.py"
+        );
+        assert_eq!(substitute("p {addr}", None, None), "p {addr}");
+    }
+
+    #[test]
+    fn the_pattern_is_a_stream_and_does_not_repeat_every_chunk() {
+        let whole = pattern(7, 10_000);
+        let mut p = Pattern::new(7);
+        let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 10_000 - 4096]);
+        p.fill(&mut a);
+        p.fill(&mut b);
+        assert_eq!([a, b].concat(), whole);
+        assert_ne!(whole[..4096], whole[4096..8192]);
+        assert_ne!(pattern(1, 64), pattern(2, 64));
+    }
+
+    #[test]
+    fn differences_say_where() {
+        assert_eq!(differ(b"abc", b"abc"), None);
+        assert_eq!(
+            differ(b"abc", b"abd").as_deref(),
+            Some("3 bytes where 3 were sent, the first difference at byte 2")
+        );
+        assert_eq!(
+            differ(b"abc", b"ab").as_deref(),
+            Some("2 bytes where 3 were sent")
+        );
+    }
+
+    #[test]
+    fn every_kind_names_its_checks_once() {
+        let mut seen = std::collections::HashSet::new();
+        for p in Program::ALL {
+            assert_eq!(p.is_server(), p.checks().is_empty(), "{p}");
+            for c in p.checks() {
+                assert_eq!(ProgramCheck::from_name(p, c.name()), Some(*c));
+                assert!(!c.purpose().is_empty() && !c.notes_section().is_empty());
+                // Chat and echo clients share theirs.
+                if p != Program::EchoClient {
+                    assert!(seen.insert(*c), "{c} twice");
+                }
+            }
+        }
+        assert_eq!(seen.len(), ProgramCheck::ALL.len());
+        // No name of a server check is reused.
+        for c in ProgramCheck::ALL {
+            assert!(Check::from_name(c.name()).is_none(), "{c}");
+        }
+    }
+
+    #[test]
+    fn headers_are_the_notes() {
+        assert_eq!(header(4097), [0, 0, 0x10, 0x01]);
+        assert_eq!(frame(Dialect::Framed, b"hi"), [0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(frame(Dialect::Raw, b"hi"), b"hi");
+    }
+}
