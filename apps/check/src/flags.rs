@@ -22,7 +22,7 @@ const RAW_READ: usize = 64 * 1024;
 #[command(
     name = "trama-check",
     version,
-    about = "Check a server that speaks the course notes' protocol against the classic defects",
+    about = "Check a server (or, with --program, any other program of the course notes) against the classic defects",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     args_override_self = true

@@ -7,7 +7,9 @@
 //! the reason in numbers, and exits 0 only if no check failed. `batch`
 //! checks a folder of submissions one at a time. The checks, what each
 //! catches and the section of the notes it comes from are in
-//! `docs/CHECKS.md` (and `--list`).
+//! `docs/CHECKS.md` (and `--list`). `--program KIND` checks the notes'
+//! other programs (file sender and receiver, chat and echo clients, P2P
+//! peer) with trama-check on the other side ([`programs`]).
 //!
 //! The binary only parses the flags ([`flags::Cli`]) and turns [`run`]'s
 //! answer into an exit status; everything else lives here, so the checks
