@@ -126,13 +126,22 @@ impl Pair {
         let framed = ctx.opts.dialect == Dialect::Framed;
         let deadline = Instant::now() + ctx.opts.timeout;
         let mut seen = [Vec::new(), Vec::new()];
+        let mut closed = [false, self.accepted.is_none()];
         loop {
+            if closed.iter().all(|c| *c) {
+                // Nothing more can come; wait out the deadline without spinning.
+                thread::sleep(POLL);
+            }
             let mut conns: Vec<&mut TcpStream> = vec![&mut self.dialed];
             if let Some(a) = self.accepted.as_mut() {
                 conns.push(a);
             }
             for (i, c) in conns.into_iter().enumerate() {
-                let (more, _) = read_upto(c, 64 * 1024, Instant::now() + POLL);
+                if closed[i] {
+                    continue;
+                }
+                let (more, gone) = read_upto(c, 64 * 1024, Instant::now() + POLL);
+                closed[i] = gone;
                 seen[i].extend_from_slice(&more);
                 if carries(&seen[i], line.as_bytes(), framed) {
                     let on = if i == 0 {
