@@ -365,3 +365,61 @@ fn what_a_kind_needs_is_asked_for() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no check called"), "{err}");
 }
+
+/// A script of `tests/python` (the notes as written) as a shell command.
+fn notes(name: &str, args: &str) -> String {
+    let python = ok(python3());
+    let script = ok(python_script(name));
+    format!("{} -u {} {args}", quote(Path::new(&python)), quote(&script))
+}
+
+#[test]
+#[cfg_attr(windows, ignore = "--spawn needs sh; no Windows support yet")]
+fn a_client_that_ignores_what_is_typed_fails_once() {
+    // The notes' JSON client sends its own dictionary, whatever is typed.
+    let cmd = notes("echo_json_client.py", "{host} {port}");
+    let report = expect(
+        &["--program", "echo-client", "--raw", "--spawn", &cmd],
+        &["line-sent"],
+        &[
+            "message-shown",
+            "shown-byte-at-a-time",
+            "two-in-one-segment",
+            "long-message",
+            "server-closes",
+        ],
+    );
+    let why = report["checks"][1]["reason"].as_str().unwrap();
+    assert_eq!(why, "needs line-sent, which did not pass (fail)");
+}
+
+#[test]
+#[cfg_attr(windows, ignore = "--spawn needs sh; no Windows support yet")]
+fn the_notes_improved_file_programs_pass() {
+    let cmd = notes("notes_file_receiver.py", "0 got.bin");
+    expect(
+        &[
+            "--program",
+            "file-receiver",
+            "--spawn",
+            &cmd,
+            "--saved",
+            "got.bin",
+        ],
+        &[],
+        &[],
+    );
+    let cmd = notes("notes_file_sender.py", "{host} {port} sent.bin");
+    expect(
+        &[
+            "--program",
+            "file-sender",
+            "--spawn",
+            &cmd,
+            "--sent",
+            "sent.bin",
+        ],
+        &[],
+        &[],
+    );
+}

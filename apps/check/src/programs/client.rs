@@ -32,14 +32,6 @@ const PIECES: usize = 4;
 
 /// Run one check.
 pub(crate) fn run(program: Program, check: ProgramCheck, ctx: &Context<'_>) -> Step<Found> {
-    let framed = ctx.opts.dialect == Dialect::Framed;
-    if matches!(
-        check,
-        ProgramCheck::ShownByteAtATime | ProgramCheck::TwoInOneSegment
-    ) && !framed
-    {
-        return Ok(Found::skip("needs message boundaries (framed dialect)"));
-    }
     let Some(cmd) = ctx.spawn.as_deref() else {
         return Err("needs --spawn CMD".into());
     };

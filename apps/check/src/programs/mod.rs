@@ -291,6 +291,22 @@ impl ProgramCheck {
         }
     }
 
+    /// The checks that must have passed for this one to mean anything (a
+    /// client that does not send what is typed, or a receiver that saves
+    /// nothing where `--saved` says, fails once, not six times).
+    pub fn after(self) -> &'static [ProgramCheck] {
+        use ProgramCheck as C;
+        match self {
+            C::FileByteAtATime | C::EmptyFile | C::LargeFile => &[C::SmallFile],
+            C::MessageShown
+            | C::ShownByteAtATime
+            | C::TwoInOneSegment
+            | C::LongMessage
+            | C::ServerCloses => &[C::LineSent],
+            _ => &[],
+        }
+    }
+
     /// What the check needs beyond a started program, shown by `--list`.
     pub fn needs(self) -> &'static str {
         use ProgramCheck as C;
@@ -358,6 +374,33 @@ pub fn run(program: Program, ctx: &Context<'_>, checks: &[ProgramCheck]) -> Repo
     let mut outcomes = Vec::new();
     for &check in program.checks() {
         if !checks.contains(&check) {
+            continue;
+        }
+        let needs_frames = matches!(
+            check,
+            ProgramCheck::ShownByteAtATime | ProgramCheck::TwoInOneSegment
+        );
+        let unmet = if needs_frames && ctx.opts.dialect != Dialect::Framed {
+            Some("needs message boundaries (framed dialect)".to_string())
+        } else {
+            None
+        };
+        let unmet = unmet.or_else(|| {
+            check.after().iter().find_map(|pre| {
+                outcomes
+                    .iter()
+                    .find(|o: &&Outcome| {
+                        o.check == Check::Program(*pre) && o.status != Status::Pass
+                    })
+                    .map(|o| format!("needs {pre}, which did not pass ({})", o.status.as_str()))
+            })
+        });
+        if let Some(why) = unmet {
+            outcomes.push(Outcome {
+                check: Check::Program(check),
+                status: Status::Skip,
+                reason: why,
+            });
             continue;
         }
         let found = match program {
@@ -728,6 +771,14 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), ProgramCheck::ALL.len());
+        // Prerequisites run first, in the same kind.
+        for p in Program::ALL {
+            for (i, c) in p.checks().iter().enumerate() {
+                for pre in c.after() {
+                    assert!(p.checks()[..i].contains(pre), "{pre} before {c}");
+                }
+            }
+        }
         // No name of a server check is reused.
         for c in ProgramCheck::ALL {
             assert!(Check::from_name(c.name()).is_none(), "{c}");
