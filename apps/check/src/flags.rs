@@ -47,7 +47,8 @@ pub(crate) struct Single {
     /// the server prints `listening on ADDR`.
     #[arg(value_name = "ADDR")]
     pub(crate) target: Option<String>,
-    /// The same as ADDR, as a flag.
+    /// The same as ADDR, as a flag. With --program file-sender, chat-client,
+    /// echo-client or peer: where trama-check listens (default 127.0.0.1:0).
     #[arg(short, long, value_name = "ADDR", conflicts_with = "target")]
     pub(crate) addr: Option<String>,
     /// Start the server with this shell command (`sh -c`), check it, then stop it
