@@ -1,12 +1,16 @@
-//! `trama-check batch DIR`: every submission folder in turn, one at a time.
+//! `trama-check batch DIR`: every submission folder, each in a job of its own.
 //!
-//! Each subfolder of DIR is a submission. Its server is started with the
-//! `--spawn` template (`{}` becomes the folder's path, quoted for the shell;
-//! the command runs inside the folder), checked with a time limit, and
-//! stopped with everything it started before the next one begins, so a fixed
-//! port like the notes' 8080 is free again. A server that does not start is
-//! a row with the reason instead of verdicts. The results go to a CSV (one
-//! row per submission, one column per check) and a JSON summary.
+//! Each subfolder of DIR is a submission. A job (this program again, with
+//! `--one NAME`) copies it into a fresh folder (or runs it in place), starts
+//! its server with the `--spawn` template (`{}` becomes that folder's path,
+//! quoted for the shell; the command runs inside it), checks it with a time
+//! limit, stops it with everything it started, and hands its row back in a
+//! file. On Linux the job lives in a network namespace of its own
+//! (isolate.rs), so `--jobs N` can check N submissions that all listen on
+//! the same fixed port at once. A server that does not start is a row with
+//! the reason instead of verdicts. The rows come back in the order of the
+//! names; they go to a CSV (one row per submission, one column per check)
+//! and a JSON summary. `--shard K/N` takes a share of the names.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -391,9 +395,22 @@ pub fn run_one(
         })?;
         dest
     };
-    let row = one(batch, opts, checks, &workdir, name);
+    let mut row = one(batch, opts, checks, &workdir, name);
     if !batch.in_place {
         let _ = std::fs::remove_dir_all(&copy);
+        // What the program said names the copy; the TA knows the original
+        // (and a run is then the same text whatever copy it had).
+        let original = folder.canonicalize().unwrap_or(folder);
+        let (from, to) = (
+            workdir.to_string_lossy().into_owned(),
+            original.to_string_lossy().into_owned(),
+        );
+        if let Some(e) = &mut row.error {
+            *e = e.replace(&from, &to);
+        }
+        for o in &mut row.report.outcomes {
+            o.reason = o.reason.replace(&from, &to);
+        }
     }
     std::fs::write(row_out, format!("{}\n", row.json(true)))
         .map_err(|e| format!("cannot write {}: {e}", row_out.display()))

@@ -5,7 +5,9 @@
 //! It runs a battery of probes against a server (one already running at
 //! ADDR, or one it starts with `--spawn`), prints one line per check with
 //! the reason in numbers, and exits 0 only if no check failed. `batch`
-//! checks a folder of submissions one at a time. The checks, what each
+//! checks a folder of submissions (`--jobs N` at once, `--shard K/N` of
+//! them; `merge` joins shards) and grades them for Gradescope, JUnit and
+//! a TA's browser (docs/CHECKS.md, "Grading a course"). The checks, what each
 //! catches and the section of the notes it comes from are in
 //! `docs/CHECKS.md` (and `--list`).
 //!
