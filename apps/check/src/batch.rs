@@ -313,8 +313,7 @@ fn run_job(
             Ok(Some(st)) => break Some(st),
             Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
             _ => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop_job(&mut child);
                 break None;
             }
         }
@@ -349,6 +348,28 @@ fn run_job(
             first_line(said.trim())
         )),
     }
+}
+
+/// Stop a job that overran: SIGTERM first, so its Ctrl-C handler stops the
+/// server it started, then SIGKILL if it is still there after [`GRACE`].
+fn stop_job(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            let until = Instant::now() + GRACE;
+            while Instant::now() < until {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Copy `from` into `to` (folders and regular files; symbolic links are

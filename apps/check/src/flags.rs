@@ -38,7 +38,7 @@ pub(crate) enum Command {
     /// Check every submission folder of DIR; write a CSV and a JSON summary
     /// (and, if asked, Gradescope, JUnit and HTML results).
     #[command(args_override_self = true)]
-    Batch(BatchArgs),
+    Batch(Box<BatchArgs>),
     /// Join the JSON results of `batch --shard` runs into one table, one JUnit
     /// file, one Gradescope file per submission and one HTML index.
     #[command(args_override_self = true)]
@@ -92,7 +92,7 @@ pub(crate) struct LimitArgs {
 
 impl LimitArgs {
     pub(crate) fn limits(&self) -> Option<crate::isolate::Limits> {
-        (!self.no_limits).then(|| crate::isolate::Limits {
+        (!self.no_limits).then_some(crate::isolate::Limits {
             cpu: self.limit_cpu,
             memory: self.limit_memory,
             processes: self.limit_processes,

@@ -13,7 +13,7 @@ use crate::report::Row;
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:75em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\
 .pass{background:#dfd}.fail{background:#fdd}.skip{background:#eee;color:#555}\
-.verdict{font-weight:bold;text-transform:uppercase;white-space:nowrap}\
+.verdict{font-weight:bold;text-transform:uppercase;white-space:nowrap}.name{white-space:nowrap}\
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:90%}\
 section{margin-top:1.5em}h2{font-size:1.1em}.error{background:#fdd;padding:.6em}";
 
@@ -85,7 +85,7 @@ pub fn page(row: &Row, back: Option<&str>) -> String {
     for o in &row.report.outcomes {
         h.push_str(&format!(
             "<tr class=\"{c}\" id=\"row-{n}\"><td class=\"verdict\">{c}</td>\
-             <td><a href=\"#{n}\">{n}</a></td><td>{r}</td></tr>\n",
+             <td class=\"name\"><a href=\"#{n}\">{n}</a></td><td>{r}</td></tr>\n",
             c = class(o.status),
             n = o.check.name(),
             r = escape(&o.reason)

@@ -46,7 +46,8 @@ pub fn set_limits(limits: Option<Limits>) {
     }
 }
 
-/// The limits in force.
+/// The limits in force (only Unix applies them).
+#[cfg(unix)]
 pub fn limits() -> Option<Limits> {
     LIMITS.get().copied().flatten()
 }

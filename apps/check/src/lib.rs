@@ -184,7 +184,8 @@ fn run_single(args: Single) -> Result<Outcome, String> {
     })
 }
 
-fn run_batch(args: BatchArgs) -> Result<Outcome, String> {
+fn run_batch(args: Box<BatchArgs>) -> Result<Outcome, String> {
+    let args = *args;
     let opts = args.battery.options()?;
     let checks = args.battery.checks()?;
     isolate::set_limits(args.limits.limits());

@@ -399,7 +399,14 @@ impl<'a> Probe<'a> {
         // Write on another thread: a raw echo server answers while the
         // message is still arriving, and nobody would read that answer.
         let read = thread::scope(|s| {
-            let w = s.spawn(move || (&*writer).write_all(&wire));
+            let conn = c.id;
+            let w = s.spawn(move || {
+                Tapped {
+                    stream: &writer,
+                    conn,
+                }
+                .write_all(&wire)
+            });
             let read = c.expect(&want, deadline, "the answer to the 1 MiB message");
             if read.is_err() {
                 // Unblock the writer at once.

@@ -130,10 +130,13 @@ fn batch(subs: &Path, out: &Path, extra: &[&str]) -> (String, Value, Duration) {
     (table, summary, took)
 }
 
+/// A submission's name, whether it was checked, and each check's name and status.
+type Verdicts = (String, bool, Vec<(String, String)>);
+
 /// The verdicts of a batch's JSON: per submission, its name, whether it
 /// was checked, and each check's name and status (reasons carry measured
 /// numbers, such as CPU percentages, that differ from run to run).
-fn submissions_of(v: &Value) -> Vec<(String, bool, Vec<(String, String)>)> {
+fn submissions_of(v: &Value) -> Vec<Verdicts> {
     v["submissions"]
         .as_array()
         .unwrap()
@@ -450,5 +453,74 @@ fn a_batch_of_fixed_port_servers_graded_in_parallel_in_shards_and_in_every_forma
         assert_eq!(scores(&m_gs.join(&file)), scores(&gs.join(&file)), "{sub}");
     }
     check_html(&shared_html, &merged_json, &profile);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A single run with `--spawn`: the program runs with the limits asked for
+/// and sees no network but its own loopback; the grades of the run go to
+/// the Gradescope file, the JUnit file and DIR/index.html.
+#[test]
+fn a_spawned_program_is_limited_and_alone_on_its_loopback() {
+    require_network_namespaces();
+    let root = std::env::temp_dir().join(format!("trama-check-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let python = ok(python3());
+    let server = ok(python_script("defects/correct.py"));
+    // What the program sees, written before it becomes the server.
+    let command = format!(
+        "ulimit -n > {files}; ulimit -v > {memory}; cat /proc/net/dev > {net}; \
+         exec {python} -u {server} --port 0",
+        files = quote(&root.join("files")),
+        memory = quote(&root.join("memory")),
+        net = quote(&root.join("net")),
+        python = quote(Path::new(&python)),
+        server = quote(&server),
+    );
+    let gs = root.join("results.json");
+    let html = root.join("html");
+    let junit = root.join("junit.xml");
+    let (stdout, _) = check(&[
+        "--spawn",
+        &command,
+        "--check",
+        "one-message",
+        "--check",
+        "byte-at-a-time",
+        "--limit-files",
+        "99",
+        "--limit-memory",
+        "3GiB",
+        "--gradescope",
+        &gs.to_string_lossy(),
+        "--junit",
+        &junit.to_string_lossy(),
+        "--html",
+        &html.to_string_lossy(),
+    ]);
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+    assert_eq!(read("files").trim(), "99");
+    assert_eq!(read("memory").trim(), (3u64 << 20).to_string());
+    let interfaces: Vec<String> = read("net")
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|i| i.trim().to_string())
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{}", read("net"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&gs).unwrap()).unwrap();
+    assert_eq!(v["score"].as_f64(), Some(2.0), "{v}");
+    assert_eq!(v["tests"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("<testcase classname=\"trama-check."));
+    let dom = render(&html.join("index.html"), &root.join("chromium-profile"));
+    assert!(
+        dom.contains(
+            "<td class=\"verdict\">pass</td><td class=\"name\"><a href=\"#byte-at-a-time\">"
+        ),
+        "{dom}"
+    );
     std::fs::remove_dir_all(&root).unwrap();
 }
