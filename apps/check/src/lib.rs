@@ -141,6 +141,10 @@ fn run_single(args: Single) -> Result<Outcome, String> {
     let opts = args.battery.options()?;
     let checks = args.battery.checks()?;
     isolate::set_limits(args.limits.limits());
+    // A typo in the weights fails before the run, not after it.
+    if let Some(w) = &args.grade.weights {
+        grading::Weights::load(w)?;
+    }
     let addr_arg = args.target.or(args.addr);
     let report = match &args.spawn {
         Some(command) => {
