@@ -3,6 +3,7 @@
 //! spawned server for an exit (a crash is reported on the check during
 //! which it happened, and the rest are skipped).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use crate::probes::{Options, Probe};
 use crate::report::Report;
 use crate::sample;
 use crate::spawn::Server;
+use crate::transcript;
 
 /// How long a failed check waits to see whether the server exited.
 const EXIT_GRACE: Duration = Duration::from_millis(300);
@@ -34,6 +36,7 @@ pub fn run(
     };
     let mut schedule = Schedule::with_checks(setup, checks);
     let mut probe = Probe::new(addr, opts, server, setup.measures);
+    let mut transcripts = BTreeMap::new();
     while let Some(check) = schedule.next() {
         if let Some(limit) = time_limit {
             if started.elapsed() >= limit {
@@ -46,7 +49,9 @@ pub fn run(
                 break;
             }
         }
+        transcript::begin(opts.frame);
         let verdict = probe.run(check);
+        transcripts.insert(check, transcript::end());
         // A failure is often the server dying: give it a moment to be seen gone.
         let wait = if verdict.status == Status::Fail {
             EXIT_GRACE
@@ -78,7 +83,9 @@ pub fn run(
         }
         schedule.record(check, verdict.status, verdict.reason);
     }
-    Report::new(target, schedule.finish())
+    let mut report = Report::new(target, schedule.finish());
+    report.transcripts = transcripts;
+    report
 }
 
 /// `; its last line: ...` for the last non-empty line of `output`, if any.

@@ -36,9 +36,86 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Check every submission folder of DIR in turn; write a CSV and a JSON summary.
+    /// Check every submission folder of DIR; write a CSV and a JSON summary
+    /// (and, if asked, Gradescope, JUnit and HTML results).
     #[command(args_override_self = true)]
-    Batch(BatchArgs),
+    Batch(Box<BatchArgs>),
+    /// Join the JSON results of `batch --shard` runs into one table, one JUnit
+    /// file, one Gradescope file per submission and one HTML index.
+    #[command(args_override_self = true)]
+    Merge(MergeArgs),
+}
+
+/// Where the grades go, besides the report (single runs, batches and merges).
+#[derive(Args)]
+pub(crate) struct GradeArgs {
+    /// Write Gradescope's results.json. A single run writes the file PATH; a
+    /// batch or merge writes PATH/SUBMISSION/results.json for every submission.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) gradescope: Option<PathBuf>,
+    /// Points per check for --gradescope: `check = points` lines, `* = points`
+    /// for the rest (default 1 each); see docs/CHECKS.md.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) weights: Option<PathBuf>,
+    /// Write JUnit XML: a testsuite per submission, a testcase per check.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) junit: Option<PathBuf>,
+    /// Write static HTML pages into DIR: a page per submission with each
+    /// check's verdict, its reason and the frames exchanged, and (batch,
+    /// merge) an index.html linking them.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) html: Option<PathBuf>,
+}
+
+/// Limits on every program trama-check starts (setrlimit, Unix).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct LimitArgs {
+    /// Most CPU time a started program may use (RLIMIT_CPU), then it is killed.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub(crate) limit_cpu: Duration,
+    /// Most address space of each started process (RLIMIT_AS).
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    pub(crate) limit_memory: u64,
+    /// Most processes and threads of the user running it (RLIMIT_NPROC; the
+    /// kernel counts all of that user's, and ignores it for root).
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) limit_processes: u64,
+    /// Most open files of each started process (RLIMIT_NOFILE).
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) limit_files: u64,
+    /// Largest file a started program may write (RLIMIT_FSIZE).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub(crate) limit_file_size: u64,
+    /// Start programs without any of these limits.
+    #[arg(long)]
+    pub(crate) no_limits: bool,
+}
+
+impl LimitArgs {
+    pub(crate) fn limits(&self) -> Option<crate::isolate::Limits> {
+        (!self.no_limits).then_some(crate::isolate::Limits {
+            cpu: self.limit_cpu,
+            memory: self.limit_memory,
+            processes: self.limit_processes,
+            files: self.limit_files,
+            file_size: self.limit_file_size,
+        })
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct MergeArgs {
+    /// The JSON results of the shards (`batch --json`), in any order.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub(crate) results: Vec<PathBuf>,
+    /// Where to write the joined table.
+    #[arg(long, default_value = "trama-check.csv")]
+    pub(crate) csv: PathBuf,
+    /// Where to write the joined JSON summary.
+    #[arg(long, default_value = "trama-check.json")]
+    pub(crate) json: PathBuf,
+    #[command(flatten)]
+    pub(crate) grade: GradeArgs,
 }
 
 #[derive(Args)]
@@ -76,6 +153,13 @@ pub(crate) struct Single {
     /// peer: where the program listens (without it, it must print `listening on ADDR`).
     #[arg(long, value_name = "ADDR")]
     pub(crate) peer: Option<String>,
+    /// Internal: exit 0 if this process can have a network namespace of its own.
+    #[arg(long, hide = true)]
+    pub(crate) probe_isolation: bool,
+    #[command(flatten)]
+    pub(crate) grade: GradeArgs,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
     #[command(flatten)]
     pub(crate) battery: BatteryArgs,
 }
@@ -101,8 +185,42 @@ pub(crate) struct BatchArgs {
     /// Where to write the JSON summary.
     #[arg(long, default_value = "trama-check.json")]
     pub(crate) json: PathBuf,
+    /// Check N submissions at once (each in a network namespace of its own on
+    /// Linux, so all can use one fixed port); the results are the same as with 1.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) jobs: usize,
+    /// Check only share K of N (1-based) of the submissions, sorted by name:
+    /// the 1st, N+1st, ... go to share 1. Join the results with `merge`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub(crate) shard: Option<(usize, usize)>,
+    /// Copy each submission into a fresh folder and run it there (the
+    /// default), or run it in its own folder (`--in-place`).
+    #[arg(long)]
+    pub(crate) in_place: bool,
+    /// Internal: check only this submission and write its row to --row-out.
+    #[arg(long, hide = true, requires = "row_out")]
+    pub(crate) one: Option<String>,
+    /// Internal: where --one writes its row.
+    #[arg(long, hide = true)]
+    pub(crate) row_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) grade: GradeArgs,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
     #[command(flatten)]
     pub(crate) battery: BatteryArgs,
+}
+
+/// `K/N` with 1 <= K <= N.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{s:?} is not a share K/N with 1 <= K <= N (e.g. 2/4)");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let k: usize = k.trim().parse().map_err(|_| bad())?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 #[derive(Clone, Copy, ValueEnum)]

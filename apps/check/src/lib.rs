@@ -5,7 +5,9 @@
 //! It runs a battery of probes against a server (one already running at
 //! ADDR, or one it starts with `--spawn`), prints one line per check with
 //! the reason in numbers, and exits 0 only if no check failed. `batch`
-//! checks a folder of submissions one at a time. The checks, what each
+//! checks a folder of submissions (`--jobs N` at once, `--shard K/N` of
+//! them; `merge` joins shards) and grades them for Gradescope, JUnit and
+//! a TA's browser (docs/CHECKS.md, "Grading a course"). The checks, what each
 //! catches and the section of the notes it comes from are in
 //! `docs/CHECKS.md` (and `--list`). `--program KIND` checks the notes'
 //! other programs (file sender and receiver, chat and echo clients, P2P
@@ -18,16 +20,23 @@
 mod batch;
 mod battery;
 pub mod flags;
+mod grading;
+mod html;
+mod isolate;
 mod plan;
 mod probes;
 pub mod programs;
 mod report;
 mod sample;
 mod spawn;
+mod transcript;
 mod verdict;
 
-use crate::flags::{BatchArgs, Cli, Command, Single};
+use std::path::Path;
+
+use crate::flags::{BatchArgs, Cli, Command, GradeArgs, MergeArgs, Single};
 use crate::plan::Check;
+use crate::report::Row;
 
 /// How a run ended, for the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,11 +51,69 @@ pub enum Outcome {
 /// SIGTERM stop any server it started before the process ends. An `Err` is
 /// a run that could not happen (bad flags, no server), worded for stderr.
 pub fn run(cli: Cli) -> Result<Outcome, String> {
+    if cli.single.probe_isolation {
+        return isolate::enter_network_namespace().map(|()| Outcome::Passed);
+    }
+    // A network namespace of its own, before any thread starts (a user
+    // namespace needs a single-threaded process): a batch's job, or a
+    // single run that starts its server.
+    let isolated = match &cli.command {
+        Some(Command::Batch(args)) => args.one.is_some(),
+        Some(Command::Merge(_)) => false,
+        None => cli.single.spawn.is_some(),
+    };
+    if isolated {
+        if let Err(why) = isolate::enter_network_namespace() {
+            isolate::missing(&format!(
+                "the started program shares this machine's network: {why}"
+            ));
+        }
+    }
     spawn::stop_servers_on_interrupt();
     match cli.command {
         Some(Command::Batch(args)) => run_batch(args),
+        Some(Command::Merge(args)) => run_merge(args),
         None => run_single(cli.single),
     }
+}
+
+/// Write what `grade` asks for: Gradescope, JUnit and HTML. `single`: one
+/// run (Gradescope and HTML for that run alone); else a batch or merge
+/// (`pages`: whether to write the submissions' pages or only the index).
+fn write_grades(grade: &GradeArgs, rows: &[Row], single: bool, pages: bool) -> Result<(), String> {
+    let weights = match &grade.weights {
+        Some(path) => grading::Weights::load(path)?,
+        None => grading::Weights::default(),
+    };
+    let write = |path: &Path, text: String| -> Result<(), String> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = &grade.gradescope {
+        if single {
+            for r in rows {
+                write(path, format!("{:#}\n", grading::gradescope(r, &weights)))?;
+            }
+        } else {
+            for r in rows {
+                let file = path.join(&r.submission).join("results.json");
+                write(&file, format!("{:#}\n", grading::gradescope(r, &weights)))?;
+            }
+        }
+    }
+    if let Some(path) = &grade.junit {
+        write(path, grading::junit(rows))?;
+    }
+    if let Some(dir) = &grade.html {
+        match (single, rows.first()) {
+            (true, Some(r)) => html::write_single(dir, r)?,
+            _ => html::write_batch(dir, rows, pages)?,
+        }
+    }
+    Ok(())
 }
 
 /// `--list`: the checks of `program`, or of every kind, each kind named.
@@ -112,6 +179,11 @@ fn run_single(args: Single) -> Result<Outcome, String> {
         return Ok(Outcome::Passed);
     }
     let opts = args.battery.options_for(program)?;
+    isolate::set_limits(args.limits.limits());
+    // A typo in the weights fails before the run, not after it.
+    if let Some(w) = &args.grade.weights {
+        grading::Weights::load(w)?;
+    }
     if let Some(p) = program.filter(|p| !p.is_server()) {
         return run_program(p, &args, &opts);
     }
@@ -140,11 +212,14 @@ fn run_single(args: Single) -> Result<Outcome, String> {
             battery::run(&a, addr, &opts, None, &checks, None)
         }
     };
-    if args.json {
-        trama_cli::say!("{}", report.json());
-    } else {
-        trama_cli::out::bytes(report.text().as_bytes());
-    }
+    let row = Row {
+        submission: report.target.clone(),
+        error: None,
+        report,
+    };
+    write_grades(&args.grade, std::slice::from_ref(&row), true, true)?;
+    let report = row.report;
+    print_report(&report, args.json);
     Ok(if report.count(plan::Status::Fail) == 0 {
         Outcome::Passed
     } else {
@@ -184,6 +259,13 @@ fn run_program(
         start_timeout: args.battery.start_timeout,
     };
     let report = programs::run(program, &ctx, &checks);
+    let row = Row {
+        submission: report.target.clone(),
+        error: None,
+        report,
+    };
+    write_grades(&args.grade, std::slice::from_ref(&row), true, true)?;
+    let report = row.report;
     print_report(&report, args.json);
     Ok(if report.count(plan::Status::Fail) == 0 {
         Outcome::Passed
@@ -200,9 +282,14 @@ fn print_report(report: &report::Report, json: bool) {
     }
 }
 
-fn run_batch(args: BatchArgs) -> Result<Outcome, String> {
+fn run_batch(args: Box<BatchArgs>) -> Result<Outcome, String> {
+    let args = *args;
     let opts = args.battery.options()?;
     let checks = args.battery.checks()?;
+    isolate::set_limits(args.limits.limits());
+    if args.jobs == 0 {
+        return Err("--jobs must be at least 1".into());
+    }
     let b = batch::Batch {
         dir: args.dir,
         template: args.spawn,
@@ -211,13 +298,88 @@ fn run_batch(args: BatchArgs) -> Result<Outcome, String> {
         start_timeout: args.battery.start_timeout,
         csv: args.csv,
         json: args.json,
+        jobs: args.jobs,
+        shard: args.shard,
+        in_place: args.in_place,
     };
-    let rows = batch::run(&b, &opts, &checks, &mut std::io::stdout()).map_err(|e| e.to_string())?;
+    if let (Some(name), Some(row_out)) = (&args.one, &args.row_out) {
+        batch::run_one(&b, &opts, &checks, name, row_out)?;
+        return Ok(Outcome::Passed);
+    }
+    // Weights are read before hours of checking, so a typo fails at once.
+    if let Some(w) = &args.grade.weights {
+        grading::Weights::load(w)?;
+    }
+    let job = batch::Job {
+        exe: std::env::current_exe()
+            .map_err(|e| format!("cannot find this program to start the batch's jobs: {e}"))?,
+        args: std::env::args_os().skip(1).collect(),
+    };
+    let rows = batch::run(&b, &job, &checks, &mut std::io::stdout()).map_err(|e| e.to_string())?;
+    write_grades(&args.grade, &rows, false, true)?;
     trama_cli::say!(
         "{} submissions; wrote {} and {}",
         rows.len(),
         b.csv.display(),
         b.json.display()
+    );
+    Ok(Outcome::Passed)
+}
+
+fn run_merge(args: MergeArgs) -> Result<Outcome, String> {
+    let mut rows: Vec<Row> = Vec::new();
+    let (mut dirs, mut commands) = (Vec::<String>::new(), Vec::<String>::new());
+    for path in &args.results {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        for (key, list) in [("dir", &mut dirs), ("command", &mut commands)] {
+            let s = v[key].as_str().unwrap_or("").to_string();
+            if !list.contains(&s) {
+                list.push(s);
+            }
+        }
+        let subs = v["submissions"].as_array().ok_or_else(|| {
+            format!(
+                "{}: no \"submissions\" list (not a batch's --json)",
+                path.display()
+            )
+        })?;
+        for s in subs {
+            let row = Row::from_json(s).map_err(|e| format!("{}: {e}", path.display()))?;
+            if rows.iter().any(|r| r.submission == row.submission) {
+                return Err(format!(
+                    "{}: submission {:?} is in more than one of the results",
+                    path.display(),
+                    row.submission
+                ));
+            }
+            rows.push(row);
+        }
+    }
+    // The order of a whole batch: by name.
+    rows.sort_by(|a, b| a.submission.cmp(&b.submission));
+    let checks: Vec<Check> = rows
+        .first()
+        .map(|r| r.report.outcomes.iter().map(|o| o.check).collect())
+        .unwrap_or_default();
+    batch::write_tables(
+        &args.csv,
+        &args.json,
+        &dirs.join(", "),
+        &commands.join(", "),
+        &rows,
+        &checks,
+    )
+    .map_err(|e| e.to_string())?;
+    write_grades(&args.grade, &rows, false, false)?;
+    trama_cli::say!(
+        "{} submissions from {} results; wrote {} and {}",
+        rows.len(),
+        args.results.len(),
+        args.csv.display(),
+        args.json.display()
     );
     Ok(Outcome::Passed)
 }

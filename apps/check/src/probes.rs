@@ -26,6 +26,7 @@ use trama_transport::{AuthConfig, Stream, TlsConnector};
 use crate::plan::{Check, Dialect, Expect, Measures};
 use crate::sample::{GroupSample, Owner, Sampler};
 use crate::spawn::Server;
+use crate::transcript;
 use crate::verdict::{self, mib, Verdict};
 
 /// The size of the large message.
@@ -400,7 +401,14 @@ impl<'a> Probe<'a> {
         // Write on another thread: a raw echo server answers while the
         // message is still arriving, and nobody would read that answer.
         let read = thread::scope(|s| {
-            let w = s.spawn(move || (&*writer).write_all(&wire));
+            let conn = c.id;
+            let w = s.spawn(move || {
+                Tapped {
+                    stream: &writer,
+                    conn,
+                }
+                .write_all(&wire)
+            });
             let read = c.expect(&want, deadline, "the answer to the 1 MiB message");
             if read.is_err() {
                 // Unblock the writer at once.
@@ -767,6 +775,8 @@ fn flood(mut s: &Stream, chunk: &[u8]) -> (u64, String) {
 struct DeadlineRead<'a> {
     stream: &'a Stream,
     deadline: Instant,
+    /// The connection's number in the check's transcript.
+    conn: u32,
 }
 
 impl Read for DeadlineRead<'_> {
@@ -777,7 +787,27 @@ impl Read for DeadlineRead<'_> {
             .max(Duration::from_millis(1));
         self.stream.set_read_timeout(Some(left))?;
         let mut s = self.stream;
-        s.read(buf)
+        let n = s.read(buf)?;
+        transcript::received(self.conn, buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+}
+
+/// A `Write` that shows what it writes in the check's transcript.
+struct Tapped<'a> {
+    stream: &'a Stream,
+    conn: u32,
+}
+
+impl Write for Tapped<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (&*self.stream).write(buf)?;
+        transcript::sent(self.conn, buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.stream).flush()
     }
 }
 
@@ -789,6 +819,8 @@ struct Conn {
     frame: FrameConfig,
     timeout: Duration,
     who: String,
+    /// Its number in the check's transcript.
+    id: u32,
 }
 
 impl Conn {
@@ -805,12 +837,17 @@ impl Conn {
             frame: opts.frame,
             timeout: opts.timeout,
             who: who.to_string(),
+            id: transcript::open(),
         })
     }
 
     /// Send one message in the run's format.
     fn send(&mut self, payload: &[u8]) -> Step<()> {
-        let mut w = FrameWriter::new(&*self.stream, self.frame);
+        let tapped = Tapped {
+            stream: &self.stream,
+            conn: self.id,
+        };
+        let mut w = FrameWriter::new(tapped, self.frame);
         w.write_frame(payload).map_err(|e| {
             Fail(format!(
                 "{}: sending a {}-byte message failed: {e}",
@@ -822,7 +859,11 @@ impl Conn {
 
     /// Write bytes exactly as given.
     fn write_raw(&mut self, bytes: &[u8]) -> Step<()> {
-        (&*self.stream).write_all(bytes).map_err(|e| {
+        let mut tapped = Tapped {
+            stream: &self.stream,
+            conn: self.id,
+        };
+        tapped.write_all(bytes).map_err(|e| {
             Fail(format!(
                 "{}: writing {} bytes failed: {e}",
                 self.who,
@@ -869,6 +910,7 @@ impl Conn {
         let source = DeadlineRead {
             stream: &self.stream,
             deadline,
+            conn: self.id,
         };
         let mut r = FrameReader::new(source, self.frame);
         match r.read_frame() {
@@ -935,7 +977,10 @@ impl Conn {
         let _ = self.stream.set_read_timeout(Some(HOSTILE_PAUSE));
         match (&*self.stream).read(&mut buf) {
             Ok(0) => "closed by the server".into(),
-            Ok(n) => format!("answered with {n} bytes"),
+            Ok(n) => {
+                transcript::received(self.id, buf.get(..n).unwrap_or_default());
+                format!("answered with {n} bytes")
+            }
             Err(e)
                 if matches!(
                     e.kind(),

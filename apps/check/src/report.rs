@@ -2,9 +2,12 @@
 //! object for scripts, and for batches a CSV with one row per submission and
 //! one column per check.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use crate::plan::{Check, Outcome, Status};
+use crate::transcript::Transcript;
 
 /// The verdicts of one run against one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +16,9 @@ pub struct Report {
     pub target: String,
     /// One per check, in the battery's order.
     pub outcomes: Vec<Outcome>,
+    /// The frames each check that ran exchanged (for the HTML pages; not in
+    /// the JSON or CSV).
+    pub transcripts: BTreeMap<Check, Transcript>,
 }
 
 impl Report {
@@ -21,6 +27,7 @@ impl Report {
         Report {
             target: target.into(),
             outcomes,
+            transcripts: BTreeMap::new(),
         }
     }
 
@@ -159,18 +166,78 @@ pub fn csv(rows: &[Row], checks: &[Check]) -> String {
 
 /// The batch summary as JSON: each submission's report plus its error.
 pub fn batch_json(dir: &str, command: &str, rows: &[Row]) -> Value {
-    let subs: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = r.report.json();
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("submission".into(), json!(r.submission));
-                obj.insert("error".into(), json!(r.error));
-            }
-            v
-        })
-        .collect();
+    let subs: Vec<Value> = rows.iter().map(|r| r.json(false)).collect();
     json!({"dir": dir, "command": command, "submissions": subs})
+}
+
+/// `pass`, `fail` or `skip` back to a status.
+fn status_from(s: &str) -> Option<Status> {
+    [Status::Pass, Status::Fail, Status::Skip]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+}
+
+impl Row {
+    /// The row as the batch JSON has it (the report, `submission` and
+    /// `error`), with `transcripts` too when `frames` (how a batch job hands
+    /// its row to the batch).
+    pub fn json(&self, frames: bool) -> Value {
+        let mut v = self.report.json();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("submission".into(), json!(self.submission));
+            obj.insert("error".into(), json!(self.error));
+            if frames {
+                let t: serde_json::Map<String, Value> = self
+                    .report
+                    .transcripts
+                    .iter()
+                    .map(|(c, t)| (c.name().to_string(), t.json()))
+                    .collect();
+                obj.insert("transcripts".into(), Value::Object(t));
+            }
+        }
+        v
+    }
+
+    /// Back from [`Row::json`] (or a submission of a batch's JSON).
+    pub fn from_json(v: &Value) -> Result<Row, String> {
+        let submission = v["submission"]
+            .as_str()
+            .ok_or("a submission without a \"submission\" name")?
+            .to_string();
+        let bad = |what: &str| format!("submission {submission:?}: {what}");
+        let mut outcomes = Vec::new();
+        for c in v["checks"]
+            .as_array()
+            .ok_or_else(|| bad("no \"checks\" list"))?
+        {
+            let name = c["name"].as_str().unwrap_or("");
+            let check =
+                Check::from_name(name).ok_or_else(|| bad(&format!("no check called {name:?}")))?;
+            let status = status_from(c["status"].as_str().unwrap_or(""))
+                .ok_or_else(|| bad(&format!("{name}: no pass, fail or skip status")))?;
+            outcomes.push(Outcome {
+                check,
+                status,
+                reason: c["reason"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        let mut report = Report::new(v["target"].as_str().unwrap_or(""), outcomes);
+        if let Some(t) = v["transcripts"].as_object() {
+            for (name, t) in t {
+                if let Some(check) = Check::from_name(name) {
+                    report
+                        .transcripts
+                        .insert(check, crate::transcript::Transcript::from_json(t));
+                }
+            }
+        }
+        Ok(Row {
+            submission,
+            error: v["error"].as_str().map(String::from),
+            report,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -262,5 +329,26 @@ mod tests {
         assert_eq!(v["submissions"][0]["submission"], "ana");
         assert_eq!(v["submissions"][0]["error"], Value::Null);
         assert_eq!(v["submissions"][0]["failed"], 1);
+    }
+
+    #[test]
+    fn rows_survive_their_json() {
+        let mut r = report();
+        r.transcripts.insert(
+            Check::OneMessage,
+            crate::transcript::Transcript {
+                lines: vec!["#1 c2s -> frame 1 2 bytes text: hi".into()],
+                dropped: 3,
+            },
+        );
+        let row = Row {
+            submission: "ana".into(),
+            error: Some("boom".into()),
+            report: r,
+        };
+        let back = Row::from_json(&row.json(true)).unwrap();
+        assert_eq!(back.report, row.report);
+        assert_eq!(back.error, row.error);
+        assert!(row.json(false).get("transcripts").is_none());
     }
 }

@@ -389,6 +389,7 @@ impl Server {
         if let Some(dir) = &launch.cwd {
             cmd.current_dir(dir);
         }
+        crate::isolate::apply(&mut cmd);
         #[cfg(unix)]
         {
             use std::os::unix::process::CommandExt;
