@@ -8,11 +8,15 @@ As in the notes' client, a listener thread prints every frame received on a
 line of its own (flushed at once), while the main thread reads lines from
 stdin and sends each one (without its line ending) as one frame. When stdin
 ends, the client waits about 1 s for the last replies, then exits 0. If the
-server closes the connection, the listener says so on stderr and stops.
+server closes the connection, the listener says so on stderr and ends the
+program with status 1 at once: the main thread may be waiting for a line
+that will never be sent, and a client must not outlive its server (trama-check
+--program chat-client checks it).
 
 Usage: chat_client.py HOST PORT
 """
 
+import os
 import socket
 import struct
 import sys
@@ -62,12 +66,20 @@ def listen(sock, closing):
             payload = recv_frame(sock)
             if payload is None:
                 if not closing.is_set():
-                    print("server closed the connection", file=sys.stderr)
+                    server_gone("server closed the connection")
                 return
             print(payload.decode("utf-8", errors="replace"), flush=True)
     except OSError as e:
         if not closing.is_set():
-            print("connection lost: %s" % e, file=sys.stderr)
+            server_gone("connection lost: %s" % e)
+
+
+def server_gone(why):
+    """End the whole program: the main thread is blocked reading stdin,
+    which no other thread can interrupt."""
+    print(why, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def main():
