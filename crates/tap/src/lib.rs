@@ -17,6 +17,9 @@
 //!   observer and the schedule say.
 //! - [`Tap`] and [`replay`]: the proxy wired to printing ([`Printer`]) and
 //!   recording ([`Recorder`]), what the `trama-tap` binary runs.
+//! - Wireshark: a session captured as pcapng while it runs
+//!   ([`Session::pcap`]) or from a recording ([`pcap_from_recording`]),
+//!   and a Lua dissector for the framing ([`dissector`]).
 //!
 //! ## Example
 //!
@@ -70,6 +73,7 @@
 
 pub mod fault;
 mod observe;
+mod pcap;
 mod proxy;
 mod record;
 mod render;
@@ -78,6 +82,7 @@ mod show;
 
 pub use fault::{FaultPlan, FaultSchedule};
 pub use observe::{Direction, FrameNote, Note, Observer};
+pub use pcap::{pcap_from_recording, Converted};
 pub use proxy::{End, Proxy, ProxyConfig, ProxyEvent, ProxyHandle};
 pub use record::{replay, Recorder, Replay};
 pub use render::{escape_text, hex_pairs, render, DecodeAs, Rendered};
