@@ -71,6 +71,7 @@
 //!
 //! `docs/TAP.md` describes the binary, its output and the fault grammar.
 
+mod dissector;
 pub mod fault;
 mod observe;
 mod pcap;
@@ -80,6 +81,7 @@ mod render;
 mod session;
 mod show;
 
+pub use dissector::dissector;
 pub use fault::{FaultPlan, FaultSchedule};
 pub use observe::{Direction, FrameNote, Note, Observer};
 pub use pcap::{pcap_from_recording, Converted};

@@ -1008,7 +1008,7 @@ fn carry_out<'s>(
     Ok(None)
 }
 
-/// Write `bytes` whole to `dst`, and report them when the connection
+/// Write `bytes` whole to `dst`, reporting them first when the connection
 /// reports writes (a capture is being made).
 fn write(
     mut dst: &Stream,
@@ -1017,7 +1017,8 @@ fn write(
     dir: Direction,
     on_event: &Callback,
 ) -> io::Result<()> {
-    dst.write_all(bytes)?;
+    // Reported before the write: once written, the receiver may answer,
+    // and a capture must show the question before the answer.
     if conn.sent {
         on_event(&ProxyEvent::Sent {
             conn: conn.id,
@@ -1025,7 +1026,7 @@ fn write(
             bytes,
         });
     }
-    Ok(())
+    dst.write_all(bytes)
 }
 
 /// Sleep `d`, waking early if the connection or the proxy ends.
