@@ -544,6 +544,10 @@ impl Proxy {
     }
 }
 
+/// A connection's two streams and their gates, and the server's address,
+/// the tap's address the client reached, the tap's address toward the server.
+type Setup = (Arc<Stream>, Arc<Stream>, Pair, [SocketAddr; 3]);
+
 /// One connection: connect upstream, pump both ways, report the end.
 fn connection(
     id: u64,
@@ -563,7 +567,7 @@ fn connection(
         Ok(s) => s,
         Err(e) => return refuse(e.to_string()),
     };
-    let setup = (|| -> io::Result<(Arc<Stream>, Arc<Stream>, Pair, [SocketAddr; 3])> {
+    let setup = (|| -> io::Result<Setup> {
         client.set_nonblocking(false)?;
         client.set_nodelay(true)?;
         keepalive(&client, config.dial.link.keepalive, "client");
