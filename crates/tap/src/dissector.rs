@@ -278,9 +278,9 @@ const UNFRAMED: &str = r#"
 trama.fields = { f_payload, f_text }
 
 function trama.dissector(tvb, pinfo, tree)
-  pinfo.cols.protocol = "trama"
   local sub = tree:add(trama, tvb(), "trama, unframed: a chunk of " .. tvb:len() .. " bytes (no length header; message boundaries are not on the wire)")
-  local text = add_payload(sub, tvb(), pinfo)
+  add_payload(sub, tvb(), pinfo)
+  pinfo.cols.protocol = "trama"
   pinfo.cols.info = "trama unframed chunk, " .. tvb:len() .. " bytes"
   return tvb:len()
 end

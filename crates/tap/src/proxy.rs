@@ -1101,6 +1101,7 @@ mod tests {
         Frame(Direction, u64, Vec<u8>),
         Fault(Direction, String),
         Ended(Direction, End),
+        Sent(Direction, Vec<u8>),
         Closed,
     }
 
@@ -1127,6 +1128,7 @@ mod tests {
                         } => Seen::Frame(*dir, f.len, f.head.clone()),
                         ProxyEvent::Fault { dir, what, .. } => Seen::Fault(*dir, what.to_string()),
                         ProxyEvent::Ended { dir, end, .. } => Seen::Ended(*dir, end.clone()),
+                        ProxyEvent::Sent { dir, bytes, .. } => Seen::Sent(*dir, bytes.to_vec()),
                         ProxyEvent::Closed { .. } => Seen::Closed,
                         _ => return,
                     };
@@ -1179,6 +1181,41 @@ mod tests {
             );
             assert!(seen.contains(&Seen::Ended(dir, End::Eof)), "{seen:?}");
         }
+        handle.shutdown();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn writes_are_reported_as_made_after_faults_when_asked() {
+        let mut config = ProxyConfig::new("127.0.0.1:0", echo_server().to_string())
+            .with_sent(true)
+            .with_faults("c2s:split=3".parse().unwrap());
+        config.observe = false;
+        let (addr, handle, rx, t) = start(config);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let sent = frame(b"hola");
+        c.write_all(&sent).unwrap();
+        let mut got = vec![0u8; sent.len()];
+        c.read_exact(&mut got).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap(), 0);
+        let seen = until(&rx, &Seen::Closed);
+        let writes = |dir: Direction| -> Vec<Vec<u8>> {
+            seen.iter()
+                .filter_map(|s| match s {
+                    Seen::Sent(d, b) if *d == dir => Some(b.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Toward the server, the pieces of the split; back, whatever the
+        // echo wrote, which adds up to the frame.
+        assert_eq!(
+            writes(Direction::ClientToServer),
+            vec![b"\x00\x00\x00".to_vec(), b"\x04ho".to_vec(), b"la".to_vec()]
+        );
+        assert_eq!(writes(Direction::ServerToClient).concat(), sent);
         handle.shutdown();
         t.join().unwrap();
     }
