@@ -563,3 +563,39 @@ fn sixty_four_mib_of_random_frames_are_all_counted() {
     assert_eq!(got, lens);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "needs tshark, which .ci/run installs on Linux"
+)]
+fn ctrl_c_with_a_connection_open_leaves_a_complete_capture() {
+    let dir = scratch("ctrl-c");
+    let capture = dir.join("open.pcapng");
+    let server = echo();
+    let (tap, addr) = tap(
+        server.addr(),
+        &["--quiet", "--pcap", capture.to_str().unwrap()],
+    );
+    let mut c = connect(addr);
+    c.write_all(&frame(b"sigo conectado")).unwrap();
+    let mut back = vec![0u8; 18];
+    c.read_exact(&mut back).unwrap();
+    // The connection is still open when the tap is stopped.
+    interrupt(tap);
+    assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
+
+    let lua = dissector(&dir, &["--port", &addr.port().to_string()]);
+    let shown: Vec<(u64, Option<String>)> = frames(&capture, &lua, "trama.len")
+        .into_iter()
+        .map(|f| (f.len, f.text))
+        .collect();
+    let t = Some("sigo conectado".to_string());
+    // The dissector is on the tap's port: the client's side, both ways.
+    assert_eq!(shown, vec![(14, t.clone()), (14, t)]);
+    // Stopping, the tap closed both of its connections: a FIN to the
+    // client and one to the server.
+    let fins = summaries(&capture, &lua, "tcp.flags.fin == 1");
+    assert_eq!(fins.len(), 2, "{fins:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
