@@ -14,6 +14,12 @@ round to round; each measurement gets a freshly started server. What is measured
             back and counted) and to the references' sinks.
   hold      trama-bench hold at each --hold-clients value with --server-pid: the
             server's RSS per idle connection and its threads, from /proc.
+  rate      the tail at a fixed offered rate (open loop: latency from when each
+            request was due): at each --rate-clients value, refsrv's closed-loop
+            capacity is measured first in that round, then every server gets
+            trama-bench load --rate at each --rate-fractions of it (--pipeline 4,
+            so a late reply does not hold the next request back). p50, p99 and
+            p99.9; the table gives each median with the spread of the rounds.
 
 With loadgen on the servers in --agree-servers: pingpong (both placements),
 bulk to the sink, hold (answered only), and the agree test:
@@ -233,6 +239,7 @@ class Suite:
         self.p = paths
         self.servers = server_table(paths, a.trama_bulk_args.split())
         self.runs = []
+        self.capacities = {}
 
     def record(self, rnd, server, test, tool, result, cmd, **extra):
         self.runs.append(dict(round=rnd, server=server, test=test, tool=tool,
@@ -303,6 +310,43 @@ class Suite:
                 self.record(rnd, name, "load", "trama-bench", b, bc, clients=c)
             finally:
                 srv.stop()
+
+    def capacity(self, rnd, clients):
+        """refsrv's closed-loop msgs/s with `clients` connections, once a round."""
+        key = (rnd, clients)
+        if key not in self.capacities:
+            s = self.servers["refsrv"]
+            srv = Server(s["echo"])
+            try:
+                args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
+                        "--clients", str(clients), "--duration", f"{self.a.duration}s",
+                        "--warmup", f"{self.a.warmup}s", "--pipeline", "1"]
+                b, bc = run_bench(self.p, args)
+                self.record(rnd, "refsrv", "capacity", "trama-bench", b, bc, clients=clients)
+            finally:
+                srv.stop()
+            if not b or not b.get("msgs_per_s"):
+                raise RuntimeError(f"no capacity measured for {clients} clients")
+            self.capacities[key] = float(b["msgs_per_s"])
+        return self.capacities[key]
+
+    def rate(self, rnd, name, agree):
+        s = self.servers[name]
+        for c in self.a.rate_clients:
+            cap = self.capacity(rnd, c)
+            for frac in self.a.rate_fractions:
+                offered = max(1.0, cap * frac)
+                srv = Server(s["echo"])
+                try:
+                    args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
+                            "--clients", str(c), "--duration", f"{self.a.duration}s",
+                            "--warmup", f"{self.a.warmup}s", "--pipeline", "4",
+                            "--rate", f"{offered:.0f}"] + self.threads(c)
+                    b, bc = run_bench(self.p, args)
+                    self.record(rnd, name, "rate", "trama-bench", b, bc, clients=c,
+                                fraction=frac, offered=offered)
+                finally:
+                    srv.stop()
 
     def agree(self, rnd, name, agree):
         """loadgen and both shapes of trama-bench on one pinned server."""
@@ -445,6 +489,11 @@ def figures(runs):
             add(srv, fig + " / server_cpu_pct", tool, r.get("server_cpu_pct"))
         elif test == "bulk":
             add(srv, f"bulk to {r['target']}, mb_per_s", tool, res.get("mb_per_s"))
+        elif test == "rate":
+            c, pct = r["clients"], round(r["fraction"] * 100)
+            for k in ("p50_us", "p99_us", "p999_us"):
+                add(srv, f"rate {pct}% x {c} clients, {k}", tool, res.get(k))
+            add(srv, f"rate {pct}% x {c} clients, behind", tool, res.get("behind"))
         elif test == "hold":
             n = r["clients"]
             add(srv, f"hold {n}, answered", tool, res.get("answered"))
@@ -485,6 +534,11 @@ def target(fig, t, ref, tok, hold_n):
         return f"< 20 ms: {verdict(t < 20000)}"
     if fig == "bulk to echo, mb_per_s" and ref:
         return f"≥ 0.9x refsrv: {verdict(t >= 0.9 * ref)}"
+    if fig.startswith("rate") and fig.endswith(("p99_us", "p999_us")):
+        pct = int(fig.split()[1].rstrip("%"))
+        if pct <= 75 and ref and tok:
+            return f"≤ refsrv and tokiosrv: {verdict(t <= ref and t <= tok)}"
+        return ""
     if fig.startswith("hold") and fig.endswith("answered"):
         return f"all: {verdict(t >= hold_n(fig))}"
     if fig.startswith("hold") and fig.endswith("bytes_per_conn"):
@@ -510,6 +564,21 @@ def markdown(doc):
         hold_n = lambda fig: float(fig.split()[1].rstrip(","))
         lines.append(f"| {fig} | " + " | ".join(fmt(vals[s]) for s in servers)
                      + f" | {ratio(ref)} | {ratio(tok)} | {target(fig, t, ref, tok, hold_n)} |")
+    # The fixed-rate tail: every round's value, so the spread shows.
+    rate_figs = [fig for fig in figs if fig.startswith("rate") and not fig.endswith("behind")]
+    if rate_figs:
+        caps = [r["result"]["msgs_per_s"] for r in runs
+                if r["test"] == "capacity" and r["result"] and r["result"].get("msgs_per_s")]
+        lines += ["", "Fixed rate: each server's median, then its lowest and highest round; "
+                  f"refsrv's closed-loop capacity per round: {', '.join(fmt(c) for c in caps)} msgs/s.",
+                  "", "| figure | " + " | ".join(f"{s} (min–max)" for s in servers) + " |",
+                  "|---" * (len(servers) + 1) + "|"]
+        for fig in rate_figs:
+            cells = []
+            for srv in servers:
+                v = f.get((srv, fig, "trama-bench"), [])
+                cells.append("–" if not v else f"{fmt(med(v))} ({fmt(min(v))}–{fmt(max(v))})")
+            lines.append(f"| {fig} | " + " | ".join(cells) + " |")
     # Agreement with loadgen: same server, same parameters, same rounds.
     shapes = {"trama-bench": "trama-bench",
               "trama-bench-blocking": "trama-bench --blocking (a thread per connection)"}
@@ -551,6 +620,9 @@ def main():
     ap.add_argument("--clients", default="1,16,256,1000", help="load: connection counts")
     ap.add_argument("--duration", type=float, default=5.0, help="load: measured seconds")
     ap.add_argument("--warmup", type=float, default=1.0, help="load: unmeasured seconds first")
+    ap.add_argument("--rate-clients", default="16,256", help="rate: connection counts")
+    ap.add_argument("--rate-fractions", default="0.25,0.5,0.75,0.9",
+                    help="rate: offered rates, as fractions of refsrv's closed-loop capacity")
     ap.add_argument("--pingpong-count", type=int, default=100000)
     ap.add_argument("--bulk-mib", type=int, default=4096)
     ap.add_argument("--hold-clients", default="1000,5000,10000")
@@ -578,10 +650,13 @@ def main():
         a.rounds, a.duration, a.warmup = 1, 0.5, 0.2
         a.pingpong_count, a.bulk_mib, a.hold_secs = 2000, 64, 0.5
         a.clients, a.hold_clients, a.agree_clients = "1,16", "200", "16"
+        a.rate_clients, a.rate_fractions = "16", "0.5"
     a.servers = a.servers.split(",")
     a.tests = a.tests.split(",")
     a.agree_servers = [s for s in a.agree_servers.split(",") if s]
     a.clients = [int(c) for c in a.clients.split(",")]
+    a.rate_clients = [int(c) for c in a.rate_clients.split(",")]
+    a.rate_fractions = [float(x) for x in a.rate_fractions.split(",")]
     a.agree_clients = [int(c) for c in a.agree_clients.split(",")]
     a.hold_clients = [int(c) for c in a.hold_clients.split(",")]
     a.out_path = os.path.join(ROOT, a.out)
@@ -595,11 +670,13 @@ def main():
     needed += [getattr(paths, s) for s in dict.fromkeys(every) if s not in ("trama", "python")]
     if a.agree_servers:
         needed.append(paths.loadgen)
+    if "rate" in a.tests:
+        needed.append(paths.refsrv)  # the capacity the rates are fractions of
     missing = [x for x in needed if not os.path.exists(x)]
     if missing:
         raise SystemExit("missing " + ", ".join(missing) + ": build first (see --help)")
     for t in a.tests:
-        if t not in ("pingpong", "load", "bulk", "hold", "agree"):
+        if t not in ("pingpong", "load", "bulk", "hold", "agree", "rate"):
             raise SystemExit(f"unknown test {t}")
     os.makedirs(os.path.dirname(a.out_path), exist_ok=True)
     # The servers and loadgen inherit this: 10,000 connections need more

@@ -11,6 +11,7 @@ use trama_protocol::{FrameConfig, Framing};
 
 use crate::plan::{Check, Dialect, Expect};
 use crate::probes::Options;
+use crate::programs::{Program, ProgramCheck};
 
 /// The read size for the raw dialect (the notes read 4096 at a time; bigger
 /// reads just gather echoes faster).
@@ -21,7 +22,7 @@ const RAW_READ: usize = 64 * 1024;
 #[command(
     name = "trama-check",
     version,
-    about = "Check a server that speaks the course notes' protocol against the classic defects",
+    about = "Check a server (or, with --program, any other program of the course notes) against the classic defects",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     args_override_self = true
@@ -46,7 +47,8 @@ pub(crate) struct Single {
     /// the server prints `listening on ADDR`.
     #[arg(value_name = "ADDR")]
     pub(crate) target: Option<String>,
-    /// The same as ADDR, as a flag.
+    /// The same as ADDR, as a flag. With --program file-sender, chat-client,
+    /// echo-client or peer: where trama-check listens (default 127.0.0.1:0).
     #[arg(short, long, value_name = "ADDR", conflicts_with = "target")]
     pub(crate) addr: Option<String>,
     /// Start the server with this shell command (`sh -c`), check it, then stop it
@@ -56,9 +58,24 @@ pub(crate) struct Single {
     /// Print one JSON object on stdout instead of the lines.
     #[arg(long)]
     pub(crate) json: bool,
-    /// List the checks, what each catches and the section of the notes, then exit.
+    /// List the checks, what each catches and the section of the notes, then exit
+    /// (those of --program KIND, or every kind's).
     #[arg(long)]
     pub(crate) list: bool,
+    /// Which of the notes' programs is checked (the server kinds are
+    /// `--expect echo|reply`). The others need --spawn, which may name
+    /// `{addr}`, `{host}`, `{port}` (where trama-check listens) and `{role}` (peer).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub(crate) program: Option<ProgramArg>,
+    /// file-receiver: the file the program writes (relative to where it runs).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) saved: Option<PathBuf>,
+    /// file-sender: the file the program reads; trama-check writes it before each check.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) sent: Option<PathBuf>,
+    /// peer: where the program listens (without it, it must print `listening on ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) peer: Option<String>,
     #[command(flatten)]
     pub(crate) battery: BatteryArgs,
 }
@@ -96,7 +113,40 @@ enum DialectArg {
     Raw,
 }
 
+/// `--program`'s kinds (the notes' programs).
 #[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ProgramArg {
+    /// A server that sends each message back (the server battery).
+    EchoServer,
+    /// A server that answers each message (the server battery).
+    ReplyServer,
+    /// The improved file receiver of "Envío de muchos datos" (trama-check sends).
+    FileReceiver,
+    /// The improved file sender of "Envío de muchos datos" (trama-check receives).
+    FileSender,
+    /// The notes' chat `Client` (trama-check is the server).
+    ChatClient,
+    /// The notes' JSON and pickle clients (trama-check is the echo server).
+    EchoClient,
+    /// The notes' P2P peer (trama-check is the other peer).
+    Peer,
+}
+
+impl ProgramArg {
+    pub(crate) fn program(self) -> Program {
+        match self {
+            ProgramArg::EchoServer => Program::EchoServer,
+            ProgramArg::ReplyServer => Program::ReplyServer,
+            ProgramArg::FileReceiver => Program::FileReceiver,
+            ProgramArg::FileSender => Program::FileSender,
+            ProgramArg::ChatClient => Program::ChatClient,
+            ProgramArg::EchoClient => Program::EchoClient,
+            ProgramArg::Peer => Program::Peer,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ExpectArg {
     /// The server sends each message back.
     Echo,
@@ -113,9 +163,10 @@ pub(crate) struct BatteryArgs {
     /// The older spelling of --raw: `--dialect raw` or `--dialect framed`.
     #[arg(long, value_enum, default_value = "framed", hide = true)]
     dialect: DialectArg,
-    /// What the server sends back for each message.
-    #[arg(long, value_enum, default_value = "echo")]
-    expect: ExpectArg,
+    /// What the server sends back for each message (the same as --program
+    /// echo-server or reply-server; default echo).
+    #[arg(long, value_enum)]
+    expect: Option<ExpectArg>,
     /// Run only these checks (repeat the flag; names as in --list).
     #[arg(long = "check", value_name = "NAME")]
     pub(crate) checks: Vec<String>,
@@ -176,8 +227,8 @@ impl BatteryArgs {
         Ok(Options {
             dialect,
             expect: match self.expect {
-                ExpectArg::Echo => Expect::Echo,
-                ExpectArg::Reply => Expect::Reply,
+                Some(ExpectArg::Echo) | None => Expect::Echo,
+                Some(ExpectArg::Reply) => Expect::Reply,
             },
             frame,
             timeout: self.timeout.max(Duration::from_millis(1)),
@@ -190,6 +241,41 @@ impl BatteryArgs {
             tls: self.tls.config()?,
             auth: self.auth.config()?,
         })
+    }
+
+    /// The server battery's options for `program` (`--program echo-server`
+    /// is `--expect echo`; the two must agree when both are given).
+    pub(crate) fn options_for(&self, program: Option<Program>) -> Result<Options, String> {
+        let mut opts = self.options()?;
+        let want = match program {
+            Some(Program::EchoServer) => Some((ExpectArg::Echo, Expect::Echo)),
+            Some(Program::ReplyServer) => Some((ExpectArg::Reply, Expect::Reply)),
+            _ => None,
+        };
+        if let Some((arg, expect)) = want {
+            if self.expect.is_some_and(|e| e != arg) {
+                return Err(
+                    "--expect and --program disagree about what the server sends back".into(),
+                );
+            }
+            opts.expect = expect;
+        }
+        Ok(opts)
+    }
+
+    /// The checks of a program kind that is not a server (`--check`, or all of its own).
+    pub(crate) fn program_checks(&self, program: Program) -> Result<Vec<ProgramCheck>, String> {
+        if self.checks.is_empty() {
+            return Ok(program.checks().to_vec());
+        }
+        self.checks
+            .iter()
+            .map(|n| {
+                ProgramCheck::from_name(program, n).ok_or_else(|| {
+                    format!("{program} has no check called {n:?} (trama-check --program {program} --list shows them)")
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn checks(&self) -> Result<Vec<Check>, String> {

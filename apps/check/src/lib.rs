@@ -7,7 +7,9 @@
 //! the reason in numbers, and exits 0 only if no check failed. `batch`
 //! checks a folder of submissions one at a time. The checks, what each
 //! catches and the section of the notes it comes from are in
-//! `docs/CHECKS.md` (and `--list`).
+//! `docs/CHECKS.md` (and `--list`). `--program KIND` checks the notes'
+//! other programs (file sender and receiver, chat and echo clients, P2P
+//! peer) with trama-check on the other side ([`programs`]).
 //!
 //! The binary only parses the flags ([`flags::Cli`]) and turns [`run`]'s
 //! answer into an exit status; everything else lives here, so the checks
@@ -18,6 +20,7 @@ mod battery;
 pub mod flags;
 mod plan;
 mod probes;
+pub mod programs;
 mod report;
 mod sample;
 mod spawn;
@@ -46,7 +49,43 @@ pub fn run(cli: Cli) -> Result<Outcome, String> {
     }
 }
 
-fn list() -> String {
+/// `--list`: the checks of `program`, or of every kind, each kind named.
+fn list(program: Option<programs::Program>) -> String {
+    use programs::Program;
+    match program {
+        Some(p) if p.is_server() => server_list(),
+        Some(p) => program_list(p),
+        None => {
+            let mut s = String::from("echo-server, reply-server (the default):\n");
+            s.push_str(&indent(&server_list()));
+            for p in Program::ALL.into_iter().filter(|p| !p.is_server()) {
+                s.push_str(&format!("{p}:\n"));
+                s.push_str(&indent(&program_list(p)));
+            }
+            s
+        }
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+fn program_list(program: programs::Program) -> String {
+    let mut s = String::new();
+    for c in program.checks() {
+        s.push_str(&format!(
+            "{}{}\n    catches: {}\n    notes: \"{}\"\n",
+            c.name(),
+            c.needs(),
+            c.purpose(),
+            c.notes_section()
+        ));
+    }
+    s
+}
+
+fn server_list() -> String {
     let mut s = String::new();
     for c in Check::ALL {
         let needs = match c.requirement() {
@@ -67,11 +106,15 @@ fn list() -> String {
 }
 
 fn run_single(args: Single) -> Result<Outcome, String> {
+    let program = args.program.map(flags::ProgramArg::program);
     if args.list {
-        trama_cli::out::bytes(list().as_bytes());
+        trama_cli::out::bytes(list(program).as_bytes());
         return Ok(Outcome::Passed);
     }
-    let opts = args.battery.options()?;
+    let opts = args.battery.options_for(program)?;
+    if let Some(p) = program.filter(|p| !p.is_server()) {
+        return run_program(p, &args, &opts);
+    }
     let checks = args.battery.checks()?;
     let addr_arg = args.target.or(args.addr);
     let report = match &args.spawn {
@@ -107,6 +150,54 @@ fn run_single(args: Single) -> Result<Outcome, String> {
     } else {
         Outcome::Failed
     })
+}
+
+/// A program kind that is not a server: its own checks, the same report.
+fn run_program(
+    program: programs::Program,
+    args: &Single,
+    opts: &probes::Options,
+) -> Result<Outcome, String> {
+    use programs::Program;
+    let checks = args.battery.program_checks(program)?;
+    let addr = args.target.clone().or(args.addr.clone());
+    if args.spawn.is_none() && !(program == Program::FileReceiver && addr.is_some()) {
+        return Err(format!(
+            "--program {program} starts the program for each check: give --spawn CMD"
+        ));
+    }
+    if program == Program::FileReceiver && args.saved.is_none() {
+        return Err(
+            "--program file-receiver needs --saved PATH, the file the program writes".into(),
+        );
+    }
+    if program == Program::FileSender && args.sent.is_none() {
+        return Err("--program file-sender needs --sent PATH, the file the program reads".into());
+    }
+    let ctx = programs::Context {
+        opts,
+        spawn: args.spawn.clone(),
+        addr,
+        peer: args.peer.clone(),
+        saved: args.saved.clone(),
+        sent: args.sent.clone(),
+        start_timeout: args.battery.start_timeout,
+    };
+    let report = programs::run(program, &ctx, &checks);
+    print_report(&report, args.json);
+    Ok(if report.count(plan::Status::Fail) == 0 {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    })
+}
+
+fn print_report(report: &report::Report, json: bool) {
+    if json {
+        trama_cli::say!("{}", report.json());
+    } else {
+        trama_cli::out::bytes(report.text().as_bytes());
+    }
 }
 
 fn run_batch(args: BatchArgs) -> Result<Outcome, String> {

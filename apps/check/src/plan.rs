@@ -58,6 +58,8 @@ pub enum Check {
     IdleCpu,
     /// The threads of departed clients are released.
     ThreadsReleased,
+    /// A check of a program that is not a server (`--program`; `programs/`).
+    Program(crate::programs::ProgramCheck),
 }
 
 /// Why a check cannot run in this configuration.
@@ -105,6 +107,7 @@ impl Check {
             Check::MemoryBounded => "memory-bounded",
             Check::IdleCpu => "idle-cpu",
             Check::ThreadsReleased => "threads-released",
+            Check::Program(p) => p.name(),
         }
     }
 
@@ -139,6 +142,7 @@ impl Check {
                 "a thread that spins at 100% CPU after its client leaves (recv returns b'')"
             }
             Check::ThreadsReleased => "threads of departed clients that never end",
+            Check::Program(p) => p.purpose(),
         }
     }
 
@@ -159,6 +163,7 @@ impl Check {
             | Check::ThreadsReleased => {
                 "Servidor con manejo de múltiples clientes en forma concurrente"
             }
+            Check::Program(p) => p.notes_section(),
         }
     }
 
@@ -188,7 +193,7 @@ impl Check {
     /// The checks that must have passed for this one to mean anything.
     pub fn after(self) -> &'static [Check] {
         match self {
-            Check::OneMessage => &[],
+            Check::OneMessage | Check::Program(_) => &[],
             // Another client served while one misbehaves presumes concurrency.
             Check::SlowReader | Check::HugeHeader => &[Check::OneMessage, Check::ConcurrentClients],
             // Spinning threads never end: counting them again says nothing new.

@@ -150,6 +150,8 @@ impl<'a> Probe<'a> {
             Check::MemoryBounded => return self.memory_bounded(),
             Check::IdleCpu => return self.idle_cpu(),
             Check::ThreadsReleased => return self.threads_released(),
+            // Run by `programs/`, never by the server battery.
+            Check::Program(c) => return Verdict::fail(format!("{c} is not a server check")),
         };
         match result {
             Ok(reason) => Verdict::pass(reason),

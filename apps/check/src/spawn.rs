@@ -148,6 +148,30 @@ fn lock(tail: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
     }
 }
 
+/// How much of a program's stdout is kept for the checks that read it.
+pub const CAPTURE_BYTES: usize = 1 << 20;
+
+/// The start of a program's stdout, kept within [`CAPTURE_BYTES`].
+#[derive(Debug, Default)]
+struct Capture {
+    bytes: Vec<u8>,
+}
+
+impl Capture {
+    fn push(&mut self, chunk: &[u8]) {
+        let room = CAPTURE_BYTES.saturating_sub(self.bytes.len());
+        self.bytes
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+}
+
+fn lock_capture(c: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
+    match c.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 /// The address in a line like `listening on 127.0.0.1:4321`, if any.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
     let at = line.find("listening on ")?;
@@ -191,6 +215,7 @@ fn drain(
     mut source: impl Read + Send + 'static,
     tail: Arc<Mutex<Tail>>,
     ready: mpsc::Sender<SocketAddr>,
+    capture: Option<Arc<Mutex<Capture>>>,
 ) {
     let spawned = thread::Builder::new()
         .name("server-output".to_string())
@@ -203,6 +228,9 @@ fn drain(
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         lock(&tail).push(&chunk[..n]);
+                        if let Some(c) = &capture {
+                            lock_capture(c).push(&chunk[..n]);
+                        }
                         if let Some(addr) = scanner.feed(&chunk[..n]) {
                             if let Some(tx) = ready.take() {
                                 // The waiter may have given up; nothing to do then.
@@ -309,12 +337,29 @@ pub struct Server {
     stopped: bool,
     /// Set when a [`Killer`] fired (the batch time limit).
     killed: Arc<AtomicBool>,
+    /// Its stdin, for a program started by [`Server::start_program`].
+    stdin: Option<std::process::ChildStdin>,
+    /// What it printed on stdout, for a program started so.
+    capture: Option<Arc<Mutex<Capture>>>,
 }
 
 impl Server {
     /// Start the server and wait until it listens.
     pub fn start(launch: &Launch) -> Result<Server, SpawnError> {
-        let fixed = match &launch.addr {
+        Server::start_with(launch, false, true)
+    }
+
+    /// Start a program that is not (only) a server (`--program`): its stdin
+    /// is a pipe ([`Server::type_line`]) and what it prints on stdout is kept
+    /// ([`Server::stdout`]). With `listens`, wait as [`Server::start`] does;
+    /// without, return as soon as it started ([`Server::addr`] is then
+    /// 127.0.0.1:0).
+    pub fn start_program(launch: &Launch, listens: bool) -> Result<Server, SpawnError> {
+        Server::start_with(launch, true, listens)
+    }
+
+    fn start_with(launch: &Launch, program: bool, listens: bool) -> Result<Server, SpawnError> {
+        let fixed = match launch.addr.as_ref().filter(|_| listens) {
             Some(a) => {
                 let addr = resolve(a)?;
                 if accepts(addr, CONNECT_PROBE) {
@@ -334,7 +379,11 @@ impl Server {
         };
         cmd.arg("-c")
             .arg(&launch.command)
-            .stdin(Stdio::null())
+            .stdin(if program {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(dir) = &launch.cwd {
@@ -350,12 +399,14 @@ impl Server {
             source,
         })?;
         let output = Arc::new(Mutex::new(Tail::default()));
+        let capture = program.then(|| Arc::new(Mutex::new(Capture::default())));
+        let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
-            drain(out, Arc::clone(&output), tx.clone());
+            drain(out, Arc::clone(&output), tx.clone(), capture.clone());
         }
         if let Some(err) = child.stderr.take() {
-            drain(err, Arc::clone(&output), tx);
+            drain(err, Arc::clone(&output), tx, None);
         }
         let mut server = Server {
             child,
@@ -366,8 +417,13 @@ impl Server {
             status: None,
             stopped: false,
             killed: Arc::new(AtomicBool::new(false)),
+            stdin,
+            capture,
         };
         running().push(server.killer());
+        if !listens {
+            return Ok(server);
+        }
         let deadline = Instant::now() + launch.start_timeout;
         loop {
             if let Some(addr) = fixed {
@@ -409,6 +465,29 @@ impl Server {
             if fixed.is_some() {
                 thread::sleep(POLL);
             }
+        }
+    }
+
+    /// Type `line` and a newline on the program's stdin (a program started
+    /// by [`Server::start_program`]).
+    pub fn type_line(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the program's stdin is closed",
+            ));
+        };
+        stdin.write_all(format!("{line}\n").as_bytes())?;
+        stdin.flush()
+    }
+
+    /// Everything the program printed on stdout so far (up to
+    /// [`CAPTURE_BYTES`]; a program started by [`Server::start_program`]).
+    pub fn stdout(&self) -> Vec<u8> {
+        match &self.capture {
+            Some(c) => lock_capture(c).bytes.clone(),
+            None => Vec::new(),
         }
     }
 

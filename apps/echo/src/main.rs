@@ -207,7 +207,14 @@ fn send_raw(
     stream.write_all(bytes)?;
     let mut buf = vec![0u8; 4096];
     let n = match stream.read(&mut buf) {
-        Ok(0) => return Err(format!("{addr} closed the connection without replying").into()),
+        Ok(0) => {
+            return Err(format!(
+                "{addr} closed the connection without replying (a framed server does that \
+                 when the first bytes are not a length it accepts: if it is one, leave out \
+                 --raw and send a framed message)"
+            )
+            .into())
+        }
         Ok(n) => n,
         Err(e)
             if matches!(

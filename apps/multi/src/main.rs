@@ -6,7 +6,6 @@
 //! server's label. A server that goes away is reconnected in the background
 //! while the others keep working; a line for it waits until it is back.
 
-use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -105,7 +104,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let (multi, labels) = (multi.clone(), labels.clone());
         std::thread::spawn(move || print_events(&multi, &labels, quiet))
     };
-    for line in std::io::stdin().lock().lines() {
+    // Typed lines; what arrives meanwhile prints above the one being typed.
+    let mut console = trama_cli::console::Console::new();
+    while let Some(line) = console.next_line() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
@@ -114,6 +115,23 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     input_done.store(true, Ordering::SeqCst);
     let _ = printer.join();
+    // Lines still held for a server that never came (back) are lost when the
+    // console ends: say so, and exit non-zero.
+    let lost: Vec<String> = labels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, label)| match multi.held(i) {
+            0 => None,
+            n => Some(format!("{n} for {label}")),
+        })
+        .collect();
+    if !lost.is_empty() {
+        return Err(format!(
+            "lines never sent, their server not connected: {}",
+            lost.join(", ")
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -174,8 +192,9 @@ fn print_events(multi: &MultiClient, labels: &[String], mut quiet: QuietExit) {
                 flushed,
             } => {
                 if flushed > 0 {
+                    let lines = if flushed == 1 { "line" } else { "lines" };
                     trama_cli::say!(
-                        "* {} connected ({addr}); sent {flushed} held lines",
+                        "* {} connected ({addr}); sent {flushed} held {lines}",
                         label(server)
                     );
                 } else {

@@ -190,7 +190,7 @@ fn a_server_that_dies_is_reported_and_its_held_line_goes_out_when_it_is_back() {
         addr,
         "the server did not come back on its address"
     );
-    console.expect(&format!("* 1 connected ({addr}); sent 1 held lines"));
+    console.expect(&format!("* 1 connected ({addr}); sent 1 held line"));
     console.expect(&format!("[1] {}", notes_reply(1, "guardado")));
 
     console.say("@all después");
@@ -224,7 +224,7 @@ fn a_console_started_before_its_server_connects_when_the_server_appears() {
 
     let server = echo(&addr.to_string(), true);
     assert_eq!(server.addr(), addr);
-    console.expect(&format!("* 1 connected ({addr}); sent 1 held lines"));
+    console.expect(&format!("* 1 connected ({addr}); sent 1 held line"));
     console.expect("[1] temprano");
     console.say("@1 ya estás");
     console.expect("[1] ya estás");
@@ -251,6 +251,26 @@ fn bad_lines_get_a_notice_and_the_console_goes_on() {
     console.say("@eco sigo aquí");
     console.expect("[eco] sigo aquí");
     console.finish_ok();
+}
+
+#[test]
+fn lines_held_for_a_server_that_never_comes_are_reported_and_the_exit_is_1() {
+    let nobody = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut console = start(&[format!("nadie=raw:{nobody}"), format!("tampoco={nobody}")]);
+    console.say("@all hola");
+    console.say("@nadie otra");
+    console.expect_match("the held line", |l| l.contains("is not connected"));
+    let done = console.finish();
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("lines never sent, their server not connected: 2 for nadie, 1 for tampoco"),
+        "{}",
+        done.stderr
+    );
 }
 
 #[test]

@@ -8,7 +8,6 @@
 //! each side dials the other and keeps both connections.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -131,6 +130,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         state: state.clone(),
         dialed: Arc::new(Mutex::new(HashSet::new())),
         once: Arc::new(Mutex::new(Once::default())),
+        failing: Arc::new(Mutex::new(HashMap::new())),
     };
     for addr in &cli.peers {
         // A mesh peer refuses a link to itself; dialing it again and again
@@ -150,7 +150,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     // Said once every thread of an idle peer runs, so whoever waits for this
     // line (tests, scripts) sees the peer as it will stay.
     eprintln!("listening on {local}");
-    for line in std::io::stdin().lock().lines() {
+    // Typed lines; what arrives meanwhile prints above the one being typed.
+    let mut console = trama_cli::console::Console::new();
+    while let Some(line) = console.next_line() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
@@ -164,6 +166,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     input_done.store(true, Ordering::SeqCst);
     let _ = events.join();
+    // Lines still held (no peer ever connected) are lost when the peer ends:
+    // say so, and exit non-zero.
+    let held = match &*state.lock().map_err(|_| "state poisoned")? {
+        State::Mesh(_, held) => held.len(),
+        State::Compat(c) => c.held.len(),
+    };
+    if held > 0 {
+        let lines = if held == 1 { "line" } else { "lines" };
+        return Err(format!("{held} typed {lines} never sent: no peer was connected").into());
+    }
     Ok(())
 }
 
@@ -309,6 +321,8 @@ struct Ctx {
     /// Addresses given with --peer, dialed for as long as the peer runs.
     dialed: Arc<Mutex<HashSet<String>>>,
     once: Arc<Mutex<Once>>,
+    /// `--peer` addresses whose last dial failed, with the reason said.
+    failing: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// A dial made by [`dial_once`] ended (it failed, or its link went down):
@@ -350,6 +364,7 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                     addr,
                 } => {
                     trama_cli::say!("* connected to {addr}");
+                    forget_failure(ctx, &addr);
                     c.link_up(node, link);
                 }
                 LinkEvent::Up { addr, .. } => trama_cli::say!("* {addr} connected to us"),
@@ -362,12 +377,17 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                     }
                     trama_cli::say!("* a link closed: {reason}");
                 }
-                LinkEvent::DialFailed { .. } => {}
+                LinkEvent::DialFailed {
+                    addr,
+                    reason,
+                    retry_in,
+                } => say_dial_failed(ctx, &addr, &reason, retry_in),
             },
             State::Mesh(m, held) => {
                 let outs = match event {
                     LinkEvent::Up { link, dialed, addr } => {
                         if dialed {
+                            forget_failure(ctx, &addr);
                             if let Ok(mut once) = ctx.once.lock() {
                                 if once.addrs.contains(&addr) {
                                     once.links.insert(link, addr);
@@ -385,7 +405,14 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                         }
                         outs
                     }
-                    LinkEvent::DialFailed { addr, .. } => once_ended(ctx, m, &addr),
+                    LinkEvent::DialFailed {
+                        addr,
+                        reason,
+                        retry_in,
+                    } => {
+                        say_dial_failed(ctx, &addr, &reason, retry_in);
+                        once_ended(ctx, m, &addr)
+                    }
                 };
                 apply(node, ctx, m, outs);
                 // A peer is here now: the held lines go out, in order.
@@ -397,6 +424,36 @@ fn event_loop(node: &PeerNode, ctx: &Ctx, mut quiet: QuietExit) {
                 }
             }
         }
+    }
+}
+
+/// A dial to a `--peer` address failed and will be tried again: said the
+/// first time and whenever the reason changes (each retry is logged), so a
+/// peer that is never reached is never silent, nor repeated every backoff.
+/// A one-off dial (an address learned from the mesh) is only logged: the
+/// mesh forgets an address that does not answer.
+fn say_dial_failed(ctx: &Ctx, addr: &str, reason: &str, retry_in: Option<Duration>) {
+    let Some(wait) = retry_in else {
+        log::info!("{addr}: dial failed: {reason}");
+        return;
+    };
+    log::info!("{addr}: dial failed: {reason}; retrying in {wait:?}");
+    let new = ctx
+        .failing
+        .lock()
+        .map(|mut f| f.insert(addr.to_string(), reason.to_string()).as_deref() != Some(reason))
+        .unwrap_or(true);
+    if new && reason.contains(addr) {
+        trama_cli::say!("* {reason}; trying again until it answers");
+    } else if new {
+        trama_cli::say!("* cannot reach {addr}: {reason}; trying again until it answers");
+    }
+}
+
+/// A dial reached `addr`: a later failure is said again.
+fn forget_failure(ctx: &Ctx, addr: &str) {
+    if let Ok(mut f) = ctx.failing.lock() {
+        f.remove(addr);
     }
 }
 

@@ -469,6 +469,37 @@ fn a_peer_told_to_dial_itself_says_so_and_goes_on() {
 }
 
 #[test]
+fn lines_held_for_a_peer_that_never_answers_are_reported_and_the_exit_is_1() {
+    // A reserved port nobody listens on: every dial is refused.
+    let nobody = reserve();
+    for raw in [false, true] {
+        let mut cmd = Command::new(PEER);
+        if raw {
+            cmd.arg("--raw");
+        } else {
+            cmd.args(["--name", "sola"]);
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--peer", &nobody.to_string()])
+            .args(["--wait", QUIET, "--max-backoff", BACKOFF]);
+        let mut p = Proc::spawn("trama-peer with nobody to talk to", cmd);
+        p.addr();
+        // The failing dial is said once, with the address once.
+        let said = p.expect_match("the failed dial", |l| l.contains("trying again"));
+        assert_eq!(said.matches(&nobody.to_string()).count(), 1, "{said}");
+        p.say("hola");
+        p.say("¿hay alguien?");
+        let done = p.finish();
+        assert_eq!(done.status.code(), Some(1), "raw {raw}: {}", done.stderr);
+        assert!(
+            done.stderr.contains("2 typed lines never sent"),
+            "raw {raw}: {}",
+            done.stderr
+        );
+        assert_eq!(count(&done.lines, &said), 1, "{:?}", done.lines);
+    }
+}
+
+#[test]
 fn a_second_peer_with_a_taken_name_is_refused() {
     let mut ana = peer("ana", "127.0.0.1:0", &[]);
     let a = ana.addr();

@@ -72,13 +72,34 @@ impl Decoder {
     /// [`Error::FrameTooLarge`] before any memory is committed to it; the
     /// stream cannot be resynchronised after that, so every later call
     /// returns the same error.
-    pub fn decode(&mut self, mut input: &[u8], mut on_frame: impl FnMut(&[u8])) -> Result<()> {
+    pub fn decode(&mut self, input: &[u8], mut on_frame: impl FnMut(&[u8])) -> Result<()> {
+        self.decode_pieces(input, |piece| match piece {
+            Piece::Input(f) => on_frame(f),
+            Piece::Assembled(f) => on_frame(&f),
+        })
+    }
+
+    /// Like [`decode`](Decoder::decode), handing out each payload as an
+    /// owned vector: a frame assembled across inputs is moved out rather
+    /// than copied, which matters for large frames.
+    pub fn decode_owned(&mut self, input: &[u8], mut on_frame: impl FnMut(Vec<u8>)) -> Result<()> {
+        self.decode_pieces(input, |piece| match piece {
+            Piece::Input(f) => on_frame(f.to_vec()),
+            Piece::Assembled(f) => on_frame(f),
+        })
+    }
+
+    fn decode_pieces(
+        &mut self,
+        mut input: &[u8],
+        mut on_frame: impl FnMut(Piece<'_>),
+    ) -> Result<()> {
         if let Some((len, limit)) = self.failed {
             return Err(Error::FrameTooLarge { len, limit });
         }
         if self.config.is_unframed() {
             for chunk in input.chunks(self.config.max_frame_len()) {
-                on_frame(chunk);
+                on_frame(Piece::Input(chunk));
             }
             return Ok(());
         }
@@ -91,7 +112,7 @@ impl Decoder {
                     let len = self.check(self.config.parse_header(&input[..hl]))?;
                     input = &input[hl..];
                     if input.len() >= len {
-                        on_frame(&input[..len]);
+                        on_frame(Piece::Input(&input[..len]));
                         input = &input[len..];
                         continue;
                     }
@@ -119,8 +140,7 @@ impl Decoder {
             input = &input[take..];
             if self.body.len() == len {
                 self.body_len = None;
-                let body = std::mem::take(&mut self.body);
-                on_frame(&body);
+                on_frame(Piece::Assembled(std::mem::take(&mut self.body)));
             }
         }
         Ok(())
@@ -129,7 +149,7 @@ impl Decoder {
     /// Like [`decode`](Decoder::decode), collecting the frames into owned vectors.
     pub fn decode_vec(&mut self, input: &[u8]) -> Result<Vec<Vec<u8>>> {
         let mut frames = Vec::new();
-        self.decode(input, |f| frames.push(f.to_vec()))?;
+        self.decode_owned(input, |f| frames.push(f))?;
         Ok(frames)
     }
 
@@ -178,6 +198,12 @@ impl Decoder {
             self.body.reserve_exact(target - self.body.len());
         }
     }
+}
+
+/// A complete payload: a slice of the input, or assembled across inputs.
+enum Piece<'a> {
+    Input(&'a [u8]),
+    Assembled(Vec<u8>),
 }
 
 #[cfg(test)]

@@ -85,6 +85,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A frame that should carry a request envelope (see [`crate::envelope`])
+    /// does not.
+    #[error("bad envelope in a {len}-byte frame: {reason}")]
+    Envelope {
+        /// Length of the frame.
+        len: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     /// The underlying reader or writer failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -104,6 +114,7 @@ impl Error {
                 | Error::Utf8 { .. }
                 | Error::Decode { .. }
                 | Error::Transform { .. }
+                | Error::Envelope { .. }
         )
     }
 }

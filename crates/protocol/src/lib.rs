@@ -81,6 +81,7 @@ mod boundary;
 mod codec;
 mod config;
 mod decoder;
+pub mod envelope;
 mod error;
 mod frame;
 mod reader;

@@ -468,3 +468,28 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn envelopes_round_trip(
+        kind in prop_oneof![
+            Just(trama_protocol::envelope::Kind::Request),
+            Just(trama_protocol::envelope::Kind::Reply),
+        ],
+        id in 1..=u64::MAX,
+        body in vec(any::<u8>(), 0..256),
+    ) {
+        let mut out = Vec::new();
+        trama_protocol::envelope::encode(kind, id, &body, &mut out);
+        let e = trama_protocol::envelope::decode(&out).unwrap();
+        prop_assert_eq!((e.kind, e.id, e.body), (kind, id, &body[..]));
+    }
+
+    #[test]
+    fn envelopes_never_panic_on_random_bytes(bytes in vec(any::<u8>(), 0..64)) {
+        match trama_protocol::envelope::decode(&bytes) {
+            Ok(e) => prop_assert_eq!(e.body.len() + trama_protocol::envelope::LEN, bytes.len()),
+            Err(e) => prop_assert!(matches!(e, Error::Envelope { .. }), "{}", e),
+        }
+    }
+}

@@ -795,8 +795,9 @@ impl FaultSchedule {
             steps.push(Step::Fired(format!("bandwidth limited to {rate} bytes/s")));
         }
         if let Some((n, p)) = self.split {
+            let bytes = if n == 1 { "byte" } else { "bytes" };
             steps.push(Step::Fired(format!(
-                "writes split into pieces of {n} bytes, {p:?} apart"
+                "writes split into pieces of {n} {bytes}, {p:?} apart"
             )));
         }
     }

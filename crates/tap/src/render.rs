@@ -42,7 +42,7 @@ impl std::str::FromStr for DecodeAs {
 pub struct Rendered {
     /// What it was read as: `"text"`, `"json"`, `"msgpack"` or `"hex"`.
     pub kind: &'static str,
-    /// The readable form: escaped text, compact JSON, or hex pairs.
+    /// The readable form: escaped text, JSON as spelled, MessagePack as JSON, or hex pairs.
     pub text: String,
 }
 
@@ -96,12 +96,18 @@ pub fn render(display: DecodeAs, bytes: &[u8], whole: bool) -> Rendered {
     }
 }
 
+/// JSON is shown as the bytes spell it (key order, spacing, escapes), only
+/// checked to be JSON: someone debugging a payload must see what was sent,
+/// not a re-encoding of it.
 fn json(bytes: &[u8]) -> Option<Rendered> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    Some(Rendered {
-        kind: "json",
-        text: v.to_string(),
-    })
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).ok()?;
+    // Valid JSON is UTF-8. On one line it is shown untouched (a backslash
+    // stays one backslash); pretty-printed JSON gets its line ends escaped.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(s) if !s.chars().any(char::is_control) => s.to_string(),
+        _ => escape_text(bytes),
+    };
+    Some(Rendered { kind: "json", text })
 }
 
 fn msgpack(bytes: &[u8]) -> Option<Rendered> {
@@ -180,8 +186,11 @@ mod tests {
         let j = r(br#"{"1": "Hola", "2": "Chao"}"#);
         assert_eq!(
             (j.kind, j.text.as_str()),
-            ("json", r#"{"1":"Hola","2":"Chao"}"#)
+            ("json", r#"{"1": "Hola", "2": "Chao"}"#)
         );
+        // As spelled: keys in their order, escapes kept.
+        let j = r(br#"{"z": 1, "a": "\u00e9"}"#);
+        assert_eq!(j.text, r#"{"z": 1, "a": "\u00e9"}"#);
         #[derive(serde::Serialize)]
         struct Persona {
             nombre: &'static str,

@@ -60,10 +60,11 @@ impl Tap {
         config.observe = session.format != Format::Off;
         config.data = recorder.is_some() || capture.is_some();
         config.sent = capture.is_some();
+        let unframed = config.frame.is_unframed();
         let proxy = Proxy::bind(config)?;
         Ok(Tap {
             proxy,
-            printer: Printer::new(session.format, session.decode),
+            printer: Printer::new(session.format, session.decode).unframed(unframed),
             recorder,
             capture,
         })

@@ -41,12 +41,26 @@ pub(crate) fn write_line(line: &str) -> std::io::Result<()> {
 pub struct Printer {
     format: Format,
     decode: DecodeAs,
+    /// What one message is called: "frame", or "chunk" for the unframed
+    /// dialect, where a message is only what one read returned.
+    unit: &'static str,
 }
 
 impl Printer {
     /// A printer in `format`, showing payloads as `decode` says.
     pub fn new(format: Format, decode: DecodeAs) -> Printer {
-        Printer { format, decode }
+        Printer {
+            format,
+            decode,
+            unit: "frame",
+        }
+    }
+
+    /// Call each message a "chunk" (the unframed dialect: no boundaries,
+    /// only what each read returned) instead of a "frame".
+    pub fn unframed(mut self, unframed: bool) -> Printer {
+        self.unit = if unframed { "chunk" } else { "frame" };
+        self
     }
 
     /// Print one event that happened `t` seconds after the tap started;
@@ -56,13 +70,13 @@ impl Printer {
             Format::Off => {
                 // Nothing per frame, but what fires or fails still goes to the log.
                 if let ProxyEvent::Fault { .. } | ProxyEvent::Refused { .. } = event {
-                    if let Some(line) = text_line(t, event, self.decode) {
+                    if let Some(line) = text_line(t, event, self.decode, self.unit) {
                         log::warn!("{}", line.trim_start());
                     }
                 }
                 return Ok(());
             }
-            Format::Text => text_line(t, event, self.decode),
+            Format::Text => text_line(t, event, self.decode, self.unit),
             Format::Json => json_line(t, event, self.decode).map(|v| v.to_string()),
         };
         match line {
@@ -76,7 +90,7 @@ fn dir_label(dir: Direction) -> String {
     format!("{} {}", dir.as_str(), dir.arrow())
 }
 
-fn text_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs) -> Option<String> {
+fn text_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs, unit: &str) -> Option<String> {
     let body = match event {
         ProxyEvent::Opened {
             conn,
@@ -96,7 +110,7 @@ fn text_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs) -> Option<String>
                         String::new()
                     };
                     format!(
-                        "#{conn} {d} frame {} {} bytes{cut} {}: {}",
+                        "#{conn} {d} {unit} {} {} bytes{cut} {}: {}",
                         f.index, f.len, r.kind, r.text
                     )
                 }

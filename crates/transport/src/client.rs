@@ -1,19 +1,26 @@
 //! The blocking client: the notes' design, done carefully.
 //!
-//! One socket; one listener thread that turns incoming frames into
-//! [`ClientEvent`]s on a bounded channel (so a program that stops reading
-//! pushes back on the server instead of growing memory); [`Client::send`]
-//! from any thread, one write per frame.
+//! One socket; [`Client::send`] from any thread, one write per frame; and
+//! the reading done by whoever waits for a message (see `inbound`): the
+//! caller of [`Client::recv`] or [`Client::request`] reads its own reply,
+//! with no thread in between, until [`Client::events`] asks for a channel,
+//! which a listener thread then feeds (bounded, so a program that stops
+//! reading pushes back on the server instead of growing memory).
+
+mod inbound;
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use trama_protocol::{Codec, DisconnectReason, FrameConfig, FrameReader, FrameWriter};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use trama_protocol::envelope::{self, Kind};
+use trama_protocol::{Codec, DisconnectReason, FrameConfig, FrameWriter};
 
+use self::inbound::{Inbound, Wanted};
 use crate::gate::Gate;
 use crate::options::{dial_setters, with};
 use crate::stream::{Duplex, Stream, TlsRole};
@@ -27,13 +34,19 @@ pub struct ClientConfig {
     pub frame: FrameConfig,
     /// Disable Nagle's algorithm. Default on.
     pub nodelay: bool,
-    /// Messages that may wait in the inbox before the listener thread stops
+    /// Messages that may wait in the event channel (once
+    /// [`Client::events`] has started it) before the listener thread stops
     /// reading the socket. Default 1024.
     pub inbox: usize,
     /// Send an empty frame at this interval (so the server's idle timeout
     /// sees a live peer), and drop empty frames received. Default off.
     /// Framed mode only.
     pub heartbeat: Option<Duration>,
+    /// Put the request envelope of [`trama_protocol::envelope`] on every
+    /// message, so that [`Client::request`] gets the reply with its own id
+    /// even when the server pushes messages too, or several threads ask at
+    /// once. The server must speak it. Default off (the notes' bare frames).
+    pub envelope: bool,
     /// The key (as the dialing side: the connect fails if the keys differ),
     /// TLS (trusting what the connector trusts), keepalive and connect
     /// timeout. A client dials once: its backoff is not used.
@@ -47,6 +60,7 @@ impl Default for ClientConfig {
             nodelay: true,
             inbox: 1024,
             heartbeat: None,
+            envelope: false,
             dial: DialOptions::default(),
         }
     }
@@ -58,12 +72,13 @@ impl ClientConfig {
         with_nodelay: nodelay: bool,
         with_inbox: inbox: usize,
         with_heartbeat: heartbeat: Option<Duration>,
+        with_envelope: envelope: bool,
         with_dial: dial: DialOptions<TlsConnector>,
     );
     dial_setters!(TlsConnector, dial);
 }
 
-/// What the listener thread reports.
+/// What the event channel carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     /// A whole message (a frame, or one read in unframed mode).
@@ -89,9 +104,15 @@ pub struct Client {
     tls: Option<crate::tls::TlsHalf>,
     /// Closed on close: wakes the listener thread, shuts the socket.
     gate: Arc<Gate>,
+    inbound: Arc<Inbound>,
     events: Receiver<ClientEvent>,
-    listener: Option<JoinHandle<()>>,
+    /// The channel's sending side until the listener takes it.
+    events_tx: Mutex<Option<Sender<ClientEvent>>>,
+    listener: Mutex<Option<JoinHandle<()>>>,
     heartbeat: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
+    envelope: bool,
+    /// The id of the next request (envelope mode).
+    next_id: AtomicU64,
     peer: SocketAddr,
 }
 
@@ -139,24 +160,22 @@ impl Client {
             gate,
             tls,
         } = crate::stream::duplex(stream, role, auth)?;
-        let (tx, events) = crossbeam_channel::bounded(config.inbox.max(1));
         let frame = config.frame;
         let skip_empty = config.heartbeat.is_some();
-        let listener = std::thread::Builder::new()
-            .name(format!("trama-client-{peer}"))
-            .spawn(move || listen(FrameReader::new(reader, frame), tx, skip_empty))
-            .map_err(|source| Error::Thread {
-                name: "trama-client".into(),
-                source,
-            })?;
+        let envelope = config.envelope && !frame.is_unframed();
+        let (tx, events) = crossbeam_channel::bounded(config.inbox.max(1));
         let writer = Arc::new(Mutex::new(FrameWriter::new(writer, frame)));
         let mut client = Client {
             writer,
             tls,
             gate,
+            inbound: Arc::new(Inbound::new(reader, frame, skip_empty, envelope)),
             events,
-            listener: Some(listener),
+            events_tx: Mutex::new(Some(tx)),
+            listener: Mutex::new(None),
             heartbeat: None,
+            envelope,
+            next_id: AtomicU64::new(1),
             peer,
         };
         if let (Some(every), false) = (config.heartbeat, frame.is_unframed()) {
@@ -175,21 +194,42 @@ impl Client {
         Ok(self.gate.socket().local_addr()?)
     }
 
-    /// Send one message (one write of header and payload). Safe from any thread.
+    /// Send one message (one write of header and payload; in envelope
+    /// mode, as a push). Safe from any thread.
     pub fn send(&self, payload: &[u8]) -> Result<()> {
+        if self.envelope {
+            return self.send_enveloped(Kind::Push, 0, payload);
+        }
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         w.write_frame(payload).map_err(closed_if_broken)
     }
 
     /// Encode `value` with `codec` and send it as one message.
     pub fn send_value<T: serde::Serialize + ?Sized>(&self, codec: Codec, value: &T) -> Result<()> {
+        if self.envelope {
+            let body = codec.to_vec(value)?;
+            return self.send_enveloped(Kind::Push, 0, &body);
+        }
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         w.send(codec, value).map_err(closed_if_broken)
     }
 
-    /// Wait for the next message. At the end of the connection, returns
-    /// [`Error::Closed`] with the reason.
+    fn send_enveloped(&self, kind: Kind, id: u64, body: &[u8]) -> Result<()> {
+        let mut payload = Vec::with_capacity(envelope::LEN + body.len());
+        envelope::encode(kind, id, body, &mut payload);
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.write_frame(&payload).map_err(closed_if_broken)
+    }
+
+    /// Wait for the next message (in envelope mode, the next push). At the
+    /// end of the connection, returns [`Error::Closed`] with the reason.
     pub fn recv(&self) -> Result<Vec<u8>> {
+        if !self.listening() {
+            match self.inbound.next_message(&self.gate, None)? {
+                Wanted::Got(m) => return Ok(m),
+                Wanted::UseChannel => {}
+            }
+        }
         match self.events.recv() {
             Ok(ClientEvent::Message(m)) => Ok(m),
             Ok(ClientEvent::Closed(reason)) => Err(Error::Closed(reason.to_string())),
@@ -199,7 +239,15 @@ impl Client {
 
     /// Like [`recv`](Client::recv), giving up after `timeout` with [`Error::Timeout`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        match self.events.recv_timeout(timeout) {
+        let start = Instant::now();
+        if !self.listening() {
+            match self.inbound.next_message(&self.gate, Some(timeout))? {
+                Wanted::Got(m) => return Ok(m),
+                Wanted::UseChannel => {}
+            }
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        match self.events.recv_timeout(left) {
             Ok(ClientEvent::Message(m)) => Ok(m),
             Ok(ClientEvent::Closed(reason)) => Err(Error::Closed(reason.to_string())),
             Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
@@ -219,24 +267,75 @@ impl Client {
         Ok(codec.decode(&bytes)?)
     }
 
-    /// Send `payload` and wait up to `timeout` for the reply.
+    /// Send `payload` and wait up to `timeout` for the reply. The caller
+    /// reads the reply from the socket itself when no other thread is
+    /// reading (no hand-off between threads).
     ///
     /// With the notes' bare frames there is no request id: the reply is
-    /// simply the next message to arrive. If the server also pushes messages
-    /// on its own (a chat broadcast), one of those may be taken for the
-    /// reply; protocols that mix both should carry an id in the payload and
-    /// read [`events`](Client::events) instead.
+    /// simply the next message to arrive, so a message the server pushes on
+    /// its own (a chat broadcast) may be taken for it, and concurrent
+    /// requests from several threads may get each other's replies. With
+    /// [`ClientConfig::envelope`] each request carries an id and gets the
+    /// reply with the same id, whatever else arrives and whoever else asks.
     pub fn request(&self, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-        self.send(payload)?;
-        self.recv_timeout(timeout)
+        if !self.envelope {
+            self.send(payload)?;
+            return self.recv_timeout(timeout);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed).max(1);
+        self.inbound.expect_reply(id);
+        if let Err(e) = self.send_enveloped(Kind::Request, id, payload) {
+            self.inbound.forget_reply(id);
+            return Err(e);
+        }
+        self.inbound.reply(&self.gate, id, timeout)
     }
 
-    /// The event channel, for `select!` with other channels.
+    /// Encode `value` with `codec`, send it as a request and decode the
+    /// reply with the same codec.
+    pub fn request_value<Q, R>(&self, codec: Codec, value: &Q, timeout: Duration) -> Result<R>
+    where
+        Q: serde::Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
+        let body = codec.to_vec(value)?;
+        let reply = self.request(&body, timeout)?;
+        Ok(codec.decode(&reply)?)
+    }
+
+    /// The event channel, for `select!` with other channels. The first
+    /// call starts a listener thread that reads the socket from then on;
+    /// [`recv`](Client::recv) then reads this channel too, and replies to
+    /// enveloped requests still go straight to their caller.
     pub fn events(&self) -> &Receiver<ClientEvent> {
+        let tx = self
+            .events_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(tx) = tx {
+            let (inbound, gate) = (self.inbound.clone(), self.gate.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("trama-client-{}", self.peer))
+                .spawn(move || inbound.listen(&gate, tx));
+            match spawned {
+                Ok(t) => *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(t),
+                // The sender went with the failed closure: the channel reports
+                // itself disconnected, which `recv` turns into Closed.
+                Err(e) => log::error!("cannot start the client's listener thread: {e}"),
+            }
+        }
         &self.events
     }
 
-    /// Close the connection and wait for the listener thread.
+    fn listening(&self) -> bool {
+        self.events_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    /// Close the connection (and wait for the listener thread, if any).
     pub fn close(mut self) {
         self.shutdown();
     }
@@ -250,8 +349,13 @@ impl Client {
             drop(stop);
             let _ = t.join();
         }
-        if let Some(t) = self.listener.take() {
-            // The listener may be blocked handing an event to a full inbox;
+        let listener = self
+            .listener
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = listener {
+            // The listener may be blocked handing an event to a full channel;
             // empty it so the thread can see the socket is gone.
             while !t.is_finished() {
                 let _ = self.events.recv_timeout(Duration::from_millis(10));
@@ -281,33 +385,6 @@ fn closed_if_broken(e: trama_protocol::Error) -> Error {
             Error::Closed(io.to_string())
         }
         other => Error::Protocol(other),
-    }
-}
-
-/// The listener thread: frames in, events out, until the socket ends.
-fn listen(
-    mut reader: FrameReader<Stream>,
-    tx: crossbeam_channel::Sender<ClientEvent>,
-    skip_empty: bool,
-) {
-    loop {
-        let mut buf = Vec::new();
-        let reason = match reader.read_frame_into(&mut buf) {
-            Ok(true) => {
-                if skip_empty && buf.is_empty() {
-                    continue;
-                }
-                if tx.send(ClientEvent::Message(buf)).is_err() {
-                    return; // the client is gone
-                }
-                continue;
-            }
-            Ok(false) => DisconnectReason::PeerClosed,
-            Err(trama_protocol::Error::Io(e)) => DisconnectReason::Io(e.to_string()),
-            Err(e) => DisconnectReason::Protocol(e.to_string()),
-        };
-        let _ = tx.send(ClientEvent::Closed(reason));
-        return;
     }
 }
 

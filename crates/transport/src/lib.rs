@@ -2,7 +2,8 @@
 //!
 //! Sockets and threads for trama: a [`Server`] that serves thousands of
 //! connections on a few threads, and a [`Client`] that keeps the course
-//! notes' design (one socket, one listener thread, send from anywhere). The
+//! notes' design (one socket, send from anywhere) but reads each reply on
+//! the caller's own thread, with request ids when both sides want them. The
 //! API blocks; there is no async runtime.
 //!
 //! The server drives a [`Service`](trama_protocol::Service) from

@@ -251,6 +251,14 @@ impl MultiClient {
         })
     }
 
+    /// How many messages wait for `server` to be connected (0 for a
+    /// server that does not exist): what would be lost by closing now.
+    pub fn held(&self, server: usize) -> usize {
+        self.links.get(server).map_or(0, |l| {
+            l.held.lock().unwrap_or_else(|e| e.into_inner()).len()
+        })
+    }
+
     /// The event stream of all servers.
     pub fn events(&self) -> &Receiver<MultiEvent> {
         &self.events

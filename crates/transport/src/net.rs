@@ -109,15 +109,24 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
             // as the source and "connect" to itself (TCP simultaneous open);
             // that is no server, and it would keep the port taken.
             Ok(s) if s.local_addr().ok() == Some(a) => {
-                failures.push(format!("{a}: nothing listens there (connected to itself)"))
+                failures.push((a, "nothing listens there (connected to itself)".to_string()))
             }
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                failures.push(format!("{a}: no answer within {timeout:?}"))
+                failures.push((a, format!("no answer within {timeout:?}")))
             }
-            Err(e) => failures.push(format!("{a}: {e}")),
+            Err(e) => failures.push((a, e.to_string())),
         }
     }
+    // Each resolved address is named, unless the one address is what was asked for
+    // (the error already says it once).
+    let failures: Vec<String> = match failures.as_slice() {
+        [(a, why)] if a.to_string() == addr => vec![why.clone()],
+        _ => failures
+            .iter()
+            .map(|(a, why)| format!("{a}: {why}"))
+            .collect(),
+    };
     Err(Error::Connect {
         addr: addr.to_string(),
         reason: failures.join("; "),
