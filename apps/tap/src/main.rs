@@ -6,7 +6,9 @@
 //! (`--json` for one JSON object per line). `--fault` slows, splits, cuts or
 //! corrupts the stream (see docs/TAP.md). `--record FILE` writes the session,
 //! and `trama-tap replay FILE --to B` plays the client's side of it against
-//! another server and says where the answers differ.
+//! another server and says where the answers differ. `--pcap FILE` writes
+//! a capture for Wireshark (`trama-tap pcap` makes one from a recording),
+//! and `trama-tap dissector` prints the Lua dissector that reads it.
 //!
 //! This file only knows flags and the exit statuses every trama app shares
 //! (`trama_cli::exit`): what the flags mean is in the `trama-tap` library
@@ -43,6 +45,10 @@ struct Cli {
 enum Command {
     /// Play the client side of a recorded session against a server and compare the answers.
     Replay(ReplayArgs),
+    /// Turn a `--record` recording into a pcapng capture for Wireshark.
+    Pcap(PcapArgs),
+    /// Print a Wireshark Lua dissector for the framing (save it as trama.lua).
+    Dissector(DissectorArgs),
 }
 
 #[derive(Args)]
@@ -73,6 +79,10 @@ struct ProxyArgs {
     /// Write the session (every chunk, both ways) to FILE, for `replay`.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Write what crosses the tap to FILE as a pcapng capture, for Wireshark
+    /// (`trama-tap dissector` makes the dissector to read it with).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
     /// A fault: [c2s:|s2c:|both:]ITEM[,ITEM...], e.g. c2s:split=1,pause=1ms or
     /// s2c:corrupt-header=3:ffffffff (see docs/TAP.md). May be repeated.
     #[arg(long, value_name = "SPEC", value_parser = parse_fault)]
@@ -126,6 +136,27 @@ struct ReplayArgs {
     show: usize,
 }
 
+#[derive(Args)]
+struct PcapArgs {
+    /// A file written by `trama-tap --record`.
+    recording: PathBuf,
+    /// The capture to write (pcapng).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct DissectorArgs {
+    /// The notes' unframed dialect: each segment is shown as an unframed chunk.
+    #[arg(short, long)]
+    raw: bool,
+    #[command(flatten)]
+    frame: FrameArgs,
+    /// A TCP port the dissector decodes (may be repeated; any other port: Decode As).
+    #[arg(long, value_name = "N")]
+    port: Vec<u16>,
+}
+
 fn main() -> ExitCode {
     let cli: Cli = trama_cli::generate::parse("trama-tap");
     match cli.command {
@@ -146,6 +177,34 @@ fn main() -> ExitCode {
                 Ok(false) => exit::code(exit::VERDICT),
                 Err(e) => failed(e),
             }
+        }
+        Some(Command::Pcap(args)) => {
+            trama_cli::init_logging("warn");
+            match trama_tap::pcap_from_recording(&args.recording, &args.output) {
+                Ok(done) => {
+                    eprintln!(
+                        "wrote {}: {} connection(s), {} chunk(s)",
+                        args.output.display(),
+                        done.connections,
+                        done.chunks
+                    );
+                    exit::code(exit::OK)
+                }
+                Err(e) => failed(e),
+            }
+        }
+        Some(Command::Dissector(args)) => {
+            trama_cli::init_logging("warn");
+            let frame = match frame_config(args.raw, &args.frame) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("trama-tap: {e}");
+                    return exit::code(exit::USAGE);
+                }
+            };
+            let lua = trama_tap::dissector(frame, &args.port);
+            trama_cli::out::bytes(lua.as_bytes());
+            exit::code(exit::OK)
         }
         None => {
             trama_cli::init_logging("info");
@@ -237,6 +296,7 @@ fn proxy(args: ProxyArgs) -> TapResult {
         },
         decode: args.decode,
         record: args.record,
+        pcap: args.pcap,
     };
 
     trama_cli::raise_open_file_limit();

@@ -844,6 +844,9 @@ impl FaultSchedule {
             }
             match owned {
                 Some(bytes) => steps.push(Step::Inject(bytes[at..at + n].to_vec())),
+                // Pieces of a split are writes of their own even with no
+                // pause between them (merged, the split would not happen).
+                None if self.split.is_some() => steps.push(Step::Write(at..at + n)),
                 None => write(steps, at..at + n),
             }
             at += n;
@@ -1057,6 +1060,22 @@ mod tests {
             assert_eq!(out, input);
             assert!(steps.iter().all(|s| matches!(s, Step::Write(_))));
         }
+    }
+
+    #[test]
+    fn split_without_a_pause_is_still_one_write_per_piece() {
+        let input = wire(&[b"hola"]);
+        let mut s = schedule("split=3");
+        let (out, steps) = run(&mut s, &input, input.len());
+        assert_eq!(out, input);
+        let writes: Vec<_> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Write(r) => Some(r.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(writes, vec![3, 3, 2]);
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //!   observer and the schedule say.
 //! - [`Tap`] and [`replay`]: the proxy wired to printing ([`Printer`]) and
 //!   recording ([`Recorder`]), what the `trama-tap` binary runs.
+//! - Wireshark: a session captured as pcapng while it runs
+//!   ([`Session::pcap`]) or from a recording ([`pcap_from_recording`]),
+//!   and a Lua dissector for the framing ([`dissector`]).
 //!
 //! ## Example
 //!
@@ -68,16 +71,20 @@
 //!
 //! `docs/TAP.md` describes the binary, its output and the fault grammar.
 
+mod dissector;
 pub mod fault;
 mod observe;
+mod pcap;
 mod proxy;
 mod record;
 mod render;
 mod session;
 mod show;
 
+pub use dissector::dissector;
 pub use fault::{FaultPlan, FaultSchedule};
 pub use observe::{Direction, FrameNote, Note, Observer};
+pub use pcap::{pcap_from_recording, Converted};
 pub use proxy::{End, Proxy, ProxyConfig, ProxyEvent, ProxyHandle};
 pub use record::{replay, Recorder, Replay};
 pub use render::{escape_text, hex_pairs, render, DecodeAs, Rendered};

@@ -150,6 +150,8 @@ pub struct ProxyConfig {
     pub show: usize,
     /// Report every chunk's bytes too ([`ProxyEvent::Data`]), for recording. Default off.
     pub data: bool,
+    /// Report every write's bytes too ([`ProxyEvent::Sent`]), for a capture. Default off.
+    pub sent: bool,
     /// Close a connection after this long without a byte either way. Default off.
     pub idle_timeout: Option<Duration>,
     /// A write to a peer that does not read fails after this long. Default 30 s.
@@ -194,6 +196,7 @@ impl ProxyConfig {
             observe: true,
             show: 64,
             data: false,
+            sent: false,
             idle_timeout: None,
             write_timeout: Some(Duration::from_secs(30)),
             buffer: MAX_BUFFER,
@@ -209,6 +212,7 @@ impl ProxyConfig {
         with_observe: observe: bool,
         with_show: show: usize,
         with_data: data: bool,
+        with_sent: sent: bool,
         with_idle_timeout: idle_timeout: Option<Duration>,
         with_write_timeout: write_timeout: Option<Duration>,
         with_buffer: buffer: usize,
@@ -284,6 +288,10 @@ pub enum ProxyEvent<'a> {
         client: SocketAddr,
         /// The upstream address connected to.
         server: SocketAddr,
+        /// The tap's own address on the client's connection (the one the client connected to).
+        accepted_on: SocketAddr,
+        /// The tap's own address on its connection to the server.
+        dialed_from: SocketAddr,
     },
     /// A client was turned away (upstream unreachable, the TLS or key
     /// handshake with it failed, too many connections).
@@ -311,6 +319,16 @@ pub enum ProxyEvent<'a> {
         /// The bytes, exactly as read from the sender.
         bytes: &'a [u8],
     },
+    /// Bytes as written to the receiver (only with [`ProxyConfig::sent`]),
+    /// after faults: a chunk a fault split is several of these.
+    Sent {
+        /// Connection number.
+        conn: u64,
+        /// Which way.
+        dir: Direction,
+        /// The bytes, exactly as written.
+        bytes: &'a [u8],
+    },
     /// A fault fired.
     Fault {
         /// Connection number.
@@ -330,6 +348,8 @@ pub enum ProxyEvent<'a> {
         bytes: u64,
         /// How it ended.
         end: End,
+        /// The sender reset the connection (the tap passed the reset on).
+        reset_seen: bool,
     },
     /// Both directions are done and both sockets closed.
     Closed {
@@ -356,6 +376,8 @@ struct Conn {
     /// Last time a byte moved either way, as ms since `born`.
     last: AtomicU64,
     born: Instant,
+    /// Report each write ([`ProxyConfig::sent`]).
+    sent: bool,
 }
 
 /// Stops a running [`Proxy`] from any thread.
@@ -522,6 +544,10 @@ impl Proxy {
     }
 }
 
+/// A connection's two streams and their gates, and the server's address,
+/// the tap's address the client reached, the tap's address toward the server.
+type Setup = (Arc<Stream>, Arc<Stream>, Pair, [SocketAddr; 3]);
+
 /// One connection: connect upstream, pump both ways, report the end.
 fn connection(
     id: u64,
@@ -541,7 +567,7 @@ fn connection(
         Ok(s) => s,
         Err(e) => return refuse(e.to_string()),
     };
-    let setup = (|| -> io::Result<(Arc<Stream>, Arc<Stream>, Pair, SocketAddr)> {
+    let setup = (|| -> io::Result<Setup> {
         client.set_nonblocking(false)?;
         client.set_nodelay(true)?;
         keepalive(&client, config.dial.link.keepalive, "client");
@@ -560,10 +586,14 @@ fn connection(
             .map(|d| (d / 4).max(Duration::from_millis(10)));
         pair.client.set_timeout(tick);
         pair.server.set_timeout(tick);
-        let server_addr = server.peer_addr()?;
-        Ok((Arc::new(client), Arc::new(server), pair, server_addr))
+        let addrs = [
+            server.peer_addr()?,
+            client.local_addr()?,
+            server.local_addr()?,
+        ];
+        Ok((Arc::new(client), Arc::new(server), pair, addrs))
     })();
-    let (client, server, pair, server_addr) = match setup {
+    let (client, server, pair, [server_addr, accepted_on, dialed_from]) = match setup {
         Ok(s) => s,
         Err(e) => return refuse(format!("cannot set up the sockets: {e}")),
     };
@@ -583,12 +613,15 @@ fn connection(
         conn: id,
         client: client_addr,
         server: server_addr,
+        accepted_on,
+        dialed_from,
     });
     let conn = Arc::new(Conn {
         id,
         over: AtomicBool::new(false),
         last: AtomicU64::new(0),
         born: Instant::now(),
+        sent: config.sent,
     });
     let back = {
         let (conn, config, on_event, handle, gate) = (
@@ -713,6 +746,7 @@ fn pump(
         dir,
         bytes: flow.bytes(),
         end,
+        reset_seen,
     });
 }
 
@@ -722,7 +756,7 @@ fn pump(
 fn move_bytes(
     dir: Direction,
     (src, gate): (&Stream, &Gate),
-    mut dst: &Stream,
+    dst: &Stream,
     flow: &mut Flow,
     conn: &Conn,
     config: &ProxyConfig,
@@ -735,7 +769,7 @@ fn move_bytes(
     // every byte goes through rustls, so there is nothing to splice.)
     #[cfg(target_os = "linux")]
     if let (true, Some(src), Some(dst)) = (
-        flow.is_transparent() && !config.data,
+        flow.is_transparent() && !config.data && !config.sent,
         src.as_tcp(),
         dst.as_tcp(),
     ) {
@@ -806,7 +840,7 @@ fn move_bytes(
         }
         let written = match forward {
             Forward::Hold => continue,
-            Forward::Whole => dst.write_all(chunk).map(|()| None),
+            Forward::Whole => write(dst, chunk, conn, dir, on_event).map(|()| None),
             Forward::Steps => carry_out(flow.steps(), chunk, dst, conn, dir, on_event, handle),
         };
         match written {
@@ -956,7 +990,7 @@ mod splice {
 fn carry_out<'s>(
     steps: &'s [Step],
     chunk: &[u8],
-    mut dst: &Stream,
+    dst: &Stream,
     conn: &Conn,
     dir: Direction,
     on_event: &Callback,
@@ -964,8 +998,8 @@ fn carry_out<'s>(
 ) -> io::Result<Option<&'s Step>> {
     for step in steps {
         match step {
-            Step::Write(r) => dst.write_all(&chunk[r.clone()])?,
-            Step::Inject(b) => dst.write_all(b)?,
+            Step::Write(r) => write(dst, &chunk[r.clone()], conn, dir, on_event)?,
+            Step::Inject(b) => write(dst, b, conn, dir, on_event)?,
             Step::Sleep(d) => sleep(*d, conn, handle),
             Step::Fired(what) => on_event(&ProxyEvent::Fault {
                 conn: conn.id,
@@ -976,6 +1010,27 @@ fn carry_out<'s>(
         }
     }
     Ok(None)
+}
+
+/// Write `bytes` whole to `dst`, reporting them first when the connection
+/// reports writes (a capture is being made).
+fn write(
+    mut dst: &Stream,
+    bytes: &[u8],
+    conn: &Conn,
+    dir: Direction,
+    on_event: &Callback,
+) -> io::Result<()> {
+    // Reported before the write: once written, the receiver may answer,
+    // and a capture must show the question before the answer.
+    if conn.sent {
+        on_event(&ProxyEvent::Sent {
+            conn: conn.id,
+            dir,
+            bytes,
+        });
+    }
+    dst.write_all(bytes)
 }
 
 /// Sleep `d`, waking early if the connection or the proxy ends.
@@ -1046,6 +1101,7 @@ mod tests {
         Frame(Direction, u64, Vec<u8>),
         Fault(Direction, String),
         Ended(Direction, End),
+        Sent(Direction, Vec<u8>),
         Closed,
     }
 
@@ -1072,6 +1128,7 @@ mod tests {
                         } => Seen::Frame(*dir, f.len, f.head.clone()),
                         ProxyEvent::Fault { dir, what, .. } => Seen::Fault(*dir, what.to_string()),
                         ProxyEvent::Ended { dir, end, .. } => Seen::Ended(*dir, end.clone()),
+                        ProxyEvent::Sent { dir, bytes, .. } => Seen::Sent(*dir, bytes.to_vec()),
                         ProxyEvent::Closed { .. } => Seen::Closed,
                         _ => return,
                     };
@@ -1124,6 +1181,41 @@ mod tests {
             );
             assert!(seen.contains(&Seen::Ended(dir, End::Eof)), "{seen:?}");
         }
+        handle.shutdown();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn writes_are_reported_as_made_after_faults_when_asked() {
+        let mut config = ProxyConfig::new("127.0.0.1:0", echo_server().to_string())
+            .with_sent(true)
+            .with_faults("c2s:split=3".parse().unwrap());
+        config.observe = false;
+        let (addr, handle, rx, t) = start(config);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let sent = frame(b"hola");
+        c.write_all(&sent).unwrap();
+        let mut got = vec![0u8; sent.len()];
+        c.read_exact(&mut got).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap(), 0);
+        let seen = until(&rx, &Seen::Closed);
+        let writes = |dir: Direction| -> Vec<Vec<u8>> {
+            seen.iter()
+                .filter_map(|s| match s {
+                    Seen::Sent(d, b) if *d == dir => Some(b.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Toward the server, the pieces of the split; back, whatever the
+        // echo wrote, which adds up to the frame.
+        assert_eq!(
+            writes(Direction::ClientToServer),
+            vec![b"\x00\x00\x00".to_vec(), b"\x04ho".to_vec(), b"la".to_vec()]
+        );
+        assert_eq!(writes(Direction::ServerToClient).concat(), sent);
         handle.shutdown();
         t.join().unwrap();
     }

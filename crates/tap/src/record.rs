@@ -5,8 +5,8 @@
 //! the wire format, then one line per event in the order the tap saw them:
 //!
 //! ```text
-//! {"trama_tap_record":1,"framing":"framed","header_bytes":4,"byte_order":"big","max_frame":16777216,"upstream":"127.0.0.1:8080"}
-//! {"t":0.000812,"conn":1,"event":"open"}
+//! {"trama_tap_record":1,"framing":"framed","header_bytes":4,"byte_order":"big","max_frame":16777216,"upstream":"127.0.0.1:8080","started":1796420000.123456}
+//! {"t":0.000812,"conn":1,"event":"open","client":"127.0.0.1:51234","server":"127.0.0.1:8080"}
 //! {"t":0.001204,"conn":1,"dir":"c2s","data":"00000004686f6c61"}
 //! {"t":0.001530,"conn":1,"dir":"s2c","data":"00000004686f6c61"}
 //! {"t":0.002101,"conn":1,"dir":"c2s","event":"end"}
@@ -15,6 +15,9 @@
 //! ```
 //!
 //! `data` is the hex of one chunk exactly as it was read from the sender.
+//! `started` (Unix time of the start, in seconds) and the addresses of an
+//! open line came later: a reader takes a recording without them
+//! (`trama-tap pcap` makes addresses up then).
 //! Replaying sends each recorded client chunk to the server in order; before
 //! each one it waits (up to `--timeout`) until the server has answered as
 //! much as it had at that point of the recording, so a request-reply
@@ -53,9 +56,9 @@ pub struct Replay {
 }
 
 /// Version written in (and required of) the first line.
-const VERSION: u64 = 1;
+pub(crate) const VERSION: u64 = 1;
 /// Longest line accepted when reading a recording (a 64 KiB chunk in hex is 128 KiB).
-const MAX_LINE: u64 = 4 << 20;
+pub(crate) const MAX_LINE: u64 = 4 << 20;
 /// Most answer bytes held per connection while replaying.
 const MAX_ANSWER: usize = 256 << 20;
 
@@ -81,6 +84,9 @@ impl Recorder {
             "byte_order": if frame.order() == ByteOrder::Little { "little" } else { "big" },
             "max_frame": frame.max_frame_len(),
             "upstream": upstream,
+            "started": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| (d.as_secs_f64() * 1e6).round() / 1e6),
         });
         r.line(&header);
         Ok(r)
@@ -90,7 +96,13 @@ impl Recorder {
     pub fn event(&mut self, t: f64, event: &ProxyEvent<'_>) {
         let t = (t * 1e6).round() / 1e6;
         let v = match event {
-            ProxyEvent::Opened { conn, .. } => json!({"t": t, "conn": conn, "event": "open"}),
+            ProxyEvent::Opened {
+                conn,
+                client,
+                server,
+                ..
+            } => json!({"t": t, "conn": conn, "event": "open",
+                "client": client.to_string(), "server": server.to_string()}),
             ProxyEvent::Data { conn, dir, bytes } => {
                 json!({"t": t, "conn": conn, "dir": dir.as_str(), "data": hex(bytes)})
             }
@@ -136,7 +148,7 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
     if s.len() % 2 != 0 {
         return Err(format!("odd number of hex digits ({})", s.len()));
     }

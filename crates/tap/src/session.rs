@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::fault::FaultSchedule;
+use crate::pcap::LiveCapture;
 use crate::record::Recorder;
 use crate::show::{Format, Printer};
 use crate::{
@@ -26,6 +27,10 @@ pub struct Session {
     pub decode: DecodeAs,
     /// Write every chunk, both ways, to this file (for [`replay`](crate::replay)).
     pub record: Option<PathBuf>,
+    /// Write what crossed the tap to this file as a pcapng capture, for
+    /// Wireshark: each connection as two TCP conversations, client to tap
+    /// and tap to server, with the bytes as they were read and written.
+    pub pcap: Option<PathBuf>,
 }
 
 /// A bound tap: [`run`](Tap::run) serves until its handle shuts it down.
@@ -33,6 +38,7 @@ pub struct Tap {
     proxy: Proxy,
     printer: Printer,
     recorder: Option<Recorder>,
+    capture: Option<LiveCapture>,
 }
 
 impl Tap {
@@ -47,14 +53,20 @@ impl Tap {
             Some(path) => Some(Recorder::create(path, config.frame, &config.upstream)?),
             None => None,
         };
+        let capture = match &session.pcap {
+            Some(path) => Some(LiveCapture::create(path)?),
+            None => None,
+        };
         config.observe = session.format != Format::Off;
-        config.data = recorder.is_some();
+        config.data = recorder.is_some() || capture.is_some();
+        config.sent = capture.is_some();
         let unframed = config.frame.is_unframed();
         let proxy = Proxy::bind(config)?;
         Ok(Tap {
             proxy,
             printer: Printer::new(session.format, session.decode).unframed(unframed),
             recorder,
+            capture,
         })
     }
 
@@ -68,8 +80,9 @@ impl Tap {
         self.proxy.handle()
     }
 
-    /// Serve until shut down, printing and recording every event with its
-    /// time since now; the recording is flushed before this returns.
+    /// Serve until shut down, printing, recording and capturing every event
+    /// with its time since now; the recording and the capture are flushed
+    /// before this returns.
     ///
     /// When stdout will not take a line (its reader went away, as in
     /// `trama-tap ... | head -1`), the tap shuts itself down, and this
@@ -79,9 +92,12 @@ impl Tap {
             proxy,
             printer,
             recorder,
+            capture,
         } = self;
         let recorder = recorder.map(Mutex::new).map(Arc::new);
         let rec = recorder.clone();
+        let capture = capture.map(Mutex::new).map(Arc::new);
+        let cap = capture.clone();
         let unwritten: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
         let stdout_error = unwritten.clone();
         let stopper = proxy.handle();
@@ -91,6 +107,11 @@ impl Tap {
             if let Some(rec) = &rec {
                 if let Ok(mut r) = rec.lock() {
                     r.event(t, event);
+                }
+            }
+            if let Some(cap) = &cap {
+                if let Ok(mut c) = cap.lock() {
+                    c.event(event);
                 }
             }
             // Once a line could not be written nothing more is printed:
@@ -110,6 +131,11 @@ impl Tap {
         if let Some(rec) = recorder {
             if let Ok(mut r) = rec.lock() {
                 r.flush()?;
+            }
+        }
+        if let Some(cap) = capture {
+            if let Ok(mut c) = cap.lock() {
+                c.flush()?;
             }
         }
         match unwritten.lock().ok().and_then(|mut e| e.take()) {

@@ -96,6 +96,7 @@ fn text_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs, unit: &str) -> Op
             conn,
             client,
             server,
+            ..
         } => format!("#{conn} open {client} -> {server}"),
         ProxyEvent::Refused { client, reason } => format!("refused {client}: {reason}"),
         ProxyEvent::Note { conn, dir, note } => {
@@ -148,9 +149,10 @@ fn text_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs, unit: &str) -> Op
             dir,
             bytes,
             end,
+            ..
         } => format!("#{conn} {} end after {bytes} bytes: {end}", dir_label(*dir)),
         ProxyEvent::Closed { conn } => format!("#{conn} closed"),
-        ProxyEvent::Data { .. } => return None,
+        ProxyEvent::Data { .. } | ProxyEvent::Sent { .. } => return None,
     };
     Some(format!("{t:10.6} {body}"))
 }
@@ -162,6 +164,7 @@ fn json_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs) -> Option<Value> 
             conn,
             client,
             server,
+            ..
         } => json!({"t": t, "event": "open", "conn": conn,
                     "client": client.to_string(), "server": server.to_string()}),
         ProxyEvent::Refused { client, reason } => {
@@ -209,9 +212,10 @@ fn json_line(t: f64, event: &ProxyEvent<'_>, decode: DecodeAs) -> Option<Value> 
             dir,
             bytes,
             end,
+            ..
         } => json!({"t": t, "event": "end", "conn": conn, "dir": dir.as_str(),
                     "bytes": bytes, "how": end.to_string()}),
         ProxyEvent::Closed { conn } => json!({"t": t, "event": "close", "conn": conn}),
-        ProxyEvent::Data { .. } => return None,
+        ProxyEvent::Data { .. } | ProxyEvent::Sent { .. } => return None,
     })
 }

@@ -258,6 +258,9 @@ impl Framed {
     /// last step that ended the schedule (`Close`, `Reset`, `Stall`), if any,
     /// or the error of a write the server refused (it closed the connection).
     pub fn send_faulty(&mut self, plan: &str, bytes: &[u8]) -> io::Result<Option<Step>> {
+        // Each piece of a split is a write of its own: sent at once, as the
+        // tap sends them, not held back by Nagle until the previous is acknowledged.
+        self.stream.set_nodelay(true)?;
         let plan: FaultPlan = plan.parse().expect("a fault plan");
         let mut schedule = FaultSchedule::new(
             plan.faults(Direction::ClientToServer),
