@@ -82,6 +82,15 @@ pub struct Batch {
     pub shard: Option<(usize, usize)>,
     /// Run each submission in its own folder instead of a fresh copy.
     pub in_place: bool,
+    /// A program kind other than a server (`--program`): its checks instead
+    /// of the server battery.
+    pub program: Option<crate::programs::Program>,
+    /// file-receiver: the file each program writes, relative to its folder.
+    pub saved: Option<PathBuf>,
+    /// file-sender: the file each program reads, relative to its folder.
+    pub sent: Option<PathBuf>,
+    /// peer: where each program listens.
+    pub peer: Option<String>,
 }
 
 /// `s` as one word for `sh`.
@@ -439,6 +448,9 @@ pub fn run_one(
 
 /// Start, check and stop one submission.
 fn one(batch: &Batch, opts: &Options, checks: &[Check], folder: &Path, name: &str) -> Row {
+    if let Some(program) = batch.program {
+        return one_program(batch, program, opts, checks, folder, name);
+    }
     let launch = Launch {
         command: command_for(&batch.template, folder),
         cwd: Some(folder.to_path_buf()),
@@ -482,6 +494,43 @@ fn one(batch: &Batch, opts: &Options, checks: &[Check], folder: &Path, name: &st
         let _ = w.join();
     }
     server.stop(GRACE);
+    Row {
+        submission: name.to_string(),
+        error: None,
+        report,
+    }
+}
+
+/// Check one submission of a program kind other than a server: each check
+/// starts it afresh in its folder (the job's deadline bounds the whole).
+fn one_program(
+    batch: &Batch,
+    program: crate::programs::Program,
+    opts: &Options,
+    checks: &[Check],
+    folder: &Path,
+    name: &str,
+) -> Row {
+    let ctx = crate::programs::Context {
+        opts,
+        spawn: Some(command_for(&batch.template, folder)),
+        addr: batch.addr.clone(),
+        peer: batch.peer.clone(),
+        // Relative to the program's folder, where it runs (an absolute path stays).
+        saved: batch.saved.as_ref().map(|p| folder.join(p)),
+        sent: batch.sent.as_ref().map(|p| folder.join(p)),
+        start_timeout: batch.start_timeout,
+        cwd: Some(folder.to_path_buf()),
+    };
+    let wanted: Vec<_> = checks
+        .iter()
+        .filter_map(|c| match c {
+            Check::Program(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    let mut report = crate::programs::run(program, &ctx, &wanted);
+    report.target = name.to_string();
     Row {
         submission: name.to_string(),
         error: None,

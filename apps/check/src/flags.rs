@@ -193,6 +193,19 @@ pub(crate) struct BatchArgs {
     /// the 1st, N+1st, ... go to share 1. Join the results with `merge`.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub(crate) shard: Option<(usize, usize)>,
+    /// Which of the notes' programs every submission is (default: a server,
+    /// checked with the server battery); each check starts it afresh.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub(crate) program: Option<ProgramArg>,
+    /// file-receiver: the file each program writes, relative to its folder.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) saved: Option<PathBuf>,
+    /// file-sender: the file each program reads, relative to its folder.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) sent: Option<PathBuf>,
+    /// peer: where each program listens (without it, it must print `listening on ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) peer: Option<String>,
     /// Copy each submission into a fresh folder and run it there (the
     /// default), or run it in its own folder (`--in-place`).
     #[arg(long)]

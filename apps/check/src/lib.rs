@@ -257,6 +257,7 @@ fn run_program(
         saved: args.saved.clone(),
         sent: args.sent.clone(),
         start_timeout: args.battery.start_timeout,
+        cwd: None,
     };
     let report = programs::run(program, &ctx, &checks);
     let row = Row {
@@ -284,8 +285,24 @@ fn print_report(report: &report::Report, json: bool) {
 
 fn run_batch(args: Box<BatchArgs>) -> Result<Outcome, String> {
     let args = *args;
-    let opts = args.battery.options()?;
-    let checks = args.battery.checks()?;
+    let program = args.program.map(flags::ProgramArg::program);
+    let opts = args.battery.options_for(program)?;
+    let checks = match program.filter(|p| !p.is_server()) {
+        Some(p) => {
+            if p == programs::Program::FileReceiver && args.saved.is_none() {
+                return Err("--program file-receiver needs --saved PATH, the file each program writes (relative to its folder)".into());
+            }
+            if p == programs::Program::FileSender && args.sent.is_none() {
+                return Err("--program file-sender needs --sent PATH, the file each program reads (relative to its folder)".into());
+            }
+            args.battery
+                .program_checks(p)?
+                .into_iter()
+                .map(Check::Program)
+                .collect()
+        }
+        None => args.battery.checks()?,
+    };
     isolate::set_limits(args.limits.limits());
     if args.jobs == 0 {
         return Err("--jobs must be at least 1".into());
@@ -301,6 +318,10 @@ fn run_batch(args: Box<BatchArgs>) -> Result<Outcome, String> {
         jobs: args.jobs,
         shard: args.shard,
         in_place: args.in_place,
+        program: program.filter(|p| !p.is_server()),
+        saved: args.saved,
+        sent: args.sent,
+        peer: args.peer,
     };
     if let (Some(name), Some(row_out)) = (&args.one, &args.row_out) {
         batch::run_one(&b, &opts, &checks, name, row_out)?;

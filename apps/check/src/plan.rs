@@ -113,7 +113,16 @@ impl Check {
 
     /// The check called `name`, if any.
     pub fn from_name(name: &str) -> Option<Check> {
-        Check::ALL.into_iter().find(|c| c.name() == name)
+        // A server check, or one of another kind's (no two share a name).
+        Check::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .or_else(|| {
+                crate::programs::Program::ALL
+                    .into_iter()
+                    .find_map(|p| crate::programs::ProgramCheck::from_name(p, name))
+                    .map(Check::Program)
+            })
     }
 
     /// What the check catches, in one line (shown by `--list`).

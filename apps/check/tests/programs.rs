@@ -423,3 +423,64 @@ fn the_notes_improved_file_programs_pass() {
         &[],
     );
 }
+
+#[test]
+#[cfg_attr(windows, ignore = "--spawn needs sh; no Windows support yet")]
+fn a_batch_of_file_receivers_is_graded_with_their_own_checks() {
+    let _turn = turn();
+    let dir = folder();
+    let subs = dir.join("entregas");
+    let script = ok(python_script("programs/file_receiver.py"));
+    for (name, flags) in [("ana", ""), ("beto", "--defect single-recv")] {
+        let sub = subs.join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::copy(&script, sub.join("receptor.py")).unwrap();
+        std::fs::write(sub.join("flags"), flags).unwrap();
+    }
+    let python = ok(python3());
+    // Each runs in (a copy of) its own folder: got.bin is relative to it.
+    let spawn = format!(
+        "{} -u {{}}/receptor.py 0 got.bin $(cat {{}}/flags)",
+        quote(Path::new(&python))
+    );
+    let (csv, json) = (dir.join("notas.csv"), dir.join("notas.json"));
+    let mut cmd = Command::new(CHECK);
+    cmd.arg("batch")
+        .arg(&subs)
+        .args(["--program", "file-receiver", "--saved", "got.bin"])
+        .args(["--spawn", &spawn])
+        .args(["--check", "small-file", "--check", "file-byte-at-a-time"])
+        .args(["--check", "empty-file"])
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--json")
+        .arg(&json)
+        .args(FAST);
+    let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
+    assert!(
+        status.success(),
+        "{status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+    };
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    let (ana, beto) = (&rows[0], &rows[1]);
+    assert!(
+        ana[0].contains("ana") && beto[0].contains("beto"),
+        "{table}"
+    );
+    for check in ["small-file", "file-byte-at-a-time", "empty-file"] {
+        assert_eq!(ana[column(check)], "pass", "ana {check}:\n{table}");
+    }
+    assert_eq!(beto[column("file-byte-at-a-time")], "fail", "{table}");
+    assert_eq!(beto[column("small-file")], "pass", "{table}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

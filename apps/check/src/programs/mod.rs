@@ -341,6 +341,9 @@ pub struct Context<'a> {
     pub sent: Option<PathBuf>,
     /// How long the program may take to start listening or connect.
     pub start_timeout: Duration,
+    /// Where the program runs (a batch: the submission's folder); `None`:
+    /// here. `--saved` and `--sent` are relative to it.
+    pub cwd: Option<PathBuf>,
 }
 
 /// Why a check stopped, as shown in its reason.
@@ -453,7 +456,7 @@ pub(crate) fn start(
 ) -> Step<Server> {
     let launch = Launch {
         command,
-        cwd: None,
+        cwd: ctx.cwd.clone(),
         addr,
         start_timeout: ctx.start_timeout,
     };
@@ -779,9 +782,11 @@ mod tests {
                 }
             }
         }
-        // No name of a server check is reused.
+        // No name of a server check is reused, so a name alone says which
+        // check it is (a batch's rows are read back by name).
         for c in ProgramCheck::ALL {
-            assert!(Check::from_name(c.name()).is_none(), "{c}");
+            assert!(!Check::ALL.iter().any(|s| s.name() == c.name()), "{c}");
+            assert_eq!(Check::from_name(c.name()), Some(Check::Program(c)));
         }
     }
 
