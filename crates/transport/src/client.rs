@@ -314,6 +314,7 @@ impl Client {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(tx) = tx {
+            self.inbound.hand_over_to_listener();
             let (inbound, gate) = (self.inbound.clone(), self.gate.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("trama-client-{}", self.peer))

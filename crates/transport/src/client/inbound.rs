@@ -354,6 +354,15 @@ impl Inbound {
         }
     }
 
+    /// From now on messages go through the event channel: callers stop
+    /// becoming the reader (the listener takes over once the current reader,
+    /// if any, is done), so no caller can keep the listener waiting.
+    pub(super) fn hand_over_to_listener(&self) {
+        let mut st = self.lock();
+        st.listening = true;
+        self.turn.notify_all();
+    }
+
     /// The listener thread's work: take over as the reader for good, send
     /// messages down `events`, and say how the connection ended.
     pub(super) fn listen(&self, gate: &Gate, events: Sender<ClientEvent>) {
@@ -364,7 +373,6 @@ impl Inbound {
             }
             st.reading = true;
             st.listening = true;
-            self.turn.notify_all();
             std::mem::take(&mut st.queue)
         };
         for m in backlog {
