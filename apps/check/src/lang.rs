@@ -203,6 +203,7 @@ const REASONS_ES: &[(&str, &str)] = &[
     ("(first difference at byte ", "(primera diferencia en el byte "),
     ("bytes that differ from the", "bytes que difieren de los"),
     (" expected, first at byte ", " esperados, primero en el byte "),
+    ("the answer: ", "la respuesta: "),
     ("got ", "llegaron "),
     (" bytes instead of ", " bytes en vez de "),
     ("of one core over", "de un núcleo durante"),

@@ -67,7 +67,7 @@ fn a_single_recv_gets_its_hint_in_spanish() {
     let (code, out) = single_recv(&["--lang", "es"], None);
     assert_eq!(code, 3, "{out}");
     assert!(
-        out.contains("  falla    byte-at-a-time  the answer: llegaron"),
+        out.contains("  falla    byte-at-a-time  la respuesta: llegaron"),
         "{out}"
     );
     assert!(out.contains("llegaron 0 bytes en vez de"), "{out}");
@@ -157,4 +157,38 @@ fn list_speaks_spanish() {
     assert!(out.contains("detecta: un solo recv()"), "{out}");
     let (_, out) = check(&["--list", "--lang", "en"], None);
     assert!(out.contains("catches: a single recv()"), "{out}");
+}
+
+#[test]
+fn replies_checked_as_echoes_suggest_expect_reply() {
+    let python = ok(python3());
+    let script = ok(python_script("notes_server.py"));
+    let server = format!(
+        "'{}' -u '{}' 0 1",
+        python.to_string_lossy(),
+        script.to_string_lossy()
+    );
+    let args = [
+        "--raw",
+        "--spawn",
+        server.as_str(),
+        "--check",
+        "one-message",
+    ];
+    let mut en = args.to_vec();
+    en.extend(["--lang", "en"]);
+    let (code, out) = check(&en, None);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("hint: the answer is not the message sent back"),
+        "{out}"
+    );
+    assert!(out.contains("`--expect reply`"), "{out}");
+    let mut es = args.to_vec();
+    es.extend(["--lang", "es"]);
+    let (_, out) = check(&es, None);
+    assert!(
+        out.contains("pista: la respuesta no es el mensaje devuelto"),
+        "{out}"
+    );
 }
