@@ -146,6 +146,12 @@ impl Lang {
         if self == Lang::En {
             return english.to_string();
         }
+        if let Some(whole) = SENTENCES_ES
+            .iter()
+            .find_map(|(en, es)| fill(en, es, english))
+        {
+            return whole;
+        }
         let mut s = english.to_string();
         for (en, es) in REASONS_ES {
             if s.contains(en) {
@@ -192,6 +198,65 @@ const PURPOSES_ES: &[(&str, &str)] = &[
     ("second-peer-sends", "una línea escrita que nunca llega al otro peer"),
     ("first-peer-receives", "el mensaje del otro peer nunca se muestra"),
     ("second-peer-receives", "el mensaje del otro peer nunca se muestra"),
+];
+
+/// `text` read with the template `en` (`{}` for any text) and written with
+/// `es` (the same number of `{}`, in the same order); `None` if it does not
+/// match.
+fn fill(en: &str, es: &str, text: &str) -> Option<String> {
+    let parts: Vec<&str> = en.split("{}").collect();
+    let mut rest = text.strip_prefix(parts[0])?;
+    let mut holes = Vec::new();
+    for (i, lit) in parts.iter().enumerate().skip(1) {
+        let end = if i == parts.len() - 1 {
+            // The last literal ends the text.
+            if !rest.ends_with(lit) {
+                return None;
+            }
+            rest.len() - lit.len()
+        } else {
+            rest.find(lit)?
+        };
+        holes.push(&rest[..end]);
+        rest = &rest[end + lit.len()..];
+    }
+    if parts.len() == 1 && !rest.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    let mut holes = holes.into_iter();
+    for (i, lit) in es.split("{}").enumerate() {
+        if i > 0 {
+            out.push_str(holes.next()?);
+        }
+        out.push_str(lit);
+    }
+    Some(out)
+}
+
+/// Whole reasons the server battery gives most often (passes), English
+/// template to Spanish; `{}` is any text (a number), kept in order.
+const SENTENCES_ES: &[(&str, &str)] = &[
+    ("a {}-byte message was answered in {} ms, and again for a second client after the first left",
+     "un mensaje de {} bytes recibió respuesta en {} ms, y también un segundo cliente después de que el primero se fue"),
+    ("{} bytes sent one per segment, {} ms apart, were answered as one message",
+     "{} bytes enviados uno por segmento, cada {} ms, recibieron respuesta como un solo mensaje"),
+    ("10 messages ({} bytes) in one write were answered in order",
+     "10 mensajes ({} bytes) en una sola escritura recibieron respuesta en orden"),
+    ("an empty message came back empty, and the next message was echoed",
+     "un mensaje vacío volvió vacío, y el siguiente volvió igual"),
+    ("a {}-byte message came back intact in {} ms",
+     "un mensaje de {} bytes volvió intacto en {} ms"),
+    ("all {} clients connected at once were answered",
+     "los {} clientes conectados a la vez recibieron respuesta"),
+    ("a client left {} bytes into a {}-byte message; the next client was answered",
+     "un cliente se fue a los {} bytes de un mensaje de {} bytes; el siguiente cliente recibió respuesta"),
+    ("peak memory grew by {} after a header announcing {} bytes (limit {})",
+     "la memoria máxima creció {} tras un encabezado que anuncia {} bytes (límite {})"),
+    ("{} threads before the battery, {} after its {} clients left (allowed {})",
+     "{} threads antes de la batería, {} después de que se fueron sus {} clientes (se permiten {})"),
+    ("needs {}, which did not pass ({})", "requiere {}, que no pasó ({})"),
+    ("measures the server's process: run with --spawn", "mide el proceso del servidor: usa --spawn"),
 ];
 
 /// The most common phrases of the reasons, English to Spanish, applied in
@@ -279,5 +344,20 @@ mod tests {
             "llegaron 0 bytes en vez de 20 (primera diferencia en el byte 0)"
         );
         assert_eq!(Lang::En.reason("got 0 bytes"), "got 0 bytes");
+        assert_eq!(
+            Lang::Es.reason("all 50 clients connected at once were answered"),
+            "los 50 clientes conectados a la vez recibieron respuesta"
+        );
+        assert_eq!(
+            Lang::Es.reason("3 threads before the battery, 3 after its 68 clients left (allowed 7)"),
+            "3 threads antes de la batería, 3 después de que se fueron sus 68 clientes (se permiten 7)"
+        );
+        assert_eq!(
+            Lang::Es.reason("needs idle-cpu, which did not pass (fail)"),
+            "requiere idle-cpu, que no pasó (fail)"
+        );
+        // A template must match the whole reason.
+        assert_eq!(fill("a {} b", "x {} y", "a 1 b c"), None);
+        assert_eq!(fill("a {} b", "x {} y", "a 1 b"), Some("x 1 y".into()));
     }
 }
