@@ -30,6 +30,11 @@ const RAW_READ: usize = 64 * 1024;
 pub struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
+    /// The language of the report, hints and --list: es or en (default: the
+    /// locale's, from LC_ALL, LC_MESSAGES or LANG; Spanish if it starts with
+    /// "es"). JSON and CSV keys and status values stay English.
+    #[arg(long, global = true, value_name = "es|en", value_parser = ["es", "en"])]
+    pub(crate) lang: Option<String>,
     #[command(flatten)]
     pub(crate) single: Single,
 }

@@ -131,6 +131,8 @@ struct Graded {
     check: Check,
     status: Status,
     reason: String,
+    /// A failure's hint, in this run's language.
+    hint: Option<String>,
     score: f64,
     max: f64,
     /// Skipped because nobody could run it here.
@@ -148,6 +150,7 @@ fn graded(row: &Row, weights: &Weights) -> Vec<Graded> {
                 check: o.check,
                 status: o.status,
                 reason: o.reason.clone(),
+                hint: crate::hints::for_outcome(o, crate::lang::Lang::current()),
                 score: if o.status == Status::Pass { max } else { 0.0 },
                 max,
                 counts,
@@ -166,6 +169,13 @@ pub fn gradescope(row: &Row, weights: &Weights) -> Value {
                 (Status::Skip, false) => format!("skipped (not graded here): {}", g.reason),
                 (Status::Skip, true) => format!("skipped: {}", g.reason),
                 (s, _) => format!("{}: {}", s.as_str(), g.reason),
+            };
+            let output = match &g.hint {
+                Some(h) => format!(
+                    "{output}\n{}: {h}",
+                    crate::lang::Lang::current().hint_label()
+                ),
+                None => output,
             };
             json!({
                 "name": g.check.name(),

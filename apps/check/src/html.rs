@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::hints;
+use crate::lang::Lang;
 use crate::plan::Status;
 use crate::report::Row;
 
@@ -60,6 +62,20 @@ fn class(s: Status) -> &'static str {
     s.as_str()
 }
 
+/// An outcome's reason, escaped, and a failure's hint after it.
+fn with_hint(o: &crate::plan::Outcome) -> String {
+    let lang = Lang::current();
+    let mut r = escape(&lang.reason(&o.reason));
+    if let Some(h) = hints::for_outcome(o, lang) {
+        r.push_str(&format!(
+            "<br><span class=\"hint\">{}: {}</span>",
+            lang.hint_label(),
+            escape(&h)
+        ));
+    }
+    r
+}
+
 /// The page of one submission; `back` links to the index, if there is one.
 pub fn page(row: &Row, back: Option<&str>) -> String {
     let mut h = head(&format!("trama-check: {}", row.submission));
@@ -88,7 +104,7 @@ pub fn page(row: &Row, back: Option<&str>) -> String {
              <td class=\"name\"><a href=\"#{n}\">{n}</a></td><td>{r}</td></tr>\n",
             c = class(o.status),
             n = o.check.name(),
-            r = escape(&o.reason)
+            r = with_hint(o)
         ));
     }
     h.push_str("</table>\n");
@@ -97,7 +113,7 @@ pub fn page(row: &Row, back: Option<&str>) -> String {
             "<section id=\"{n}\">\n<h2><span class=\"verdict {c}\">{c}</span> {n}</h2>\n<p>{r}</p>\n",
             c = class(o.status),
             n = o.check.name(),
-            r = escape(&o.reason)
+            r = with_hint(o)
         ));
         match row.report.transcripts.get(&o.check) {
             Some(t) if !t.lines.is_empty() => {

@@ -21,8 +21,10 @@ mod batch;
 mod battery;
 pub mod flags;
 mod grading;
+mod hints;
 mod html;
 mod isolate;
+mod lang;
 mod plan;
 mod probes;
 pub mod programs;
@@ -51,6 +53,11 @@ pub enum Outcome {
 /// SIGTERM stop any server it started before the process ends. An `Err` is
 /// a run that could not happen (bad flags, no server), worded for stderr.
 pub fn run(cli: Cli) -> Result<Outcome, String> {
+    cli.lang
+        .as_deref()
+        .and_then(lang::Lang::parse)
+        .unwrap_or_else(lang::Lang::from_env)
+        .set();
     if cli.single.probe_isolation {
         return isolate::enter_network_namespace().map(|()| Outcome::Passed);
     }
@@ -139,13 +146,15 @@ fn indent(s: &str) -> String {
 }
 
 fn program_list(program: programs::Program) -> String {
+    let lang = lang::Lang::current();
+    let (catches, notes) = lang.list_labels();
     let mut s = String::new();
     for c in program.checks() {
         s.push_str(&format!(
-            "{}{}\n    catches: {}\n    notes: \"{}\"\n",
+            "{}{}\n    {catches}: {}\n    {notes}: \"{}\"\n",
             c.name(),
             c.needs(),
-            c.purpose(),
+            lang.purpose(c.name(), c.purpose()),
             c.notes_section()
         ));
     }
@@ -153,6 +162,8 @@ fn program_list(program: programs::Program) -> String {
 }
 
 fn server_list() -> String {
+    let lang = lang::Lang::current();
+    let (catches, notes) = lang.list_labels();
     let mut s = String::new();
     for c in Check::ALL {
         let needs = match c.requirement() {
@@ -163,9 +174,9 @@ fn server_list() -> String {
             _ => "",
         };
         s.push_str(&format!(
-            "{}{needs}\n    catches: {}\n    notes: \"{}\"\n",
+            "{}{needs}\n    {catches}: {}\n    {notes}: \"{}\"\n",
             c.name(),
-            c.purpose(),
+            lang.purpose(c.name(), c.purpose()),
             c.notes_section()
         ));
     }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::hints;
+use crate::lang::Lang;
 use crate::plan::{Check, Outcome, Status};
 use crate::transcript::Transcript;
 
@@ -50,8 +52,14 @@ impl Report {
             .collect()
     }
 
-    /// The human report: a line per check, then the summary.
+    /// The human report, in this run's language.
     pub fn text(&self) -> String {
+        self.text_in(Lang::current())
+    }
+
+    /// The human report in `lang`: a line per check (a failure's hint on
+    /// its own indented line under it), then the summary.
+    pub fn text_in(&self, lang: Lang) -> String {
         let width = self
             .outcomes
             .iter()
@@ -59,40 +67,61 @@ impl Report {
             .max()
             .unwrap_or(0);
         let mut s = format!("trama-check {}\n", self.target);
+        let status_width = [Status::Pass, Status::Fail, Status::Skip]
+            .into_iter()
+            .map(|st| lang.status(st).chars().count())
+            .max()
+            .unwrap_or(4);
         for o in &self.outcomes {
             s.push_str(&format!(
-                "  {:<4}  {:<width$}  {}\n",
-                o.status.as_str(),
+                "  {:<status_width$}  {:<width$}  {}\n",
+                lang.status(o.status),
                 o.check.name(),
-                o.reason
+                lang.reason(&o.reason)
             ));
+            if let Some(h) = hints::for_outcome(o, lang) {
+                s.push_str(&format!(
+                    "  {:<status_width$}  {}: {h}\n",
+                    "",
+                    lang.hint_label()
+                ));
+            }
         }
-        s.push_str(&self.summary());
+        s.push_str(&self.summary_in(lang));
         s.push('\n');
         s
     }
 
-    /// `N passed, N failed, N skipped` (and which failed).
+    /// `N passed, N failed, N skipped` (and which failed), in this run's language.
     pub fn summary(&self) -> String {
-        let mut s = format!(
-            "{} passed, {} failed, {} skipped",
-            self.count(Status::Pass),
-            self.count(Status::Fail),
-            self.count(Status::Skip)
-        );
-        let failed = self.failed();
-        if !failed.is_empty() {
-            s.push_str(&format!(" (failed: {})", failed.join(", ")));
-        }
-        s
+        self.summary_in(Lang::current())
     }
 
-    /// The JSON object: target, checks (name, status, reason), and the counts.
+    /// The summary in `lang`.
+    pub fn summary_in(&self, lang: Lang) -> String {
+        lang.summary(
+            self.count(Status::Pass),
+            self.count(Status::Fail),
+            self.count(Status::Skip),
+            &self.failed(),
+        )
+    }
+
+    /// The JSON object: target, checks (name, status, reason, and a
+    /// failure's hint in this run's language, else null), and the counts.
     pub fn json(&self) -> Value {
+        let lang = Lang::current();
         let checks: Vec<Value> = self
             .outcomes
             .iter()
-            .map(|o| json!({"name": o.check.name(), "status": o.status.as_str(), "reason": o.reason}))
+            .map(|o| {
+                json!({
+                    "name": o.check.name(),
+                    "status": o.status.as_str(),
+                    "reason": o.reason,
+                    "hint": hints::for_outcome(o, lang),
+                })
+            })
             .collect();
         json!({
             "target": self.target,
@@ -278,8 +307,11 @@ mod tests {
         assert_eq!(v["skipped"], 1);
         assert_eq!(
             v["checks"][1],
-            json!({"name": "idle-cpu", "status": "fail", "reason": "99.0% of one core"})
+            json!({"name": "idle-cpu", "status": "fail", "reason": "99.0% of one core",
+                   "hint": hints::for_outcome(&report().outcomes[1], Lang::En)})
         );
+        assert!(v["checks"][1]["hint"].as_str().unwrap().contains("b''"));
+        assert_eq!(v["checks"][0]["hint"], Value::Null);
     }
 
     #[test]
@@ -291,6 +323,21 @@ mod tests {
         );
         assert!(
             t.ends_with("1 passed, 1 failed, 1 skipped (failed: idle-cpu)\n"),
+            "{t}"
+        );
+        assert!(t.contains("\n        hint: recv returned b''"), "{t}");
+    }
+
+    #[test]
+    fn text_in_spanish() {
+        let t = report().text_in(Lang::Es);
+        assert!(
+            t.contains("  falla    idle-cpu          99.0% of one core\n"),
+            "{t}"
+        );
+        assert!(t.contains("\n           pista: recv devolvió b''"), "{t}");
+        assert!(
+            t.ends_with("bien: 1, fallan: 1, omitidas: 1 (fallan: idle-cpu)\n"),
             "{t}"
         );
     }

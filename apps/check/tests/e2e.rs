@@ -71,6 +71,10 @@ fn defect(name: &str) -> String {
 /// Run `trama-check ARGS --json` and return its exit code and report.
 fn check_json(args: &[&str]) -> (i32, Value) {
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.args(FAST).args(args).arg("--json");
     let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
     let report: Value = serde_json::from_str(&stdout)
@@ -336,6 +340,10 @@ fn without_spawn_the_process_checks_are_skipped() {
     assert!(reason(&report, "idle-cpu").contains("--spawn"), "{report}");
     // The human form: a line per check and the summary.
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.arg(&addr)
         .args(FAST)
         .args(["--check", "one-message", "--check", "garbage"]);
@@ -351,6 +359,10 @@ fn without_spawn_the_process_checks_are_skipped() {
 #[test]
 fn a_server_that_never_listens_is_an_error() {
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.args([
         "--spawn",
         "echo 'Traceback: SyntaxError' >&2; exit 1",
@@ -394,6 +406,10 @@ fn batch_gives_the_expected_table() {
     let csv = dir.join("out.csv");
     let json = dir.join("out.json");
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.arg("batch")
         .arg(&subs)
         .args([
@@ -471,6 +487,10 @@ fn batch_stops_a_submission_at_its_time_limit() {
     let template = format!("{} -u {{}}/servidor.py --port 0", quote(Path::new(&python)));
     let json = dir.join("out.json");
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.arg("batch")
         .arg(dir.join("subs"))
         .args(["--spawn", &template, "--time-limit", "1s"])

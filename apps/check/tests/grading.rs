@@ -88,6 +88,10 @@ fn require_network_namespaces() {
 /// Run `trama-check ARGS` and return its stdout and the wall time.
 fn check(args: &[&str]) -> (String, Duration) {
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.args(args);
     let start = Instant::now();
     let (status, stdout, stderr) = ok(run_command(cmd, DEADLINE));

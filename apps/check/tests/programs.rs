@@ -70,6 +70,10 @@ fn check_json(args: &[&str]) -> (i32, Value, String) {
     let _turn = turn();
     let dir = folder();
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.current_dir(&dir).args(FAST).args(args).arg("--json");
     let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
     let _ = std::fs::remove_dir_all(&dir);
@@ -299,6 +303,10 @@ fn a_first_peer_that_never_dials_back_fails_first_peer_sends() {
 
 fn list(args: &[&str]) -> String {
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.args(args).arg("--list");
     let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
     assert!(status.success(), "{stderr}");
@@ -335,6 +343,10 @@ fn list_shows_one_kind_or_every_kind_named() {
 fn what_a_kind_needs_is_asked_for() {
     let run = |args: &[&str]| {
         let mut cmd = Command::new(CHECK);
+        // English, whatever the locale: the tests read the English report.
+        cmd.env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env_remove("LANG");
         cmd.args(args);
         let (status, _, stderr) = ok(run_command(cmd, RUN_DEADLINE));
         (status.code().unwrap(), stderr)
@@ -445,6 +457,10 @@ fn a_batch_of_file_receivers_is_graded_with_their_own_checks() {
     );
     let (csv, json) = (dir.join("notas.csv"), dir.join("notas.json"));
     let mut cmd = Command::new(CHECK);
+    // English, whatever the locale: the tests read the English report.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG");
     cmd.arg("batch")
         .arg(&subs)
         .args(["--program", "file-receiver", "--saved", "got.bin"])

@@ -387,6 +387,10 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
         cmd.current_dir(dir)
             .env("PATH", &path)
             .env("NO_COLOR", "1")
+            // The guide shows the English report: no locale chooses Spanish.
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env_remove("LANG")
             .envs(vars.iter().map(|(k, v)| (k, v)));
         let cannot =
             |e: std::io::Error| format!("line {}: cannot start `{command}`: {e}", step.line);
