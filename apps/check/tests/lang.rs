@@ -63,6 +63,10 @@ fn single_recv(lang: &[&str], locale: Option<&str>) -> (i32, String) {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "--spawn needs sh, and python3 cannot be started under wine"
+)]
 fn a_single_recv_gets_its_hint_in_spanish() {
     let (code, out) = single_recv(&["--lang", "es"], None);
     assert_eq!(code, 3, "{out}");
@@ -84,6 +88,10 @@ fn a_single_recv_gets_its_hint_in_spanish() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "--spawn needs sh, and python3 cannot be started under wine"
+)]
 fn a_single_recv_gets_its_hint_in_english() {
     let (code, out) = single_recv(&["--lang", "en"], Some("es_CL.UTF-8"));
     assert_eq!(code, 3, "{out}");
@@ -101,6 +109,10 @@ fn a_single_recv_gets_its_hint_in_english() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "--spawn needs sh, and python3 cannot be started under wine"
+)]
 fn the_locale_chooses_spanish_without_lang() {
     let (_, out) = single_recv(&[], Some("es_ES.UTF-8"));
     assert!(out.contains("pista: "), "{out}");
@@ -109,6 +121,10 @@ fn the_locale_chooses_spanish_without_lang() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "--spawn needs sh, and python3 cannot be started under wine"
+)]
 fn the_json_has_the_hint_and_english_status() {
     let (_, out) = single_recv(&["--lang", "es", "--json"], None);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -122,6 +138,10 @@ fn the_json_has_the_hint_and_english_status() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "--spawn needs sh, and python3 cannot be started under wine"
+)]
 fn a_spin_gets_the_b_empty_hint() {
     let server = defect("spin");
     let args = [
@@ -160,6 +180,10 @@ fn list_speaks_spanish() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "--spawn needs sh, and python3 cannot be started under wine"
+)]
 fn replies_checked_as_echoes_suggest_expect_reply() {
     let python = ok(python3());
     let script = ok(python_script("notes_server.py"));
