@@ -8,6 +8,7 @@
 //! each side dials the other and keeps both connections.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -150,9 +151,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     // Said once every thread of an idle peer runs, so whoever waits for this
     // line (tests, scripts) sees the peer as it will stay.
     eprintln!("listening on {local}");
-    // Typed lines; what arrives meanwhile prints above the one being typed.
-    let mut console = trama_cli::console::Console::new();
-    while let Some(line) = console.next_line() {
+    for line in std::io::stdin().lock().lines() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
