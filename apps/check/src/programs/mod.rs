@@ -5,7 +5,7 @@
 //! `file_receiver` (trama-check sends a file), `file_sender` (trama-check
 //! receives one), `client` (trama-check is the chat or echo server) and
 //! `peer` (trama-check is the other P2P peer). Their verdicts are
-//! [`Outcome`]s of [`Check::Program`], so the report, JSON and CSV have the
+//! `Outcome`s of `Check::Program`, so the report, JSON and CSV have the
 //! same shape as the server battery's.
 //!
 //! Every check of these kinds starts the program afresh (`--spawn`): the
