@@ -30,6 +30,14 @@
 //! - a command must exit with status 0, unless its trailing comment says
 //!   otherwise: `$ trama-check $ADDR   # exit 1: one check fails`.
 //!
+//! An exercise's check is a runnable block whose fence also names the
+//! solution the test puts in the student's place:
+//! ```` ```console run solution=tests/guide/solutions/01_cliente_json.py:cliente_json.py ````
+//! copies that file (from the workspace root) into the block's scratch
+//! directory as `cliente_json.py` before the first command, so the block's
+//! `python3 cliente_json.py` runs the solution exactly as a student's own
+//! file would run, in a folder of its own. A block may name several.
+//!
 //! Each block runs in a scratch directory under `target/guide-runs`, with
 //! `tests` and `scripts` linked in, a few blocks at a time; every program
 //! it started is stopped with its process group when the block ends. A
@@ -55,6 +63,16 @@ pub enum Marker {
     Run,
     /// ```` ```console norun ````: shown only (two machines, an interactive terminal...).
     NoRun,
+}
+
+/// A solution a block runs in the student's place: `solution=PATH:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Solution {
+    /// The solution file, relative to the workspace root.
+    pub path: String,
+    /// The file name the exercise asks the student for, which the block's
+    /// commands run (a plain name, in the block's directory).
+    pub name: String,
 }
 
 /// One command of a console block and what it must print.
@@ -84,6 +102,8 @@ pub struct Block {
     pub language: String,
     /// `run` / `norun`, or `None` when the fence says neither.
     pub marker: Option<Marker>,
+    /// The solutions copied in before the commands run (`solution=PATH:NAME`).
+    pub solutions: Vec<Solution>,
     /// The commands, in order.
     pub steps: Vec<Step>,
     /// What is wrong with the block's text (output before any command,
@@ -121,6 +141,21 @@ pub fn console_blocks(markdown: &str) -> Vec<Block> {
             Some("norun") => Some(Marker::NoRun),
             _ => None,
         };
+        let mut solutions = Vec::new();
+        let mut bad_solution = None;
+        for word in words {
+            let Some(value) = word.strip_prefix("solution=") else {
+                continue;
+            };
+            match solution(value) {
+                Some(found) => solutions.push(found),
+                None => {
+                    bad_solution = Some(format!(
+                        "`{word}`: write solution=PATH:NAME, NAME a plain file name"
+                    ))
+                }
+            }
+        }
         let mut body = Vec::new();
         let mut closed = false;
         for (body_index, body_line) in lines.by_ref() {
@@ -134,6 +169,9 @@ pub fn console_blocks(markdown: &str) -> Vec<Block> {
             continue;
         }
         let (steps, mut problem) = parse_steps(&body);
+        if problem.is_none() {
+            problem = bad_solution;
+        }
         if !closed {
             problem = Some("the block's fence is never closed".to_string());
         }
@@ -141,6 +179,7 @@ pub fn console_blocks(markdown: &str) -> Vec<Block> {
             line: index + 1,
             language,
             marker,
+            solutions,
             steps,
             problem,
         });
@@ -174,8 +213,41 @@ pub fn problems(blocks: &[Block]) -> Vec<Problem> {
                 message: "a runnable block with no `$ ` command".to_string(),
             });
         }
+        if !block.solutions.is_empty() && block.marker != Some(Marker::Run) {
+            found.push(Problem {
+                line: block.line,
+                message: "a block with a solution must be `run`: nothing would check it"
+                    .to_string(),
+            });
+        }
+        for solution in &block.solutions {
+            let used = block
+                .steps
+                .iter()
+                .any(|s| s.command.split([' ', '"', '\'']).any(|w| w == solution.name));
+            if !used {
+                found.push(Problem {
+                    line: block.line,
+                    message: format!(
+                        "no command runs {}, the file {} is copied to",
+                        solution.name, solution.path
+                    ),
+                });
+            }
+        }
     }
     found
+}
+
+/// `PATH:NAME` of a `solution=` word; `None` unless both are there and
+/// NAME is a plain file name.
+fn solution(value: &str) -> Option<Solution> {
+    let (path, name) = value.rsplit_once(':')?;
+    let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";
+    (plain && !path.is_empty()).then(|| Solution {
+        path: path.to_string(),
+        name: name.to_string(),
+    })
 }
 
 /// A fence opening: its backticks and its info string.
@@ -550,6 +622,51 @@ mod tests {
         assert!(found[1].message.contains("output before"));
         assert_eq!(found[2].line, 8);
         assert!(found[2].message.contains("no `$ ` command"));
+    }
+
+    #[test]
+    fn solutions_are_named_on_the_fence() {
+        let text = "```console run solution=tests/s/01_c.py:c.py solution=x/y.py:y.py\n$ python3 c.py 1 && python3 y.py\nok\n```\n```console run\n$ ls\n```\n";
+        let blocks = console_blocks(text);
+        assert_eq!(blocks[0].marker, Some(Marker::Run));
+        assert_eq!(
+            blocks[0].solutions,
+            [
+                Solution {
+                    path: "tests/s/01_c.py".into(),
+                    name: "c.py".into()
+                },
+                Solution {
+                    path: "x/y.py".into(),
+                    name: "y.py".into()
+                }
+            ]
+        );
+        assert_eq!(blocks[0].steps[0].expect, ["ok"]);
+        assert!(blocks[1].solutions.is_empty());
+        assert!(problems(&blocks).is_empty());
+    }
+
+    #[test]
+    fn a_solution_must_be_well_formed_run_and_used() {
+        for bad in ["solution=x.py", "solution=x.py:", "solution=:c.py", "solution=x.py:a/c.py"] {
+            let text = format!("```console run {bad}\n$ python3 c.py\n```\n");
+            let found = problems(&console_blocks(&text));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert!(found[0].message.contains("PATH:NAME"), "{found:?}");
+        }
+        let norun = console_blocks("```console norun solution=s.py:c.py\n$ python3 c.py\n```\n");
+        assert!(problems(&norun)[0].message.contains("must be `run`"));
+        let unused = console_blocks(
+            "```console run solution=s.py:c.py\n$ python3 cliente.py \"c.py.bak\"\n```\n",
+        );
+        let found = problems(&unused);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("no command runs c.py"));
+        let quoted = console_blocks(
+            "```console run solution=s.py:c.py\n$ trama-check --spawn \"python3 c.py {port}\"\n```\n",
+        );
+        assert!(problems(&quoted).is_empty());
     }
 
     #[test]

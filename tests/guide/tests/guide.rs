@@ -7,7 +7,14 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use trama_guide_tests::{console_blocks, exercise_blocks, problems, shows_verbatim, Block, Marker};
+use trama_guide_tests::{
+    console_blocks, exercise_blocks, problems, shows_verbatim, Block, Marker, Solution,
+};
+
+/// Where the solutions of the Python exercises live, out of the student's
+/// way: the guide never names them in its text, only on the fence of the
+/// block that checks them.
+const SOLUTIONS: &str = "tests/guide/solutions";
 
 // What running the guide's commands needs (unix only: see guide_and_guia_commands_run).
 #[cfg(unix)]
@@ -84,10 +91,14 @@ fn guide_and_guia_have_the_same_chapters() {
     assert_eq!(english, spanish, "each chapter needs both languages");
     // Same blocks too, so a command fixed in one language is fixed in both.
     for name in &english {
-        let marked = |dir: &str| -> Vec<(Option<Marker>, Vec<String>)> {
+        type Marked = (Option<Marker>, Vec<Solution>, Vec<String>);
+        let marked = |dir: &str| -> Vec<Marked> {
             blocks_of(&workspace().join(dir).join(name))
                 .into_iter()
-                .map(|b| (b.marker, b.steps.into_iter().map(|s| s.command).collect()))
+                .map(|b| {
+                    let commands = b.steps.into_iter().map(|s| s.command).collect();
+                    (b.marker, b.solutions, commands)
+                })
                 .collect()
         };
         assert_eq!(
@@ -143,6 +154,53 @@ fn guide_and_guia_exercise_tests_match_their_solutions() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(shown > 0, "the guide shows no exercise test");
+}
+
+/// Every chapter, in both languages, has an exercise in Python checked by
+/// a block that runs its solution; every solution exists, and every file
+/// in the solutions folder is run by some block (none is left unchecked).
+#[test]
+fn every_chapter_has_a_python_exercise_run_against_its_solution() {
+    let mut failures = Vec::new();
+    let mut used = BTreeSet::new();
+    for path in guide_files() {
+        let chapter = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(|c: char| c.is_ascii_digit()));
+        let blocks = blocks_of(&path);
+        let solutions: Vec<&Solution> = blocks.iter().flat_map(|b| &b.solutions).collect();
+        if chapter && solutions.is_empty() {
+            failures.push(format!(
+                "{}: no block runs a Python exercise's solution (```console run solution=PATH:NAME)",
+                shown_path(&path)
+            ));
+        }
+        for solution in solutions {
+            if !solution.path.starts_with(&format!("{SOLUTIONS}/")) {
+                failures.push(format!(
+                    "{}: {} is not in {SOLUTIONS}",
+                    shown_path(&path),
+                    solution.path
+                ));
+            }
+            if !workspace().join(&solution.path).is_file() {
+                failures.push(format!(
+                    "{}: {} does not exist",
+                    shown_path(&path),
+                    solution.path
+                ));
+            }
+            used.insert(solution.path.clone());
+        }
+    }
+    for entry in fs::read_dir(workspace().join(SOLUTIONS)).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let path = format!("{SOLUTIONS}/{name}");
+        if !used.contains(&path) {
+            failures.push(format!("{path} is run by no block of the guide"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 // The console blocks are POSIX shell sessions (sh -c, python3, kill, process
@@ -373,6 +431,12 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
     for name in ["tests", "scripts"] {
         std::os::unix::fs::symlink(workspace().join(name), dir.join(name))
             .map_err(|e| e.to_string())?;
+    }
+    // An exercise's check runs its solution under the name the student
+    // gives their own file, in the student's folder.
+    for solution in &block.solutions {
+        fs::copy(workspace().join(&solution.path), dir.join(&solution.name))
+            .map_err(|e| format!("cannot copy {} to the block: {e}", solution.path))?;
     }
     let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
