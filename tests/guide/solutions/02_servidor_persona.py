@@ -8,7 +8,7 @@ then that many bytes of UTF-8 JSON. A Persona is the object
 not an object with those two text fields) is answered with {"error": WHY}
 and the connection goes on: bad input from a peer is an error to report,
 never code to run and never a reason to crash. A header announcing more
-than 1 MiB closes that client's connection before anything is read.
+than 16 MiB closes that client's connection before anything is read.
 
 Binds 127.0.0.1 on PORT (0 picks a free port), prints
 "listening on 127.0.0.1:PORT" on stderr, and serves every client on a
@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 
-MAXIMO = 1 << 20  # the largest message accepted, in bytes
+MAXIMO = 16 << 20  # the largest message accepted, in bytes (16 MiB)
 
 
 def recibir_exacto(sock, n):
