@@ -221,10 +221,11 @@ pub fn problems(blocks: &[Block]) -> Vec<Problem> {
             });
         }
         for solution in &block.solutions {
-            let used = block
-                .steps
-                .iter()
-                .any(|s| s.command.split([' ', '"', '\'']).any(|w| w == solution.name));
+            let used = block.steps.iter().any(|s| {
+                s.command
+                    .split([' ', '"', '\''])
+                    .any(|w| w == solution.name)
+            });
             if !used {
                 found.push(Problem {
                     line: block.line,
@@ -649,7 +650,12 @@ mod tests {
 
     #[test]
     fn a_solution_must_be_well_formed_run_and_used() {
-        for bad in ["solution=x.py", "solution=x.py:", "solution=:c.py", "solution=x.py:a/c.py"] {
+        for bad in [
+            "solution=x.py",
+            "solution=x.py:",
+            "solution=:c.py",
+            "solution=x.py:a/c.py",
+        ] {
             let text = format!("```console run {bad}\n$ python3 c.py\n```\n");
             let found = problems(&console_blocks(&text));
             assert_eq!(found.len(), 1, "{bad}: {found:?}");

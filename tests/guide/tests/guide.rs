@@ -164,9 +164,10 @@ fn every_chapter_has_a_python_exercise_run_against_its_solution() {
     let mut failures = Vec::new();
     let mut used = BTreeSet::new();
     for path in guide_files() {
-        let chapter = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(|c: char| c.is_ascii_digit()));
+        let chapter = path.file_name().is_some_and(|n| {
+            n.to_string_lossy()
+                .starts_with(|c: char| c.is_ascii_digit())
+        });
         let blocks = blocks_of(&path);
         let solutions: Vec<&Solution> = blocks.iter().flat_map(|b| &b.solutions).collect();
         if chapter && solutions.is_empty() {
