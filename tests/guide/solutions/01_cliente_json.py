@@ -48,11 +48,20 @@ def main():
         print("usage: python3 cliente_json.py HOST PORT", file=sys.stderr)
         return 2
     host, puerto = sys.argv[1], int(sys.argv[2])
-    with socket.create_connection((host, puerto), timeout=10) as sock:
+    try:
+        sock = socket.create_connection((host, puerto), timeout=10)
+    except OSError as error:
+        print("cannot connect to %s:%d: %s" % (host, puerto, error), file=sys.stderr)
+        return 1
+    with sock:
         sock.settimeout(None)  # connected: now wait for replies as long as it takes
         for linea in sys.stdin:
-            enviar_mensaje(sock, {"mensaje": linea.rstrip("\r\n")})
-            respuesta = recibir_mensaje(sock)
+            try:
+                enviar_mensaje(sock, {"mensaje": linea.rstrip("\r\n")})
+                respuesta = recibir_mensaje(sock)
+            except OSError as error:  # the connection broke (reset, for instance)
+                print("the connection was lost: %s" % error)
+                return 1
             if respuesta is None:
                 print("the server closed the connection")
                 return 0

@@ -61,7 +61,12 @@ def main():
     if len(sys.argv) != 3:
         print("usage: python3 cliente_chat.py HOST PORT", file=sys.stderr)
         return 2
-    sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    host, puerto = sys.argv[1], int(sys.argv[2])
+    try:
+        sock = socket.create_connection((host, puerto), timeout=10)
+    except OSError as error:
+        print("cannot connect to %s:%d: %s" % (host, puerto, error), file=sys.stderr)
+        return 1
     sock.settimeout(None)
     # Only this thread sends, so no two frames can interleave on the socket.
     # It is a daemon: when the listener ends, the program ends with it, even
