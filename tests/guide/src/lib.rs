@@ -26,7 +26,18 @@
 //!   address is then `$ADDR` (and its port `$PORT`) for the commands after
 //!   it, the second's `$ADDR2` / `$PORT2`, and so on. The lines shown after
 //!   a background command are waited for (up to a timeout) before the block
-//!   ends and the program is stopped;
+//!   ends and the program is stopped. A student-facing block does not need
+//!   `$ADDR`: its servers listen on the apps' default addresses (or on a
+//!   port written out), which the student types as shown;
+//! - a command whose comment says `# in a second terminal` (or, in the
+//!   guía, `# en otra terminal`) is one the student starts in a terminal of
+//!   its own: a console program (`trama-peer`, `trama-chat join`,
+//!   `trama-multi`) reads what is typed there, so it cannot run with `&`
+//!   (an interactive shell would stop it on its first read). The test runs
+//!   it like a background command whose standard input is a terminal
+//!   nobody types in; it need not print `listening on` (if it does, it
+//!   gets its `$ADDR` too, and the test waits for that line first). A
+//!   console program shown with `&` is an error;
 //! - a command must exit with status 0, unless its trailing comment says
 //!   otherwise: `$ trama-check $ADDR   # exit 1: one check fails`.
 //!
@@ -38,12 +49,24 @@
 //! `python3 cliente_json.py` runs the solution exactly as a student's own
 //! file would run, in a folder of its own. A block may name several.
 //!
-//! Each block runs in a scratch directory under `target/guide-runs`, with
-//! `tests` and `scripts` linked in, a few blocks at a time; every program
-//! it started is stopped with its process group when the block ends. A
-//! `cargo run -p PACKAGE --example NAME` runs the example's binary, built
-//! once before any block. The blocks assume Linux (some read `/proc`) and
-//! `python3`, as CI provides.
+//! A block that runs programs of the student kit names them on its fence
+//! too: ```` ```console run files=tests/python/framed_client.py,tests/python/wire.py ````
+//! copies each file into the block's directory under its own name, as the
+//! student copies the kit's programs into their folder, and the block runs
+//! `python3 framed_client.py`. Nothing else of the repository is there
+//! (only `scripts`, for the blocks that work from a checkout), so a block
+//! that still named `tests/python/...` would fail.
+//!
+//! Each block runs in a scratch directory under `target/guide-runs`, a few
+//! blocks at a time, each in a network namespace of its own (made with
+//! `unshare`: root, or user namespaces allowed), so two blocks can both
+//! listen on the echo server's default port; the test fails, and says
+//! why, where no namespace can be made. Every program a block started is
+//! stopped with its process group when the block ends. A `cargo run -p
+//! PACKAGE --example NAME` (only in the asides for readers with a checkout
+//! of the repository) runs the example's binary, built once before any
+//! block. The blocks assume Linux (some read `/proc`) and `python3`, as CI
+//! provides.
 //!
 //! Parsing and matching are plain functions here, tested without running
 //! anything; `tests/guide.rs` runs the blocks.
@@ -84,6 +107,10 @@ pub struct Step {
     pub command: String,
     /// Ends in `&`: started in the background and stopped when the block ends.
     pub background: bool,
+    /// Its comment says `in a second terminal` (`en otra terminal`): the
+    /// student runs it in a terminal of its own; the test runs it in the
+    /// background, its input a terminal nobody types in.
+    pub terminal: bool,
     /// The exit status it must end with (0 unless its comment says `exit N`).
     pub exit: i32,
     /// Lines the command must print, in order (`...` matches any text).
@@ -104,6 +131,9 @@ pub struct Block {
     pub marker: Option<Marker>,
     /// The solutions copied in before the commands run (`solution=PATH:NAME`).
     pub solutions: Vec<Solution>,
+    /// Files of the student kit copied in, each under its own name, before
+    /// the commands run (`files=PATH,PATH`), paths from the workspace root.
+    pub files: Vec<String>,
     /// The commands, in order.
     pub steps: Vec<Step>,
     /// What is wrong with the block's text (output before any command,
@@ -142,8 +172,21 @@ pub fn console_blocks(markdown: &str) -> Vec<Block> {
             _ => None,
         };
         let mut solutions = Vec::new();
+        let mut files = Vec::new();
         let mut bad_solution = None;
         for word in words {
+            if let Some(value) = word.strip_prefix("files=") {
+                for path in value.split(',') {
+                    if file_name(path).is_some() {
+                        files.push(path.to_string());
+                    } else {
+                        bad_solution = Some(format!(
+                            "`{word}`: write files=PATH,PATH, each PATH a file from the workspace root"
+                        ));
+                    }
+                }
+                continue;
+            }
             let Some(value) = word.strip_prefix("solution=") else {
                 continue;
             };
@@ -180,6 +223,7 @@ pub fn console_blocks(markdown: &str) -> Vec<Block> {
             language,
             marker,
             solutions,
+            files,
             steps,
             problem,
         });
@@ -220,6 +264,32 @@ pub fn problems(blocks: &[Block]) -> Vec<Problem> {
                     .to_string(),
             });
         }
+        if !block.files.is_empty() && block.marker != Some(Marker::Run) {
+            found.push(Problem {
+                line: block.line,
+                message: "a block with files= must be `run`: nothing would use them".to_string(),
+            });
+        }
+        for step in &block.steps {
+            if step.background && step.terminal {
+                found.push(Problem {
+                    line: block.line,
+                    message: format!(
+                        "line {}: `&` or `# in a second terminal`, not both",
+                        step.line
+                    ),
+                });
+            } else if step.background && reads_terminal(&step.command) {
+                found.push(Problem {
+                    line: block.line,
+                    message: format!(
+                        "line {}: `{}` reads what is typed in its terminal; a shell stops it \
+                         when it runs with `&`: show it `# in a second terminal`",
+                        step.line, step.command
+                    ),
+                });
+            }
+        }
         for solution in &block.solutions {
             let used = block.steps.iter().any(|s| {
                 s.command
@@ -238,6 +308,26 @@ pub fn problems(blocks: &[Block]) -> Vec<Problem> {
         }
     }
     found
+}
+
+/// Whether a command starts a console program that reads the terminal it
+/// runs in (`trama-peer`, `trama-multi`, `trama-chat join`), with nothing
+/// piped into it.
+pub fn reads_terminal(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words.as_slice() {
+        ["trama-peer", ..] | ["trama-multi", ..] => !command.contains('<'),
+        ["trama-chat", "join", ..] => !command.contains('<'),
+        _ => false,
+    }
+}
+
+/// The name a `files=` path is copied under: its last component, when it
+/// is a plain file name.
+pub fn file_name(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?;
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains('\\');
+    (plain && !path.starts_with('/')).then_some(name)
 }
 
 /// `PATH:NAME` of a `solution=` word; `None` unless both are there and
@@ -326,10 +416,15 @@ fn step(line: usize, text: &str) -> Step {
             digits.parse().ok()
         })
         .unwrap_or(0);
+    let terminal = comment.is_some_and(|c| {
+        let c = c.to_lowercase();
+        c.contains("in a second terminal") || c.contains("en otra terminal")
+    });
     Step {
         line,
         command,
         background,
+        terminal,
         exit,
         expect: Vec::new(),
         any_order: comment.is_some_and(|c| c.contains("any order")),
@@ -797,5 +892,69 @@ mod tests {
             .collect();
         assert_eq!(found, expected);
         assert!(trama_programs("cargo run -p trama-protocol --example x").is_empty());
+    }
+
+    #[test]
+    fn a_second_terminal_is_said_in_a_comment() {
+        let text = "```console run\n$ trama-peer --name ana   # in a second terminal\nlistening on ...\n$ trama-chat join -n bea   # en otra terminal\n$ trama-echo serve &\n$ trama-echo send --text hola # a terminal note\n```\n";
+        let blocks = console_blocks(text);
+        let steps = &blocks[0].steps;
+        assert!(steps[0].terminal && !steps[0].background);
+        assert_eq!(steps[0].command, "trama-peer --name ana");
+        assert_eq!(steps[0].expect, ["listening on ..."]);
+        assert!(steps[1].terminal);
+        assert!(!steps[2].terminal && steps[2].background);
+        assert!(!steps[3].terminal && !steps[3].background);
+        assert!(problems(&blocks).is_empty(), "{:?}", problems(&blocks));
+    }
+
+    #[test]
+    fn a_console_program_is_not_shown_with_an_ampersand() {
+        for bad in [
+            "trama-peer --name ana &",
+            "trama-chat join -a 127.0.0.1:8080 &",
+            "trama-multi -s raw:127.0.0.1:8080 &",
+        ] {
+            let found = problems(&console_blocks(&format!("```console run\n$ {bad}\n```\n")));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert!(found[0].message.contains("second terminal"), "{found:?}");
+        }
+        for fine in [
+            "trama-chat serve &",
+            "trama-peer --raw < /dev/null &",
+            "printf 'hola\\n' | trama-peer --name bea",
+        ] {
+            let found = problems(&console_blocks(&format!("```console run\n$ {fine}\n```\n")));
+            assert!(found.is_empty(), "{fine}: {found:?}");
+        }
+        let both =
+            console_blocks("```console run\n$ trama-echo serve &   # in a second terminal\n```\n");
+        assert!(problems(&both)[0].message.contains("not both"));
+    }
+
+    #[test]
+    fn kit_files_are_named_on_the_fence() {
+        let text = "```console run files=tests/python/framed_client.py,tests/python/wire.py\n$ python3 framed_client.py 127.0.0.1 12345 hola\n```\n";
+        let blocks = console_blocks(text);
+        assert_eq!(
+            blocks[0].files,
+            ["tests/python/framed_client.py", "tests/python/wire.py"]
+        );
+        assert!(problems(&blocks).is_empty());
+        assert_eq!(file_name("tests/python/defects/spin.py"), Some("spin.py"));
+        for bad in [
+            "files=",
+            "files=tests/",
+            "files=/abs/x.py",
+            "files=a.py,,b.py",
+        ] {
+            let found = problems(&console_blocks(&format!(
+                "```console run {bad}\n$ ls\n```\n"
+            )));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert!(found[0].message.contains("files=PATH"), "{found:?}");
+        }
+        let norun = console_blocks("```console norun files=tests/python/wire.py\n$ ls\n```\n");
+        assert!(problems(&norun)[0].message.contains("must be `run`"));
     }
 }

@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 #[cfg(unix)]
-use trama_guide_tests::{cargo_examples, direct_examples, trama_programs, Step};
+use trama_guide_tests::{cargo_examples, direct_examples, file_name, trama_programs, Step};
 #[cfg(unix)]
 use trama_test_support::READY_PREFIX;
 
@@ -91,13 +91,13 @@ fn guide_and_guia_have_the_same_chapters() {
     assert_eq!(english, spanish, "each chapter needs both languages");
     // Same blocks too, so a command fixed in one language is fixed in both.
     for name in &english {
-        type Marked = (Option<Marker>, Vec<Solution>, Vec<String>);
+        type Marked = (Option<Marker>, Vec<Solution>, Vec<String>, Vec<String>);
         let marked = |dir: &str| -> Vec<Marked> {
             blocks_of(&workspace().join(dir).join(name))
                 .into_iter()
                 .map(|b| {
                     let commands = b.steps.into_iter().map(|s| s.command).collect();
-                    (b.marker, b.solutions, commands)
+                    (b.marker, b.solutions, b.files, commands)
                 })
                 .collect()
         };
@@ -232,6 +232,7 @@ fn guide_and_guia_commands_run() {
         .flat_map(|(_, b)| b.steps.iter())
         .flat_map(|s| cargo_examples(&s.command))
         .collect();
+    let namespaces = Namespaces::probe();
     let bin_dir = build(&programs, &examples);
     let runs = workspace().join("target").join("guide-runs");
     // Leftovers of an earlier run; absent on a fresh checkout.
@@ -259,7 +260,7 @@ fn guide_and_guia_commands_run() {
                     block.line
                 );
                 let started = Instant::now();
-                let result = run_block(block, &bin_dir, &runs.join(name));
+                let result = run_block(block, &bin_dir, &runs.join(name), namespaces);
                 // Shown with --nocapture: which blocks make the test slow.
                 eprintln!(
                     "{}:{}: {:.1} s",
@@ -295,12 +296,13 @@ fn build(programs: &BTreeSet<String>, examples: &BTreeSet<(String, String)>) -> 
         "--quiet".to_string(),
         "--bins".to_string(),
     ];
-    let packages: BTreeSet<&String> = programs
+    let packages: BTreeSet<&str> = programs
         .iter()
-        .chain(examples.iter().map(|(p, _)| p))
+        .map(|program| package_of(program))
+        .chain(examples.iter().map(|(p, _)| p.as_str()))
         .collect();
     for package in packages {
-        args.extend(["-p".to_string(), package.clone()]);
+        args.extend(["-p".to_string(), package.to_string()]);
     }
     for (_, example) in examples {
         args.extend(["--example".to_string(), example.clone()]);
@@ -322,6 +324,16 @@ fn build(programs: &BTreeSet<String>, examples: &BTreeSet<(String, String)>) -> 
         );
     }
     bin_dir
+}
+
+/// The package that builds a program: the app's package is named like its
+/// binary, except the tap's (`trama-tap` is the tap's library crate).
+#[cfg(unix)]
+fn package_of(program: &str) -> &str {
+    match program {
+        "trama-tap" => "trama-tap-cli",
+        other => other,
+    }
 }
 
 /// A shell command running in a process group of its own, its stdout
@@ -416,6 +428,88 @@ impl Drop for Spawned {
     }
 }
 
+/// How a block gets a network namespace of its own: as root, `unshare
+/// --net`; otherwise in a user namespace too, where this user is root.
+#[cfg(unix)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Namespaces {
+    Net,
+    UserAndNet,
+}
+
+#[cfg(unix)]
+impl Namespaces {
+    /// Which kind can be made here (with a loopback interface brought up);
+    /// fails the test, saying why, when none can.
+    fn probe() -> Namespaces {
+        let mut errors = Vec::new();
+        for kind in [Namespaces::Net, Namespaces::UserAndNet] {
+            let out = Command::new("unshare")
+                .args(kind.unshare_args())
+                .args(["sh", "-c", "ip link set lo up"])
+                .output();
+            match out {
+                Ok(out) if out.status.success() => return kind,
+                Ok(out) => errors.push(format!(
+                    "unshare {}: {}",
+                    kind.unshare_args().join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => errors.push(format!("unshare: {e}")),
+            }
+        }
+        panic!(
+            "the guide's blocks run each in a network namespace of its own (their servers \
+             listen on the apps' fixed default ports, several blocks at once), made with \
+             `unshare` and `ip` from util-linux and iproute2, as root or with user namespaces \
+             allowed; here none could be made:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    fn unshare_args(self) -> &'static [&'static str] {
+        match self {
+            Namespaces::Net => &["--net"],
+            Namespaces::UserAndNet => &["--user", "--map-root-user", "--net"],
+        }
+    }
+
+    fn nsenter_args(self, pid: u32) -> Vec<String> {
+        let mut args = vec!["--target".to_string(), pid.to_string()];
+        if self == Namespaces::UserAndNet {
+            args.push("--user".to_string());
+        }
+        args.push("--net".to_string());
+        args
+    }
+
+    /// A process holding a fresh namespace, its loopback up, for the
+    /// block's commands to enter (`nsenter`); stopped with the block.
+    fn holder(self) -> Result<Spawned, String> {
+        let mut cmd = Command::new("unshare");
+        cmd.args(self.unshare_args()).args([
+            "sh",
+            "-c",
+            "ip link set lo up 2>&1 && echo ready && exec cat",
+        ]);
+        let holder = Spawned::start(cmd, true).map_err(|e| format!("cannot start unshare: {e}"))?;
+        let deadline = Instant::now() + BACKGROUND_TIMEOUT;
+        loop {
+            let lines = holder.lines();
+            if lines.iter().any(|l| l == "ready") {
+                return Ok(holder);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no network namespace for the block; unshare printed:\n{}",
+                    lines.join("\n")
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// A program started with `&`, with the step that started it.
 #[cfg(unix)]
 struct Background {
@@ -424,15 +518,26 @@ struct Background {
 }
 
 #[cfg(unix)]
-fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
+fn run_block(
+    block: &Block,
+    bin_dir: &Path,
+    dir: &Path,
+    namespaces: Namespaces,
+) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    // Commands name the Python programs and scripts as `tests/python/...`
-    // and `scripts/...`, from the workspace root; cargo finds the workspace
-    // from this directory too (it is inside the workspace's `target`).
-    for name in ["tests", "scripts"] {
-        std::os::unix::fs::symlink(workspace().join(name), dir.join(name))
-            .map_err(|e| e.to_string())?;
+    // Only the asides for readers with a checkout name `scripts/...`; the
+    // student kit's programs are copied in (files=), as a student does.
+    std::os::unix::fs::symlink(workspace().join("scripts"), dir.join("scripts"))
+        .map_err(|e| e.to_string())?;
+    for path in &block.files {
+        let name = file_name(path).ok_or_else(|| format!("files={path}: not a file"))?;
+        fs::copy(workspace().join(path), dir.join(name))
+            .map_err(|e| format!("cannot copy {path} to the block: {e}"))?;
     }
+    // The block's own network: its servers' fixed ports are free, whatever
+    // the other blocks running at the same time listen on.
+    let holder = namespaces.holder()?;
+    let enter = namespaces.nsenter_args(holder.child.id());
     // An exercise's check runs its solution under the name the student
     // gives their own file, in the student's folder.
     for solution in &block.solutions {
@@ -448,7 +553,8 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
     let mut background: Vec<Background> = Vec::new();
     for step in &block.steps {
         let command = direct_examples(&step.command, &examples);
-        let mut cmd = Command::new("sh");
+        let mut cmd = Command::new("nsenter");
+        cmd.args(&enter).arg("sh");
         cmd.current_dir(dir)
             .env("PATH", &path)
             .env("NO_COLOR", "1")
@@ -459,18 +565,27 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
             .envs(vars.iter().map(|(k, v)| (k, v)));
         let cannot =
             |e: std::io::Error| format!("line {}: cannot start `{command}`: {e}", step.line);
-        if step.background {
+        if step.background || step.terminal {
             cmd.arg("-c").arg(format!("exec {command} 2>&1"));
             let started = Background {
                 step: step.clone(),
                 spawned: Spawned::start(cmd, true).map_err(cannot)?,
             };
-            let addr = wait_ready(&started)?;
-            let n = vars.len() / 2 + 1;
-            let suffix = if n == 1 { String::new() } else { n.to_string() };
-            let port = addr.rsplit(':').next().unwrap_or_default().to_string();
-            vars.push((format!("ADDR{suffix}"), addr));
-            vars.push((format!("PORT{suffix}"), port));
+            // A server started with `&` must say where it listens; a
+            // program in a terminal of its own only when the guide shows it.
+            let listens = step.background
+                || step
+                    .expect
+                    .iter()
+                    .any(|l| l.trim_start().starts_with(READY_PREFIX));
+            if listens {
+                let addr = wait_ready(&started)?;
+                let n = vars.len() / 2 + 1;
+                let suffix = if n == 1 { String::new() } else { n.to_string() };
+                let port = addr.rsplit(':').next().unwrap_or_default().to_string();
+                vars.push((format!("ADDR{suffix}"), addr));
+                vars.push((format!("PORT{suffix}"), port));
+            }
             background.push(started);
         } else {
             cmd.arg("-c").arg(format!("{{\n{command}\n}} 2>&1"));
@@ -517,6 +632,9 @@ fn run_block(block: &Block, bin_dir: &Path, dir: &Path) -> Result<(), String> {
             thread::sleep(Duration::from_millis(50));
         }
     }
+    // The programs first, then the namespace's holder.
+    drop(background);
+    drop(holder);
     Ok(())
 }
 
