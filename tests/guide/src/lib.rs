@@ -57,6 +57,11 @@
 //! (only `scripts`, for the blocks that work from a checkout), so a block
 //! that still named `tests/python/...` would fail.
 //!
+//! Where Windows needs a different command, a ```` ```powershell ```` block
+//! follows the console block (PowerShell is not one of the shells the test
+//! runs): its commands come after a `PS> ` prompt, and the guide and the
+//! guía must show the same ones.
+//!
 //! Each block runs in a scratch directory under `target/guide-runs`, a few
 //! blocks at a time, each in a network namespace of its own (made with
 //! `unshare`: root, or user namespaces allowed), so two blocks can both
@@ -538,6 +543,37 @@ pub fn trama_programs(command: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The commands of every ```` ```powershell ```` block (the Windows way,
+/// shown next to a console block where the command differs; the test does
+/// not run them): for each block, its line and its lines typed after a
+/// `PS> ` prompt, each without its comment. Both languages must show the
+/// same ones.
+pub fn powershell_commands(markdown: &str) -> Vec<(usize, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut lines = markdown.lines().enumerate();
+    while let Some((index, line)) = lines.next() {
+        let Some((fence, info)) = opening_fence(line) else {
+            continue;
+        };
+        let powershell = info.split_whitespace().next() == Some("powershell");
+        let mut commands = Vec::new();
+        for (_, body_line) in lines.by_ref() {
+            if body_line.trim() == fence {
+                break;
+            }
+            let typed = body_line.trim_start().strip_prefix("PS> ");
+            if let Some(typed) = typed {
+                let (code, _) = split_comment(typed);
+                commands.push(code.trim().to_string());
+            }
+        }
+        if powershell {
+            found.push((index + 1, commands));
+        }
+    }
+    found
+}
+
 /// A Rust block that shows an exercise's test: ```` ```rust exercise=PATH ````,
 /// where PATH (from the workspace root) is the solution file holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -956,5 +992,15 @@ mod tests {
         }
         let norun = console_blocks("```console norun files=tests/python/wire.py\n$ ls\n```\n");
         assert!(problems(&norun)[0].message.contains("must be `run`"));
+    }
+
+    #[test]
+    fn powershell_commands_without_their_comments() {
+        let text = "```powershell\nPS> trama-files receive   # in a second window\nlistening on x\nPS> (Get-FileHash a).Hash\nTrue\n```\n```console norun\n$ ls\n```\n```powershell\n\"hola\" | trama-chat join\n```\n";
+        let found = powershell_commands(text);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].0, 1);
+        assert_eq!(found[0].1, ["trama-files receive", "(Get-FileHash a).Hash"]);
+        assert!(found[1].1.is_empty());
     }
 }

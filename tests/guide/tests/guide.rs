@@ -8,7 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use trama_guide_tests::{
-    console_blocks, exercise_blocks, problems, shows_verbatim, Block, Marker, Solution,
+    console_blocks, exercise_blocks, powershell_commands, problems, shows_verbatim, Block, Marker,
+    Solution,
 };
 
 /// Where the solutions of the Python exercises live, out of the student's
@@ -105,6 +106,17 @@ fn guide_and_guia_have_the_same_chapters() {
             marked("docs/guide"),
             marked("docs/guia"),
             "{name}: the console blocks differ between docs/guide and docs/guia"
+        );
+        let powershell = |dir: &str| -> Vec<Vec<String>> {
+            powershell_commands(&fs::read_to_string(workspace().join(dir).join(name)).unwrap())
+                .into_iter()
+                .map(|(_, commands)| commands)
+                .collect()
+        };
+        assert_eq!(
+            powershell("docs/guide"),
+            powershell("docs/guia"),
+            "{name}: the PowerShell blocks differ between docs/guide and docs/guia"
         );
     }
 }
