@@ -54,8 +54,15 @@
 //! copies each file into the block's directory under its own name, as the
 //! student copies the kit's programs into their folder, and the block runs
 //! `python3 framed_client.py`. Nothing else of the repository is there
-//! (only `scripts`, for the blocks that work from a checkout), so a block
-//! that still named `tests/python/...` would fail.
+//! (only `scripts`, for the blocks that work from a checkout): a command
+//! that names `tests/...` is an error.
+//!
+//! A block for readers with a checkout of the repository and Rust (a
+//! `cargo run` of an example, a script of `scripts/`) is an aside: the
+//! paragraph just before it starts with `*From a checkout (Rust)` (in the
+//! guía, `*Desde una copia del repositorio (Rust)`), so a student with the
+//! tools from pip knows to skip it. Such a command anywhere else is an
+//! error.
 //!
 //! Where Windows needs a different command, a ```` ```powershell ```` block
 //! follows the console block (PowerShell is not one of the shells the test
@@ -83,6 +90,14 @@ pub mod exercises;
 
 /// The languages whose fenced blocks are console sessions and must be marked.
 pub const SHELL_LANGUAGES: [&str; 5] = ["console", "sh", "shell", "bash", "shell-session"];
+
+/// How the paragraph just before a block starts when the block is for
+/// readers with a checkout of the repository and a Rust toolchain: only
+/// there may a command run `cargo` or the repository's `scripts/`.
+pub const CHECKOUT_ASIDES: [&str; 2] = [
+    "*From a checkout (Rust)",
+    "*Desde una copia del repositorio (Rust)",
+];
 
 /// Whether the test runs a console block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +151,9 @@ pub struct Block {
     pub marker: Option<Marker>,
     /// The solutions copied in before the commands run (`solution=PATH:NAME`).
     pub solutions: Vec<Solution>,
+    /// The paragraph just before it marks it as an aside for readers with a
+    /// checkout of the repository and Rust (see [`CHECKOUT_ASIDES`]).
+    pub aside: bool,
     /// Files of the student kit copied in, each under its own name, before
     /// the commands run (`files=PATH,PATH`), paths from the workspace root.
     pub files: Vec<String>,
@@ -165,10 +183,19 @@ impl fmt::Display for Problem {
 pub fn console_blocks(markdown: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines().enumerate();
+    // The last line with text before the current one: an aside's mark.
+    let mut previous_text = "";
     while let Some((index, line)) = lines.next() {
         let Some((fence, info)) = opening_fence(line) else {
+            if !line.trim().is_empty() {
+                previous_text = line;
+            }
             continue;
         };
+        let aside = CHECKOUT_ASIDES
+            .iter()
+            .any(|mark| previous_text.trim_start().starts_with(mark));
+        previous_text = "";
         let mut words = info.split_whitespace();
         let language = words.next().unwrap_or("").to_string();
         let marker = match words.next() {
@@ -229,6 +256,7 @@ pub fn console_blocks(markdown: &str) -> Vec<Block> {
             marker,
             solutions,
             files,
+            aside,
             steps,
             problem,
         });
@@ -276,6 +304,32 @@ pub fn problems(blocks: &[Block]) -> Vec<Problem> {
             });
         }
         for step in &block.steps {
+            let words: Vec<&str> = step
+                .command
+                .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                .collect();
+            let checkout_only = words.windows(2).any(|w| w == ["cargo", "run"])
+                || words.iter().any(|w| w.starts_with("scripts/"));
+            if checkout_only && !block.aside {
+                found.push(Problem {
+                    line: block.line,
+                    message: format!(
+                        "line {}: `{}` needs a checkout of the repository and Rust: start the \
+                         paragraph before the block with `{}`",
+                        step.line, step.command, CHECKOUT_ASIDES[0]
+                    ),
+                });
+            }
+            if words.iter().any(|w| w.starts_with("tests/")) {
+                found.push(Problem {
+                    line: block.line,
+                    message: format!(
+                        "line {}: `{}` names a file of the repository; the student copies the \
+                         kit's file into their folder: name it with files=PATH on the fence",
+                        step.line, step.command
+                    ),
+                });
+            }
             if step.background && step.terminal {
                 found.push(Problem {
                     line: block.line,
@@ -1002,5 +1056,28 @@ mod tests {
         assert_eq!(found[0].0, 1);
         assert_eq!(found[0].1, ["trama-files receive", "(Get-FileHash a).Hash"]);
         assert!(found[1].1.is_empty());
+    }
+
+    #[test]
+    fn cargo_and_scripts_only_in_an_aside_and_no_repository_paths() {
+        let bare = console_blocks("```console run\n$ cargo run -q -p a --example b\n```\n");
+        assert!(!bare[0].aside);
+        let build = console_blocks("```console norun\n$ cargo build --release\n```\n");
+        assert!(problems(&build).is_empty());
+        assert!(problems(&bare)[0].message.contains("checkout"));
+        let text = "*From a checkout (Rust): skip it with pip.*\n\n```console run\n$ python3 scripts/x.py -- cargo run -p a --example b\n```\n\n```console run\n$ python3 scripts/x.py\n```\n";
+        let blocks = console_blocks(text);
+        assert!(blocks[0].aside && !blocks[1].aside);
+        let found = problems(&blocks);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].line, 7);
+        let spanish = console_blocks(
+            "*Desde una copia del repositorio (Rust): sáltalo.*\n```console run\n$ cargo run -p a --example b\n```\n",
+        );
+        assert!(problems(&spanish).is_empty());
+        let repo = console_blocks(
+            "```console run\n$ trama-check --spawn \"python3 tests/python/x.py 0\"\n```\n",
+        );
+        assert!(problems(&repo)[0].message.contains("files=PATH"));
     }
 }

@@ -489,7 +489,9 @@ impl Namespaces {
     fn nsenter_args(self, pid: u32) -> Vec<String> {
         let mut args = vec!["--target".to_string(), pid.to_string()];
         if self == Namespaces::UserAndNet {
-            args.push("--user".to_string());
+            // Entering the user namespace as a user who is not root may
+            // not drop its groups (setgroups): keep its own credentials.
+            args.extend(["--user".to_string(), "--preserve-credentials".to_string()]);
         }
         args.push("--net".to_string());
         args
