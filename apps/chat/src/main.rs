@@ -5,7 +5,6 @@
 //! readiness loop. `join` is the notes' client: it prints what arrives while
 //! you type, and sends each line you type as one frame.
 
-use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -145,6 +144,8 @@ fn join(args: Join) -> AppResult {
 
     if let Some(name) = &args.name {
         client.send(format!("/nick {name}").as_bytes())?;
+        // Said, so the first frame on the wire is no surprise (in trama-tap, say).
+        eprintln!("sent /nick {name}");
     }
 
     // The console: this thread sends typed lines while the printer thread
@@ -164,7 +165,9 @@ fn join(args: Join) -> AppResult {
             end
         })
     };
-    for line in std::io::stdin().lock().lines() {
+    // Typed lines; what arrives meanwhile prints above the one being typed.
+    let mut console = trama_cli::console::Console::new();
+    while let Some(line) = console.next_line() {
         if printer.is_finished() {
             break;
         }
@@ -188,6 +191,8 @@ fn join(args: Join) -> AppResult {
 /// reason on stderr) when the connection was lost.
 fn finish(end: End) -> ! {
     use std::io::Write;
+    // The main thread may be inside the line editor, with the terminal raw.
+    trama_cli::console::restore_terminal();
     let _ = std::io::stdout().flush();
     match end {
         End::Done => std::process::exit(i32::from(trama_cli::exit::OK)),

@@ -38,6 +38,9 @@ const SHORT_READ_ES: &str = "un solo recv(4) para el encabezado (o recv(n) para 
 const SPIN_EN: &str = "recv returned b'' (the other side closed) and the loop goes on calling it, at 100% CPU. Fix: leave the loop when recv returns b''";
 const SPIN_ES: &str = "recv devolvió b'' (el otro lado cerró) y el ciclo sigue llamándolo, al 100% de CPU. Arreglo: sal del ciclo cuando recv devuelva b''";
 
+const LEFT_SPIN_EN: &str = "the server kept burning CPU after the client left: the loop serving that client does not stop when recv returns b'' (a client that leaves, even mid-message or with a reset, makes every later recv return b'' at once), so it spins at 100% CPU. Fix: leave the loop, and close the socket, when recv returns b'' (in the loop that reads a message's body too) or raises ConnectionResetError";
+const LEFT_SPIN_ES: &str = "el servidor siguió gastando CPU después de que el cliente se fue: el ciclo que atiende a ese cliente no termina cuando recv devuelve b'' (un cliente que se va, aunque sea a medio mensaje o con un reset, hace que cada recv siguiente devuelva b'' de inmediato), así que gira al 100% de CPU. Arreglo: sal del ciclo, y cierra el socket, cuando recv devuelva b'' (también en el ciclo que lee el cuerpo de un mensaje) o lance ConnectionResetError";
+
 /// The table. A check with no row for a cause falls back to its `Usual` row.
 const HINTS: &[Hint] = &[
     Hint { check: "byte-at-a-time", cause: Cause::ShortRead, en: SHORT_READ_EN, es: SHORT_READ_ES },
@@ -51,6 +54,8 @@ const HINTS: &[Hint] = &[
     Hint { check: "idle-cpu", cause: Cause::Spin, en: SPIN_EN, es: SPIN_ES },
     Hint { check: "server-closes", cause: Cause::Spin, en: SPIN_EN, es: SPIN_ES },
     Hint { check: "short-file", cause: Cause::Spin, en: SPIN_EN, es: SPIN_ES },
+    Hint { check: "mid-message-disconnect", cause: Cause::Spin, en: LEFT_SPIN_EN, es: LEFT_SPIN_ES },
+    Hint { check: "slow-reader", cause: Cause::Spin, en: LEFT_SPIN_EN, es: LEFT_SPIN_ES },
     Hint { check: "short-file", cause: Cause::Usual, en: "when the sender leaves before the size promised, recv returns b''. Fix: leave the receive loop when recv returns b'' (and say the file is incomplete)", es: "cuando el emisor se va antes del tamaño prometido, recv devuelve b''. Arreglo: sal del ciclo de recepción cuando recv devuelva b'' (y avisa que el archivo quedó incompleto)" },
     Hint { check: "server-closes", cause: Cause::Usual, en: "when the server closes, recv returns b''. Fix: leave the receive loop when recv returns b'' and end the program", es: "cuando el servidor cierra, recv devuelve b''. Arreglo: sal del ciclo de recepción cuando recv devuelva b'' y termina el programa" },
     Hint { check: "threads-released", cause: Cause::Usual, en: "the thread of a client that left never ends: its loop does not end when recv returns b''. Fix: leave the loop (and close the socket) when recv returns b''", es: "el thread de un cliente que se fue nunca termina: su ciclo no acaba cuando recv devuelve b''. Arreglo: sal del ciclo (y cierra el socket) cuando recv devuelva b''" },
@@ -87,6 +92,10 @@ pub fn cause(check: Check, reason: &str) -> Cause {
     match name {
         "idle-cpu" => Cause::Spin,
         "server-closes" | "short-file" if spin => Cause::Spin,
+        // The server's CPU after the client left (`verdict::after_leaving`).
+        "mid-message-disconnect" | "slow-reader" if reason.contains("ms of CPU in") && spin => {
+            Cause::Spin
+        }
         // An answer came, but not the message: a server that replies.
         "one-message" if reason.contains("instead of") || reason.contains("differ from") => {
             Cause::Reply
@@ -197,6 +206,33 @@ mod tests {
         assert!(text(Check::IdleCpu, Cause::Spin, Lang::Es)
             .unwrap()
             .contains("sal del ciclo"));
+    }
+
+    #[test]
+    fn a_spin_after_a_client_left_names_the_recv_loop() {
+        let why =
+            "a client left 496 bytes into a 1000-byte message; the next client was answered, \
+                   but after the client left mid-message the server used 480 ms of CPU in 500 ms \
+                   (96.0% of one core, limit 10%): something spins, most likely a loop that keeps \
+                   calling recv() after it returned b''";
+        for c in [Check::MidMessageDisconnect, Check::SlowReader] {
+            assert_eq!(cause(c, why), Cause::Spin, "{c}");
+            let en = text(c, cause(c, why), Lang::En).unwrap();
+            assert!(en.contains("recv returns b''"), "{en}");
+            assert!(
+                en.ends_with(
+                    "(notes: \"Servidor con manejo de múltiples clientes en forma concurrente\")"
+                ),
+                "{en}"
+            );
+            let es = text(c, cause(c, why), Lang::Es).unwrap();
+            assert!(es.contains("recv devuelva b''"), "{es}");
+            assert!(es.contains("«Servidor con manejo"), "{es}");
+        }
+        // The same checks failing on their conversation keep their usual hint.
+        let wedged = "the next client: its answer: no answer within 5000 ms";
+        assert_eq!(cause(Check::MidMessageDisconnect, wedged), Cause::Usual);
+        assert_eq!(cause(Check::SlowReader, wedged), Cause::Usual);
     }
 
     #[test]

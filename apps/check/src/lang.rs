@@ -170,8 +170,8 @@ const PURPOSES_ES: &[(&str, &str)] = &[
     ("empty-message", "un mensaje de largo cero confundido con una conexión cerrada, o sin respuesta"),
     ("large-message", "un mensaje más grande que un recv() queda cortado"),
     ("concurrent-clients", "un servidor que atiende a un cliente a la vez"),
-    ("slow-reader", "un cliente que deja de leer bloquea el servidor para todos"),
-    ("mid-message-disconnect", "un cliente que se va a medio mensaje bota o atasca el servidor"),
+    ("slow-reader", "un cliente que deja de leer bloquea el servidor para todos, o (con --spawn) lo deja girando al 100% de CPU cuando se va"),
+    ("mid-message-disconnect", "un cliente que se va a medio mensaje bota o atasca el servidor, o (con --spawn) lo deja girando al 100% de CPU"),
     ("huge-header", "un encabezado que anuncia 4 GiB deja al servidor sin atender a los demás"),
     ("garbage", "bytes que no se decodifican botan el servidor"),
     ("memory-bounded", "memoria reservada confiando en el largo de un encabezado"),
@@ -249,6 +249,12 @@ const SENTENCES_ES: &[(&str, &str)] = &[
      "un mensaje de {} bytes volvió intacto en {} ms"),
     ("all {} clients connected at once were answered",
      "los {} clientes conectados a la vez recibieron respuesta"),
+    ("a client left {} bytes into a {}-byte message; the next client was answered; after the client left mid-message the server used {} ms of CPU in {} ms ({}% of one core, limit {}%)",
+     "un cliente se fue a los {} bytes de un mensaje de {} bytes; el siguiente cliente recibió respuesta; después de que el cliente se fue a medio mensaje el servidor usó {} ms de CPU en {} ms ({}% de un núcleo, límite {}%)"),
+    ("a client left {} bytes into a {}-byte message; the next client was answered, but after the client left mid-message the server used {} ms of CPU in {} ms ({}% of one core, limit {}%): something spins, most likely a loop that keeps calling recv() after it returned b''",
+     "un cliente se fue a los {} bytes de un mensaje de {} bytes; el siguiente cliente recibió respuesta, pero después de que el cliente se fue a medio mensaje el servidor usó {} ms de CPU en {} ms ({}% de un núcleo, límite {}%): algo gira, muy probablemente un ciclo que sigue llamando a recv() después de que devolvió b''"),
+    ("a client left {} bytes into a {}-byte message; the next client was answered; the server's CPU was not measured after the client left mid-message (run with --spawn)",
+     "un cliente se fue a los {} bytes de un mensaje de {} bytes; el siguiente cliente recibió respuesta; no se midió la CPU del servidor después de que el cliente se fue a medio mensaje (usa --spawn)"),
     ("a client left {} bytes into a {}-byte message; the next client was answered",
      "un cliente se fue a los {} bytes de un mensaje de {} bytes; el siguiente cliente recibió respuesta"),
     ("peak memory grew by {} after a header announcing {} bytes (limit {})",
@@ -279,6 +285,16 @@ const REASONS_ES: &[(&str, &str)] = &[
     ("the server closed the connection without answering", "el servidor cerró la conexión sin responder"),
     ("; the server exited (", "; el servidor terminó ("),
     ("it spins: ", "gira: "),
+    // The CPU after a client left mid-conversation (`slow-reader`; `mid-message-disconnect`
+    // has whole sentences above).
+    (", but after the client that never reads left the server used ",
+     ", pero después de que se fue el cliente que nunca lee el servidor usó "),
+    ("; after the client that never reads left the server used ",
+     "; después de que se fue el cliente que nunca lee el servidor usó "),
+    ("; the server's CPU was not measured after the client that never reads left (run with --spawn)",
+     "; no se midió la CPU del servidor después de que se fue el cliente que nunca lee (usa --spawn)"),
+    (" ms of CPU in ", " ms de CPU en "),
+    ("% of one core, limit ", "% de un núcleo, límite "),
     ("time limit of ", "límite de tiempo de "),
     (" s reached", " s alcanzado"),
 ];
@@ -355,6 +371,48 @@ mod tests {
         assert_eq!(
             Lang::Es.reason("needs idle-cpu, which did not pass (fail)"),
             "requiere idle-cpu, que no pasó (fail)"
+        );
+        // The CPU after a client left mid-conversation.
+        assert_eq!(
+            Lang::Es.reason(
+                "a client left 496 bytes into a 1000-byte message; the next client was answered, \
+                 but after the client left mid-message the server used 480 ms of CPU in 500 ms \
+                 (96.0% of one core, limit 10%): something spins, most likely a loop that keeps \
+                 calling recv() after it returned b''"
+            ),
+            "un cliente se fue a los 496 bytes de un mensaje de 1000 bytes; el siguiente cliente \
+             recibió respuesta, pero después de que el cliente se fue a medio mensaje el servidor \
+             usó 480 ms de CPU en 500 ms (96.0% de un núcleo, límite 10%): algo gira, muy \
+             probablemente un ciclo que sigue llamando a recv() después de que devolvió b''"
+        );
+        assert_eq!(
+            Lang::Es.reason(
+                "a client left 496 bytes into a 1000-byte message; the next client was answered; \
+                 after the client left mid-message the server used 0 ms of CPU in 1001 ms \
+                 (0.0% of one core, limit 10%)"
+            ),
+            "un cliente se fue a los 496 bytes de un mensaje de 1000 bytes; el siguiente cliente \
+             recibió respuesta; después de que el cliente se fue a medio mensaje el servidor usó \
+             0 ms de CPU en 1001 ms (0.0% de un núcleo, límite 10%)"
+        );
+        assert_eq!(
+            Lang::Es.reason(
+                "a client left 496 bytes into a 1000-byte message; the next client was answered; \
+                 the server's CPU was not measured after the client left mid-message (run with --spawn)"
+            ),
+            "un cliente se fue a los 496 bytes de un mensaje de 1000 bytes; el siguiente cliente \
+             recibió respuesta; no se midió la CPU del servidor después de que el cliente se fue a \
+             medio mensaje (usa --spawn)"
+        );
+        let slow = Lang::Es.reason(
+            "another client was answered while one that never reads had sent 3.1 MiB (then its \
+             writes blocked), but after the client that never reads left the server used 990 ms \
+             of CPU in 1000 ms (99.0% of one core, limit 10%): something spins, most likely a \
+             loop that keeps calling recv() after it returned b''",
+        );
+        assert!(
+            slow.contains(", pero después de que se fue el cliente que nunca lee el servidor usó 990 ms de CPU en 1000 ms (99.0% de un núcleo, límite 10%): algo gira"),
+            "{slow}"
         );
         // A template must match the whole reason.
         assert_eq!(fill("a {} b", "x {} y", "a 1 b c"), None);

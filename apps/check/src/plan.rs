@@ -140,9 +140,11 @@ impl Check {
             }
             Check::LargeMessage => "a message larger than one recv() is cut short",
             Check::ConcurrentClients => "a server that serves one client at a time",
-            Check::SlowReader => "a client that stops reading blocks the server for everyone",
+            Check::SlowReader => {
+                "a client that stops reading blocks the server for everyone, or (with --spawn) leaves it spinning at 100% CPU once it goes"
+            }
             Check::MidMessageDisconnect => {
-                "a client that leaves mid-message crashes the server or wedges it"
+                "a client that leaves mid-message crashes the server or wedges it, or (with --spawn) leaves it spinning at 100% CPU"
             }
             Check::HugeHeader => "a header announcing 4 GiB stops the server serving others",
             Check::Garbage => "bytes that do not decode crash the server",

@@ -27,7 +27,7 @@ use crate::plan::{Check, Dialect, Expect, Measures};
 use crate::sample::{GroupSample, Owner, Sampler};
 use crate::spawn::Server;
 use crate::transcript;
-use crate::verdict::{self, mib, Verdict};
+use crate::verdict::{self, mib, AfterLeaving, Verdict};
 
 /// The size of the large message.
 pub const LARGE: usize = 1 << 20;
@@ -144,8 +144,9 @@ impl<'a> Probe<'a> {
             Check::EmptyMessage => self.empty_message(),
             Check::LargeMessage => self.large_message(),
             Check::ConcurrentClients => return self.concurrent_clients(),
-            Check::SlowReader => self.slow_reader(),
-            Check::MidMessageDisconnect => self.mid_message_disconnect(),
+            // A client leaves mid-conversation: the verdict weighs the CPU after it too.
+            Check::SlowReader => return judged(self.slow_reader()),
+            Check::MidMessageDisconnect => return judged(self.mid_message_disconnect()),
             Check::HugeHeader => self.huge_header(),
             Check::Garbage => self.garbage(),
             Check::MemoryBounded => return self.memory_bounded(),
@@ -251,6 +252,33 @@ impl<'a> Probe<'a> {
             }
         }
         Ok(last)
+    }
+
+    /// The CPU milliseconds the server's processes use over `--idle-window`
+    /// from now, and the window's length in milliseconds (two samples).
+    fn cpu_over_window(&mut self) -> Step<(u64, u64)> {
+        let first = self.sample()?;
+        let t0 = Instant::now();
+        thread::sleep(self.opts.idle_window);
+        let second = self.sample()?;
+        let window_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok((second.cpu_ms_since(&first), window_ms))
+    }
+
+    /// What the server's CPU does right after a client left mid-conversation:
+    /// measured over `--idle-window` when this tool watches the server's
+    /// process, else why not.
+    fn cpu_after_leaving(&mut self) -> AfterLeaving {
+        if self.server.is_none() {
+            return AfterLeaving::NotMeasured("run with --spawn".into());
+        }
+        if !self.measures.cpu_and_memory {
+            return AfterLeaving::NotMeasured("cannot read the processes of this system".into());
+        }
+        match self.cpu_over_window() {
+            Ok((cpu_ms, window_ms)) => AfterLeaving::Used { cpu_ms, window_ms },
+            Err(Fail(e)) => AfterLeaving::NotMeasured(e),
+        }
     }
 
     fn sample(&mut self) -> Step<GroupSample> {
@@ -479,7 +507,7 @@ impl<'a> Probe<'a> {
         Ok(verdict::concurrency(answered, n, first_missing))
     }
 
-    fn slow_reader(&mut self) -> Step<String> {
+    fn slow_reader(&mut self) -> Step<Verdict> {
         // The reference (reply mode) is taken before anything misbehaves.
         let msg = b"are you still there?".to_vec();
         let _ = self.want(&msg)?;
@@ -491,12 +519,22 @@ impl<'a> Probe<'a> {
         let chunk = self.wire(&[&pattern(64 * 1024)])?;
         let (sent, ended) = flood(&sleeper, &chunk);
         let served = self.fresh_client_answered("another client");
+        // It leaves with the server's answers unread: a reset, mid-message.
         drop(sleeper);
         match served {
-            Ok(()) => Ok(format!(
-                "another client was answered while one that never reads had sent {} ({ended})",
-                mib(sent)
-            )),
+            Ok(()) => {
+                let seen = format!(
+                    "another client was answered while one that never reads had sent {} ({ended})",
+                    mib(sent)
+                );
+                let cpu = self.cpu_after_leaving();
+                Ok(verdict::after_leaving(
+                    &seen,
+                    "after the client that never reads left",
+                    &cpu,
+                    self.opts.idle_cpu_limit,
+                ))
+            }
             Err(Fail(e)) => Err(Fail(format!(
                 "while a client that never reads had sent {} ({ended}), another client: {e}",
                 mib(sent)
@@ -504,17 +542,25 @@ impl<'a> Probe<'a> {
         }
     }
 
-    fn mid_message_disconnect(&mut self) -> Step<String> {
+    fn mid_message_disconnect(&mut self) -> Step<Verdict> {
         let wire = self.wire(&[&pattern(1000)])?;
         let mut quitter = self.open("the client that leaves")?;
         let sent = quitter.write_faulted(&wire, &[Fault::CutFrame { frame: 1 }])?;
         thread::sleep(HOSTILE_PAUSE);
         drop(quitter);
+        // Right after it left, before the next client comes (and goes).
+        let cpu = self.cpu_after_leaving();
         self.fresh_client_answered("the next client")?;
         let header = self.opts.frame.header_len() as u64;
-        Ok(format!(
+        let seen = format!(
             "a client left {} bytes into a 1000-byte message; the next client was answered",
             sent.saturating_sub(header)
+        );
+        Ok(verdict::after_leaving(
+            &seen,
+            "after the client left mid-message",
+            &cpu,
+            self.opts.idle_cpu_limit,
         ))
     }
 
@@ -615,18 +661,10 @@ impl<'a> Probe<'a> {
             }
         }
         thread::sleep(self.opts.settle);
-        let first = match self.sample() {
-            Ok(s) => s,
+        let (cpu_ms, window_ms) = match self.cpu_over_window() {
+            Ok(used) => used,
             Err(Fail(e)) => return Verdict::fail(e),
         };
-        let t0 = Instant::now();
-        thread::sleep(self.opts.idle_window);
-        let second = match self.sample() {
-            Ok(s) => s,
-            Err(Fail(e)) => return Verdict::fail(e),
-        };
-        let window_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let cpu_ms = second.cpu_ms_since(&first);
         let percent = verdict::cpu_percent(cpu_ms, window_ms);
         verdict::idle_cpu(
             percent,
@@ -688,6 +726,11 @@ impl<'a> Probe<'a> {
             thread::sleep(POLL);
         }
     }
+}
+
+/// The verdict a probe reached, or its failure to talk to the server.
+fn judged(result: Step<Verdict>) -> Verdict {
+    result.unwrap_or_else(|Fail(reason)| Verdict::fail(reason))
 }
 
 /// A deterministic byte pattern of `len` bytes (not all alike, so a shifted

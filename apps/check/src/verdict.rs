@@ -100,6 +100,47 @@ pub fn idle_cpu(percent: f64, limit: f64, window_ms: u64, clients: usize) -> Ver
     }
 }
 
+/// What the server's CPU did right after a client of a check left in the
+/// middle of a conversation (`mid-message-disconnect`, `slow-reader`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterLeaving {
+    /// Measured: `cpu_ms` of CPU over `window_ms`, from two samples of the
+    /// server's processes (`idle-cpu`'s sampling).
+    Used {
+        /// CPU milliseconds the server's processes used in the window.
+        cpu_ms: u64,
+        /// How long the window was, in milliseconds.
+        window_ms: u64,
+    },
+    /// Not measured, and why (no process to watch, or none readable).
+    NotMeasured(String),
+}
+
+/// What a check whose client left mid-conversation saw: `seen` (what its
+/// conversation showed, already a pass), and then the CPU `after` (a phrase
+/// such as "after the client left mid-message"), judged as `idle-cpu` judges:
+/// at most `limit` percent of one core. A spin fails the check, with the numbers.
+pub fn after_leaving(seen: &str, after: &str, cpu: &AfterLeaving, limit: f64) -> Verdict {
+    match *cpu {
+        AfterLeaving::NotMeasured(ref why) => Verdict::pass(format!(
+            "{seen}; the server's CPU was not measured {after} ({why})"
+        )),
+        AfterLeaving::Used { cpu_ms, window_ms } => {
+            let percent = cpu_percent(cpu_ms, window_ms);
+            let used = format!(
+                "{after} the server used {cpu_ms} ms of CPU in {window_ms} ms ({percent:.1}% of one core, limit {limit}%)"
+            );
+            if percent <= limit {
+                Verdict::pass(format!("{seen}; {used}"))
+            } else {
+                Verdict::fail(format!(
+                    "{seen}, but {used}: something spins, most likely a loop that keeps calling recv() after it returned b''"
+                ))
+            }
+        }
+    }
+}
+
 /// How the memory of `memory-bounded` was watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryWatch {
@@ -237,6 +278,68 @@ mod tests {
             v.reason.starts_with("97.0% of one core over 1000 ms"),
             "{}",
             v.reason
+        );
+    }
+
+    #[test]
+    fn a_spin_after_a_client_left_fails_with_the_numbers() {
+        let seen = "the next client was answered";
+        let after = "after the client left mid-message";
+        let spin = AfterLeaving::Used {
+            cpu_ms: 480,
+            window_ms: 500,
+        };
+        let v = after_leaving(seen, after, &spin, 10.0);
+        assert_eq!(v.status, Status::Fail);
+        assert_eq!(
+            v.reason,
+            "the next client was answered, but after the client left mid-message the server used \
+             480 ms of CPU in 500 ms (96.0% of one core, limit 10%): something spins, most likely \
+             a loop that keeps calling recv() after it returned b''"
+        );
+        let idle = AfterLeaving::Used {
+            cpu_ms: 10,
+            window_ms: 1000,
+        };
+        let v = after_leaving(seen, after, &idle, 10.0);
+        assert_eq!(v.status, Status::Pass);
+        assert_eq!(
+            v.reason,
+            "the next client was answered; after the client left mid-message the server used \
+             10 ms of CPU in 1000 ms (1.0% of one core, limit 10%)"
+        );
+        // The limit is inclusive, as idle-cpu's.
+        let at = AfterLeaving::Used {
+            cpu_ms: 100,
+            window_ms: 1000,
+        };
+        assert_eq!(after_leaving(seen, after, &at, 10.0).status, Status::Pass);
+        let over = AfterLeaving::Used {
+            cpu_ms: 101,
+            window_ms: 1000,
+        };
+        assert_eq!(after_leaving(seen, after, &over, 10.0).status, Status::Fail);
+        // A window of no time used no CPU worth judging.
+        let none = AfterLeaving::Used {
+            cpu_ms: 0,
+            window_ms: 0,
+        };
+        assert_eq!(after_leaving(seen, after, &none, 0.0).status, Status::Pass);
+    }
+
+    #[test]
+    fn without_a_process_the_spin_is_said_to_be_unmeasured() {
+        let v = after_leaving(
+            "the next client was answered",
+            "after the client left mid-message",
+            &AfterLeaving::NotMeasured("run with --spawn".into()),
+            10.0,
+        );
+        assert_eq!(v.status, Status::Pass);
+        assert_eq!(
+            v.reason,
+            "the next client was answered; the server's CPU was not measured after the client \
+             left mid-message (run with --spawn)"
         );
     }
 

@@ -149,12 +149,62 @@ fn trama_echo_framed_passes_everything() {
         reason(&report, "idle-cpu").contains("% of one core"),
         "{report}"
     );
+    assert_cpu_measured_after_leaving(&report);
+}
+
+/// The checks whose client leaves mid-conversation measured the server's
+/// CPU after it left (and it passed: the caller asserts the statuses).
+fn assert_cpu_measured_after_leaving(report: &Value) {
+    for (check, after) in [
+        (
+            "slow-reader",
+            "after the client that never reads left the server used ",
+        ),
+        (
+            "mid-message-disconnect",
+            "after the client left mid-message the server used ",
+        ),
+    ] {
+        let why = reason(report, check);
+        assert!(
+            why.contains(after) && why.contains(" ms of CPU in "),
+            "{check}: {report}"
+        );
+    }
 }
 
 #[test]
 #[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn the_correct_python_server_passes_everything() {
-    expect_spawned(&defect("correct"), &[], &[]);
+    let report = expect_spawned(&defect("correct"), &[], &[]);
+    assert_cpu_measured_after_leaving(&report);
+}
+
+/// The framed server the notes' readers are told to copy
+/// (`tests/python/framed_server.py`) does not spin once a client left, with
+/// a reset or in the middle of a message.
+#[test]
+#[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
+fn the_framed_server_to_copy_idles_after_a_client_left_mid_conversation() {
+    let _turn = turn();
+    let python = ok(python3());
+    let script = ok(python_script("framed_server.py"));
+    let command = format!("{} -u {} 0", quote(Path::new(&python)), quote(&script));
+    let (code, report) = check_json(&[
+        "--spawn",
+        &command,
+        "--check",
+        "one-message",
+        "--check",
+        "concurrent-clients",
+        "--check",
+        "slow-reader",
+        "--check",
+        "mid-message-disconnect",
+    ]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["passed"], 4, "{report}");
+    assert_cpu_measured_after_leaving(&report);
 }
 
 #[test]
@@ -225,9 +275,42 @@ fn helpers_carrying(marker: &str) -> Vec<u32> {
 
 #[test]
 #[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
-fn a_spin_on_disconnect_fails_idle_cpu() {
-    let report = expect_spawned(&defect("spin"), &["idle-cpu"], &["threads-released"]);
+fn a_spin_on_disconnect_fails_where_a_client_left_and_idle_cpu() {
+    // Its threads spin from the first client that leaves: each check whose
+    // client leaves mid-conversation sees the CPU burn, and idle-cpu too.
+    let report = expect_spawned(
+        &defect("spin"),
+        &["slow-reader", "mid-message-disconnect", "idle-cpu"],
+        &["threads-released"],
+    );
     assert!(reason(&report, "idle-cpu").contains("spins"), "{report}");
+    let why = reason(&report, "mid-message-disconnect");
+    assert!(
+        why.contains(
+            "the next client was answered, but after the client left mid-message the server used "
+        ) && why.contains(" ms of CPU in ")
+            && why.contains("something spins"),
+        "{report}"
+    );
+    let why = reason(&report, "slow-reader");
+    assert!(
+        why.contains("after the client that never reads left the server used ")
+            && why.contains(" ms of CPU in "),
+        "{report}"
+    );
+    for check in ["slow-reader", "mid-message-disconnect"] {
+        let hint = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == check)
+            .and_then(|c| c["hint"].as_str())
+            .unwrap_or_default();
+        assert!(
+            hint.contains("when recv returns b''") && hint.contains("Servidor con manejo"),
+            "{check}: {report}"
+        );
+    }
 }
 
 #[test]
@@ -338,6 +421,17 @@ fn without_spawn_the_process_checks_are_skipped() {
         "{report}"
     );
     assert!(reason(&report, "idle-cpu").contains("--spawn"), "{report}");
+    // The disconnect checks pass on their conversation, and say what they did not measure.
+    assert!(
+        reason(&report, "mid-message-disconnect").ends_with(
+            "; the server's CPU was not measured after the client left mid-message (run with --spawn)"
+        ),
+        "{report}"
+    );
+    assert!(
+        reason(&report, "slow-reader").contains("not measured"),
+        "{report}"
+    );
     // The human form: a line per check and the summary.
     let mut cmd = Command::new(CHECK);
     // English, whatever the locale: the tests read the English report.

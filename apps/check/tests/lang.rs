@@ -172,6 +172,39 @@ fn a_spin_gets_the_b_empty_hint() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "--spawn needs sh, and python3 cannot be started under wine"
+)]
+fn a_spin_after_a_client_left_mid_message_is_told_in_spanish() {
+    let server = defect("spin");
+    let (code, out) = check(
+        &[
+            "--spawn",
+            server.as_str(),
+            "--check",
+            "one-message",
+            "--check",
+            "mid-message-disconnect",
+            "--lang",
+            "es",
+        ],
+        None,
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("pero después de que el cliente se fue a medio mensaje el servidor usó ")
+            && out.contains(" ms de CPU en "),
+        "{out}"
+    );
+    assert!(
+        out.contains("pista: el servidor siguió gastando CPU"),
+        "{out}"
+    );
+    assert!(out.contains("cuando recv devuelva b''"), "{out}");
+}
+
+#[test]
 fn list_speaks_spanish() {
     let (_, out) = check(&["--list", "--lang", "es"], None);
     assert!(out.contains("detecta: un solo recv()"), "{out}");

@@ -8,6 +8,7 @@
 //! ([`out`], [`say!`]), completions and man pages ([`generate`]); and what
 //! Linux's `/proc` says about a process ([`procfs`]).
 
+pub mod console;
 pub mod exit;
 pub mod generate;
 pub mod out;

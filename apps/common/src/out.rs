@@ -12,6 +12,13 @@ use std::io::Write;
 /// process with [`exit::OK`](crate::exit::OK), on any other write error end
 /// it with [`exit::FAILURE`](crate::exit::FAILURE) and a line on stderr.
 pub fn line(args: std::fmt::Arguments<'_>) {
+    // Above the line being typed, if a console is editing one.
+    if let Some(printed) = crate::console::print_above(args.to_string()) {
+        if let Err(e) = printed {
+            end_on_write_error(&e);
+        }
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let written = out.write_fmt(args).and_then(|()| {
         out.write_all(b"\n")?;

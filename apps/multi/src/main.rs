@@ -6,7 +6,6 @@
 //! server's label. A server that goes away is reconnected in the background
 //! while the others keep working; a line for it waits until it is back.
 
-use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -105,7 +104,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let (multi, labels) = (multi.clone(), labels.clone());
         std::thread::spawn(move || print_events(&multi, &labels, quiet))
     };
-    for line in std::io::stdin().lock().lines() {
+    // Typed lines; what arrives meanwhile prints above the one being typed.
+    let mut console = trama_cli::console::Console::new();
+    while let Some(line) = console.next_line() {
         let line = line?;
         if line.trim().is_empty() {
             continue;

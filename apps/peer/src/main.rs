@@ -8,7 +8,6 @@
 //! each side dials the other and keeps both connections.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -151,7 +150,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     // Said once every thread of an idle peer runs, so whoever waits for this
     // line (tests, scripts) sees the peer as it will stay.
     eprintln!("listening on {local}");
-    for line in std::io::stdin().lock().lines() {
+    // Typed lines; what arrives meanwhile prints above the one being typed.
+    let mut console = trama_cli::console::Console::new();
+    while let Some(line) = console.next_line() {
         let line = line?;
         if line.trim().is_empty() {
             continue;

@@ -1,0 +1,168 @@
+//! A console that keeps what you type: the lines a person types, read with a
+//! line editor when stdin and stdout are a terminal, so that messages which
+//! arrive meanwhile are printed *above* the line being typed and the line is
+//! redrawn below them (the notes' chat client prints into the middle of it).
+//!
+//! While a [`Console`] edits, [`say!`](crate::say) goes through the editor's
+//! printer, so every app that prints with it gets this for nothing. Piped
+//! input (scripts, tests, `printf ... |`) is read line by line as before,
+//! with no editor and no prompt.
+
+use std::io::{self, BufRead, IsTerminal};
+use std::sync::Mutex;
+
+use rustyline::error::ReadlineError;
+use rustyline::{DefaultEditor, ExternalPrinter};
+
+/// Prints above the line being edited; `None` while no editor reads.
+type Above = Box<dyn FnMut(String) -> io::Result<()> + Send>;
+static ABOVE: Mutex<Option<Above>> = Mutex::new(None);
+
+/// Print `line` above the line being edited, if a console is editing one.
+/// `None` when none is: the caller writes to stdout itself.
+pub(crate) fn print_above(line: String) -> Option<io::Result<()>> {
+    let mut above = ABOVE.lock().unwrap_or_else(|e| e.into_inner());
+    above.as_mut().map(|print| print(line))
+}
+
+fn stop_printing_above() {
+    *ABOVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Where typed lines come from.
+pub struct Console {
+    source: Source,
+}
+
+enum Source {
+    Editor(Box<DefaultEditor>),
+    Plain(io::Lines<io::StdinLock<'static>>),
+    Done,
+}
+
+impl Console {
+    /// A line editor if stdin and stdout are both a terminal (and the
+    /// editor starts), otherwise plain lines from stdin.
+    pub fn new() -> Console {
+        let terminal = io::stdin().is_terminal() && io::stdout().is_terminal();
+        if terminal {
+            match editor() {
+                Ok(source) => {
+                    terminal_mode::save();
+                    return Console { source };
+                }
+                Err(e) => log::debug!("no line editor ({e}); reading plain lines"),
+            }
+        }
+        Console {
+            source: Source::Plain(io::stdin().lock().lines()),
+        }
+    }
+
+    /// True when typed lines are edited (a terminal).
+    pub fn is_editing(&self) -> bool {
+        matches!(self.source, Source::Editor(_))
+    }
+
+    /// The next typed line, without its line end; `None` at the end of the
+    /// input (Ctrl-D, or Ctrl-C while editing).
+    pub fn next_line(&mut self) -> Option<io::Result<String>> {
+        let got = match &mut self.source {
+            Source::Done => return None,
+            Source::Plain(lines) => return lines.next(),
+            Source::Editor(editor) => editor.readline(""),
+        };
+        match got {
+            Ok(line) => {
+                if let Source::Editor(editor) = &mut self.source {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                }
+                Some(Ok(line))
+            }
+            Err(ReadlineError::Eof | ReadlineError::Interrupted) => {
+                self.finish();
+                None
+            }
+            Err(e) => {
+                self.finish();
+                Some(Err(io::Error::other(e)))
+            }
+        }
+    }
+
+    /// No more lines: from now on output goes straight to stdout (nothing
+    /// would show it above a line that is no longer being edited).
+    fn finish(&mut self) {
+        stop_printing_above();
+        self.source = Source::Done;
+    }
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console::new()
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if self.is_editing() {
+            stop_printing_above();
+        }
+    }
+}
+
+fn editor() -> rustyline::Result<Source> {
+    let mut editor = DefaultEditor::new()?;
+    let mut printer = editor.create_external_printer()?;
+    *ABOVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move |mut line: String| {
+        line.push('\n');
+        printer.print(line).map_err(io::Error::other)
+    }));
+    Ok(Source::Editor(Box::new(editor)))
+}
+
+/// Put the terminal back as it was before the editor took it, for a
+/// program that ends from another thread while a line is being edited (the
+/// editor restores it itself when its read returns). Does nothing when no
+/// console edits, and nothing on Windows, whose console modes end with the
+/// process that set them.
+pub fn restore_terminal() {
+    stop_printing_above();
+    terminal_mode::restore();
+}
+
+#[cfg(unix)]
+mod terminal_mode {
+    use std::sync::Mutex;
+
+    static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
+
+    pub(super) fn save() {
+        // SAFETY: tcgetattr writes a termios into the zeroed struct we own.
+        #[allow(unsafe_code)]
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            (libc::tcgetattr(libc::STDIN_FILENO, &mut t) == 0).then_some(t)
+        };
+        *SAVED.lock().unwrap_or_else(|e| e.into_inner()) = saved;
+    }
+
+    pub(super) fn restore() {
+        if let Some(t) = SAVED.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            // SAFETY: the termios was filled by tcgetattr for this descriptor.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t);
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod terminal_mode {
+    pub(super) fn save() {}
+    pub(super) fn restore() {}
+}
