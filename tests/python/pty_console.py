@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import time
 
 DEADLINE = 20.0
@@ -80,6 +81,14 @@ def main():
     while b"you are now bea" not in read_frame(bea):
         pass
     read_until(b"is now bea")
+    # Type only once the editor holds the terminal (canonical mode off):
+    # typed earlier, the kernel would echo the text itself before the
+    # editor reads it, and the screen would show it twice.
+    end = time.monotonic() + DEADLINE
+    while termios.tcgetattr(leader)[3] & termios.ICANON:
+        if time.monotonic() > end:
+            fail("the console never took the terminal for its editor", screen)
+        time.sleep(0.02)
     os.write(leader, b"mensaje a medio")
     read_until(b"mensaje a medio")
     typed_at = screen.rindex(b"mensaje a medio")

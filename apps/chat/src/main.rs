@@ -138,7 +138,12 @@ fn join(args: Join) -> AppResult {
     eprintln!("connected to {}", client.peer_addr());
 
     // Ctrl-C: leave; the OS closes the socket with a normal FIN.
-    if let Err(e) = ctrlc::set_handler(|| std::process::exit(0)) {
+    if let Err(e) = ctrlc::set_handler(|| {
+        // A signal from outside (SIGTERM, SIGHUP) may come while the editor
+        // has the terminal raw: give it back as it was found.
+        trama_cli::console::restore_terminal();
+        std::process::exit(0)
+    }) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
 

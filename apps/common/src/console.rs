@@ -130,9 +130,22 @@ fn editor() -> rustyline::Result<Source> {
 /// console edits, and nothing on Windows, whose console modes end with the
 /// process that set them.
 pub fn restore_terminal() {
-    stop_printing_above();
+    let was_editing = ABOVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .is_some();
+    if was_editing {
+        // The editor draws printed lines from its own thread when it next
+        // wakes; the last ones (a server's `* bye`) would be lost if the
+        // process ended at once. A moment lets it draw them first.
+        std::thread::sleep(DRAW_GRACE);
+    }
     terminal_mode::restore();
 }
+
+/// How long [`restore_terminal`] leaves the editor to draw what was printed.
+const DRAW_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[cfg(unix)]
 mod terminal_mode {

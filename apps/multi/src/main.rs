@@ -95,7 +95,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .with_tls(cli.tls.config()?)
         .with_backoff(trama_protocol::Backoff::default().with_max(cli.max_backoff));
     let multi = Arc::new(MultiClient::start(servers, config)?);
-    if let Err(e) = ctrlc::set_handler(|| std::process::exit(0)) {
+    if let Err(e) = ctrlc::set_handler(|| {
+        // A signal from outside (SIGTERM, SIGHUP) may come while the editor
+        // has the terminal raw: give it back as it was found.
+        trama_cli::console::restore_terminal();
+        std::process::exit(0)
+    }) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
 

@@ -103,7 +103,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| cli.listen.clone());
-    if let Err(e) = ctrlc::set_handler(|| std::process::exit(0)) {
+    if let Err(e) = ctrlc::set_handler(|| {
+        // A signal from outside (SIGTERM, SIGHUP) may come while the editor
+        // has the terminal raw: give it back as it was found.
+        trama_cli::console::restore_terminal();
+        std::process::exit(0)
+    }) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
     let state = Arc::new(Mutex::new(if cli.compat {
