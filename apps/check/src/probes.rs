@@ -255,13 +255,23 @@ impl<'a> Probe<'a> {
     }
 
     /// The CPU milliseconds the server's processes use over `--idle-window`
-    /// from now, and the window's length in milliseconds (two samples).
+    /// from now, and the window's length in milliseconds (two samples); a
+    /// failure when no process of the first sample is left in the second.
     fn cpu_over_window(&mut self) -> Step<(u64, u64)> {
         let first = self.sample()?;
         let t0 = Instant::now();
         thread::sleep(self.opts.idle_window);
         let second = self.sample()?;
         let window_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // Processes gone by either sample have no CPU to compare: their 0 ms
+        // would read as a quiet server.
+        if second
+            .cpu_ms
+            .keys()
+            .all(|pid| !first.cpu_ms.contains_key(pid))
+        {
+            return Err(Fail("the server's processes are gone".into()));
+        }
         Ok((second.cpu_ms_since(&first), window_ms))
     }
 
