@@ -45,7 +45,10 @@ def recibir_archivo(sock, destino):
     faltan = largo
     with open(temporal, "wb") as archivo:
         while faltan > 0:
-            parte = sock.recv(min(faltan, PEDAZO))
+            try:
+                parte = sock.recv(min(faltan, PEDAZO))
+            except OSError:  # a reset: the sender left as surely as with b''
+                break
             if not parte:  # b'': the sender left; it will never send the rest
                 break
             archivo.write(parte)

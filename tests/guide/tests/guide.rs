@@ -18,7 +18,7 @@ use trama_guide_tests::{
 const SOLUTIONS: &str = "tests/guide/solutions";
 
 // What running the guide's commands needs (unix only: see guide_and_guia_commands_run).
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::{
     io::{BufRead, BufReader},
     os::unix::process::CommandExt,
@@ -28,20 +28,20 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use trama_guide_tests::{cargo_examples, direct_examples, file_name, trama_programs, Step};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use trama_test_support::READY_PREFIX;
 
 /// Blocks run at once.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const PARALLEL_BLOCKS: usize = 4;
 /// A foreground command that takes longer than this is killed and fails.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a background server may take to print `listening on ADDR`, and
 /// a background program to print the lines the guide shows after it.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn workspace() -> PathBuf {
@@ -217,8 +217,10 @@ fn every_chapter_has_a_python_exercise_run_against_its_solution() {
 }
 
 // The console blocks are POSIX shell sessions (sh -c, python3, kill, process
-// groups, symlinks): they are the guide's commands on Linux and macOS.
-#[cfg(unix)]
+// groups), the guide's commands on Linux and macOS alike; the test runs them on
+// Linux only, because each block gets a network namespace of its own (unshare,
+// nsenter, ip), so that blocks on the apps' fixed ports can run side by side.
+#[cfg(target_os = "linux")]
 #[test]
 fn guide_and_guia_commands_run() {
     let files = guide_files();
@@ -295,7 +297,7 @@ fn guide_and_guia_commands_run() {
 /// Builds the packages of the programs the guide runs (each app's package
 /// is named like its binary) and the examples it runs with `cargo run`, and
 /// returns the directory holding the binaries.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn build(programs: &BTreeSet<String>, examples: &BTreeSet<(String, String)>) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<this test> -> target/<profile>
@@ -340,7 +342,7 @@ fn build(programs: &BTreeSet<String>, examples: &BTreeSet<(String, String)>) -> 
 
 /// The package that builds a program: the app's package is named like its
 /// binary, except the tap's (`trama-tap` is the tap's library crate).
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn package_of(program: &str) -> &str {
     match program {
         "trama-tap" => "trama-tap-cli",
@@ -350,7 +352,7 @@ fn package_of(program: &str) -> &str {
 
 /// A shell command running in a process group of its own, its stdout
 /// (where the command's stderr is also sent) read line by line.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 struct Spawned {
     child: Child,
     /// For a background program: kept open and never written, like a
@@ -361,7 +363,7 @@ struct Spawned {
     reader: Option<thread::JoinHandle<()>>,
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 impl Spawned {
     fn start(mut cmd: Command, background: bool) -> std::io::Result<Spawned> {
         cmd.stdin(if background {
@@ -433,7 +435,7 @@ impl Spawned {
     }
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 impl Drop for Spawned {
     fn drop(&mut self) {
         self.kill_group();
@@ -442,14 +444,14 @@ impl Drop for Spawned {
 
 /// How a block gets a network namespace of its own: as root, `unshare
 /// --net`; otherwise in a user namespace too, where this user is root.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Namespaces {
     Net,
     UserAndNet,
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 impl Namespaces {
     /// Which kind can be made here (with a loopback interface brought up);
     /// fails the test, saying why, when none can.
@@ -525,13 +527,13 @@ impl Namespaces {
 }
 
 /// A program started with `&`, with the step that started it.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 struct Background {
     step: Step,
     spawned: Spawned,
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn run_block(
     block: &Block,
     bin_dir: &Path,
@@ -653,7 +655,7 @@ fn run_block(
 }
 
 /// Waits for the background program's `listening on ADDR` line.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn wait_ready(bg: &Background) -> Result<String, String> {
     let deadline = Instant::now() + BACKGROUND_TIMEOUT;
     loop {
