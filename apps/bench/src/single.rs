@@ -296,7 +296,7 @@ pub fn bulk(b: &Bulk, ticker: &mut Ticker) -> Result<Report, SingleError> {
             break;
         }
         sent += 1;
-        if sent % 256 == 0 {
+        if sent.is_multiple_of(256) {
             ticker.maybe(|| {
                 let el = t0.elapsed().as_secs_f64().max(1e-9);
                 format!(
