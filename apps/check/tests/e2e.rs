@@ -6,105 +6,27 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
+use common::{
+    check_command, defect, ok, parse_report, python_command, quote, read_json, reason,
+    servidor_template, set, submission, trama_echo, turn, with, FAST, RUN_DEADLINE,
+};
 use serde_json::Value;
-use trama_test_support::{python3, python_script, run_command, workspace_binary, ServerProcess};
-
-const CHECK: &str = env!("CARGO_BIN_EXE_trama-check");
-
-/// One battery with the short windows below stays well under this.
-const RUN_DEADLINE: Duration = Duration::from_secs(120);
-
-/// Short windows so a battery takes seconds. The timeout only costs time
-/// when a server does not answer; it is generous for a machine under load.
-const FAST: [&str; 8] = [
-    "--timeout",
-    "5s",
-    "--idle-window",
-    "1s",
-    "--settle",
-    "1s",
-    "--byte-gap",
-    "20ms",
-];
+use trama_test_support::{run_command, ServerProcess};
 
 /// Thread counts are read on Linux only: elsewhere `threads-released` is
 /// skipped, whatever the server does (docs/CHECKS.md).
 const COUNTS_THREADS: bool = cfg!(target_os = "linux");
 
-/// One battery at a time.
-fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn ok<T>(r: trama_test_support::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `s` as one word for `sh`.
-fn quote(s: &Path) -> String {
-    format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"))
-}
-
-/// `trama-echo`, next to `trama-check` (built if missing).
-fn trama_echo() -> PathBuf {
-    ok(workspace_binary(CHECK, "trama-echo", &["trama-echo"]))
-}
-
-/// The shell command that starts the Python server `name` on a free port.
-fn defect(name: &str) -> String {
-    let python = ok(python3());
-    let script = ok(python_script(&format!("defects/{name}.py")));
-    format!(
-        "{} -u {} --port 0",
-        quote(Path::new(&python)),
-        quote(&script)
-    )
-}
-
 /// Run `trama-check ARGS --json` and return its exit code and report.
 fn check_json(args: &[&str]) -> (i32, Value) {
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.args(FAST).args(args).arg("--json");
     let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
-    (status.code().unwrap(), report)
-}
-
-/// The names of the checks with `status`.
-fn with(report: &Value, status: &str) -> BTreeSet<String> {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["status"] == status)
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-fn reason<'a>(report: &'a Value, name: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .and_then(|c| c["reason"].as_str())
-        .unwrap()
+    (status.code().unwrap(), parse_report(&stdout, &stderr))
 }
 
 /// Spawn `command`, run the whole battery, and check the failed and skipped sets.
@@ -187,9 +109,7 @@ fn the_correct_python_server_passes_everything() {
 #[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn the_framed_server_to_copy_idles_after_a_client_left_mid_conversation() {
     let _turn = turn();
-    let python = ok(python3());
-    let script = ok(python_script("framed_server.py"));
-    let command = format!("{} -u {} 0", quote(Path::new(&python)), quote(&script));
+    let command = python_command("framed_server.py", "0");
     let (code, report) = check_json(&[
         "--spawn",
         &command,
@@ -244,9 +164,9 @@ fn a_helper_that_left_the_process_group_is_stopped_with_the_server() {
     // a zombie until reaped: it counts as gone.
     let marker = pid_file.to_string_lossy().into_owned();
     let alive = || helpers_carrying(&marker);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !alive().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let left = alive();
     if !left.is_empty() {
@@ -391,9 +311,7 @@ fn a_bounded_pool_of_threads_is_not_a_leak() {
 #[cfg_attr(windows, ignore = "needs python3; under wine a test cannot start it")]
 fn the_notes_echo_server_ends_with_its_first_client() {
     let _turn = turn();
-    let python = ok(python3());
-    let script = ok(python_script("notes_echo_server.py"));
-    let command = format!("{} -u {} 0", quote(Path::new(&python)), quote(&script));
+    let command = python_command("notes_echo_server.py", "0");
     let (code, report) = check_json(&["--spawn", &command, "--dialect", "raw"]);
     assert_eq!(code, 3, "{report}");
     assert_eq!(with(&report, "fail"), set(&["one-message"]), "{report}");
@@ -433,11 +351,7 @@ fn without_spawn_the_process_checks_are_skipped() {
         "{report}"
     );
     // The human form: a line per check and the summary.
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.arg(&addr)
         .args(FAST)
         .args(["--check", "one-message", "--check", "garbage"]);
@@ -452,11 +366,7 @@ fn without_spawn_the_process_checks_are_skipped() {
 
 #[test]
 fn a_server_that_never_listens_is_an_error() {
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.args([
         "--spawn",
         "echo 'Traceback: SyntaxError' >&2; exit 1",
@@ -476,8 +386,6 @@ fn batch_gives_the_expected_table() {
     let dir = std::env::temp_dir().join(format!("trama-check-batch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let subs = dir.join("subs");
-    let defects = ok(python_script("defects/common.py"));
-    let defects = defects.parent().unwrap();
     for (student, server) in [
         ("ana", Some("correct")),
         ("bea", Some("single_recv")),
@@ -485,25 +393,15 @@ fn batch_gives_the_expected_table() {
         ("dani", None),
     ] {
         let folder = subs.join(student);
-        std::fs::create_dir_all(&folder).unwrap();
-        if let Some(server) = server {
-            std::fs::copy(defects.join("common.py"), folder.join("common.py")).unwrap();
-            std::fs::copy(
-                defects.join(format!("{server}.py")),
-                folder.join("servidor.py"),
-            )
-            .unwrap();
+        match server {
+            Some(server) => submission(&folder, server),
+            None => std::fs::create_dir_all(&folder).unwrap(),
         }
     }
-    let python = ok(python3());
-    let template = format!("{} -u {{}}/servidor.py --port 0", quote(Path::new(&python)));
+    let template = servidor_template(0);
     let csv = dir.join("out.csv");
     let json = dir.join("out.json");
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.arg("batch")
         .arg(&subs)
         .args([
@@ -553,7 +451,7 @@ fn batch_gives_the_expected_table() {
     assert!(rows[4].join(",").ends_with(&",skip".repeat(13)), "{table}");
     assert!(rows[4][4].contains("servidor.py"), "{table}");
 
-    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let summary = read_json(&json);
     let subs_json = summary["submissions"].as_array().unwrap();
     assert_eq!(subs_json.len(), 4);
     assert_eq!(subs_json[1]["submission"], "bea");
@@ -571,20 +469,10 @@ fn batch_stops_a_submission_at_its_time_limit() {
     let _turn = turn();
     let dir = std::env::temp_dir().join(format!("trama-check-limit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let folder = dir.join("subs").join("slow");
-    std::fs::create_dir_all(&folder).unwrap();
-    let defects = ok(python_script("defects/common.py"));
-    let defects = defects.parent().unwrap();
-    std::fs::copy(defects.join("common.py"), folder.join("common.py")).unwrap();
-    std::fs::copy(defects.join("serial.py"), folder.join("servidor.py")).unwrap();
-    let python = ok(python3());
-    let template = format!("{} -u {{}}/servidor.py --port 0", quote(Path::new(&python)));
+    submission(&dir.join("subs").join("slow"), "serial");
+    let template = servidor_template(0);
     let json = dir.join("out.json");
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.arg("batch")
         .arg(dir.join("subs"))
         .args(["--spawn", &template, "--time-limit", "1s"])
@@ -595,7 +483,7 @@ fn batch_stops_a_submission_at_its_time_limit() {
         .arg(&json);
     let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
     assert!(status.success(), "{stdout}\n{stderr}");
-    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let summary = read_json(&json);
     let report = &summary["submissions"][0];
     // The serial server makes concurrent-clients wait out its 5 s timeout,
     // which is past the 1 s limit: the checks after it do not run.
@@ -613,9 +501,7 @@ fn batch_stops_a_submission_at_its_time_limit() {
 fn reply_mode_compares_with_the_answer_to_the_whole_message() {
     let _turn = turn();
     // The notes' chat server answers "Acción asociada a ..." to every non-empty message.
-    let python = ok(python3());
-    let script = ok(python_script("notes_chat_server.py"));
-    let command = format!("{} -u {} 0", quote(Path::new(&python)), quote(&script));
+    let command = python_command("notes_chat_server.py", "0");
     let (code, report) = check_json(&[
         "--spawn",
         &command,

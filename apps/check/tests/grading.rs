@@ -14,42 +14,24 @@
 #![allow(clippy::unwrap_used)]
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{
+    check_command, ok, python, quote, read_json, servidor_template, submission, CHECK, FAST,
+};
 use serde_json::Value;
 use trama_test_support::{python3, python_script, run_command};
 
-const CHECK: &str = env!("CARGO_BIN_EXE_trama-check");
 const DEADLINE: Duration = Duration::from_secs(600);
-
-/// Short windows, as in e2e.rs.
-const FAST: [&str; 8] = [
-    "--timeout",
-    "5s",
-    "--idle-window",
-    "1s",
-    "--settle",
-    "1s",
-    "--byte-gap",
-    "20ms",
-];
-
-fn ok<T>(r: trama_test_support::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn quote(s: &Path) -> String {
-    format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"))
-}
 
 /// The submissions: four servers with one known defect or none, and one
 /// that has no server at all.
 fn submissions(root: &Path) -> PathBuf {
     let subs = root.join("subs");
-    let defects = ok(python_script("defects/common.py"));
-    let defects = defects.parent().unwrap();
     for (student, server) in [
         ("ana", Some("correct")),
         ("bea", Some("single_recv")),
@@ -58,14 +40,9 @@ fn submissions(root: &Path) -> PathBuf {
         ("eva", Some("correct")),
     ] {
         let folder = subs.join(student);
-        std::fs::create_dir_all(&folder).unwrap();
-        if let Some(server) = server {
-            std::fs::copy(defects.join("common.py"), folder.join("common.py")).unwrap();
-            std::fs::copy(
-                defects.join(format!("{server}.py")),
-                folder.join("servidor.py"),
-            )
-            .unwrap();
+        match server {
+            Some(server) => submission(&folder, server),
+            None => std::fs::create_dir_all(&folder).unwrap(),
         }
     }
     subs
@@ -87,11 +64,7 @@ fn require_network_namespaces() {
 
 /// Run `trama-check ARGS` and return its stdout and the wall time.
 fn check(args: &[&str]) -> (String, Duration) {
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.args(args);
     let start = Instant::now();
     let (status, stdout, stderr) = ok(run_command(cmd, DEADLINE));
@@ -104,11 +77,7 @@ fn check(args: &[&str]) -> (String, Duration) {
 /// JSON and how long it took.
 fn batch(subs: &Path, out: &Path, extra: &[&str]) -> (String, Value, Duration) {
     std::fs::create_dir_all(out).unwrap();
-    let python = ok(python3());
-    let template = format!(
-        "{} -u {{}}/servidor.py --port 8080",
-        quote(Path::new(&python))
-    );
+    let template = servidor_template(8080);
     let csv = out.join("out.csv");
     let json = out.join("out.json");
     let mut args: Vec<String> = vec![
@@ -130,7 +99,7 @@ fn batch(subs: &Path, out: &Path, extra: &[&str]) -> (String, Value, Duration) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (_, took) = check(&args);
     let table = std::fs::read_to_string(&csv).unwrap();
-    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let summary: Value = read_json(&json);
     (table, summary, took)
 }
 
@@ -159,7 +128,7 @@ fn submissions_of(v: &Value) -> Vec<Verdicts> {
 
 /// The scores of a Gradescope file.
 fn scores(path: &Path) -> Vec<(String, f64, f64)> {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v: Value = read_json(path);
     let mut all = vec![("total".to_string(), v["score"].as_f64().unwrap(), 0.0)];
     for t in v["tests"].as_array().unwrap() {
         all.push((
@@ -449,8 +418,7 @@ fn a_batch_of_fixed_port_servers_graded_in_parallel_in_shards_and_in_every_forma
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     check(&args);
     assert_eq!(std::fs::read_to_string(&m_csv).unwrap(), serial_csv);
-    let merged_json: Value =
-        serde_json::from_str(&std::fs::read_to_string(&m_json).unwrap()).unwrap();
+    let merged_json: Value = read_json(&m_json);
     assert_eq!(submissions_of(&merged_json), submissions_of(&serial));
     for sub in ["ana", "bea", "cris", "dani", "eva"] {
         let file = Path::new(sub).join("results.json");
@@ -469,7 +437,6 @@ fn a_spawned_program_is_limited_and_alone_on_its_loopback() {
     let root = std::env::temp_dir().join(format!("trama-check-limits-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
-    let python = ok(python3());
     let server = ok(python_script("defects/correct.py"));
     // What the program sees, written before it becomes the server.
     let command = format!(
@@ -478,7 +445,7 @@ fn a_spawned_program_is_limited_and_alone_on_its_loopback() {
         files = quote(&root.join("files")),
         memory = quote(&root.join("memory")),
         net = quote(&root.join("net")),
-        python = quote(Path::new(&python)),
+        python = python(),
         server = quote(&server),
     );
     let gs = root.join("results.json");
@@ -513,7 +480,7 @@ fn a_spawned_program_is_limited_and_alone_on_its_loopback() {
         .map(|i| i.trim().to_string())
         .collect();
     assert_eq!(interfaces, ["lo"], "{}", read("net"));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&gs).unwrap()).unwrap();
+    let v: Value = read_json(&gs);
     assert_eq!(v["score"].as_f64(), Some(2.0), "{v}");
     assert_eq!(v["tests"].as_array().map(Vec::len), Some(2), "{v}");
     assert!(std::fs::read_to_string(&junit)

@@ -3,49 +3,15 @@
 //! (`tests/python/defects`) comes with the hint that names the cause, the
 //! fix and the section of the notes, on its own line.
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+mod common;
 
-use trama_test_support::{python3, python_script, run_command};
-
-const CHECK: &str = env!("CARGO_BIN_EXE_trama-check");
-const RUN_DEADLINE: Duration = Duration::from_secs(120);
-/// Short windows (see e2e.rs).
-const FAST: [&str; 8] = [
-    "--timeout",
-    "5s",
-    "--idle-window",
-    "1s",
-    "--settle",
-    "1s",
-    "--byte-gap",
-    "20ms",
-];
-
-fn ok<T>(r: trama_test_support::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The shell command that starts the Python server `name` on a free port.
-fn defect(name: &str) -> String {
-    let python = ok(python3());
-    let script = ok(python_script(&format!("defects/{name}.py")));
-    let quote = |s: &Path| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
-    format!(
-        "{} -u {} --port 0",
-        quote(Path::new(&python)),
-        quote(&script)
-    )
-}
+use common::{check_command, defect, ok, python_command, FAST, RUN_DEADLINE};
+use trama_test_support::run_command;
 
 /// Run trama-check with `args` (and the locale `locale`, if any; none
 /// otherwise): its exit code and stdout.
 fn check(args: &[&str], locale: Option<&str>) -> (i32, String) {
-    let mut cmd = Command::new(CHECK);
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     if let Some(l) = locale {
         cmd.env("LANG", l);
     }
@@ -218,13 +184,7 @@ fn list_speaks_spanish() {
     ignore = "--spawn needs sh, and python3 cannot be started under wine"
 )]
 fn replies_checked_as_echoes_suggest_expect_reply() {
-    let python = ok(python3());
-    let script = ok(python_script("notes_server.py"));
-    let server = format!(
-        "'{}' -u '{}' 0 1",
-        python.to_string_lossy(),
-        script.to_string_lossy()
-    );
+    let server = python_command("notes_server.py", "0 1");
     let args = [
         "--raw",
         "--spawn",

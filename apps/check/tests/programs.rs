@@ -8,17 +8,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::{check_command, ok, parse_report, python, python_command, set, turn, with};
 use serde_json::Value;
-use trama_test_support::{python3, python_script, run_command};
-
-const CHECK: &str = env!("CARGO_BIN_EXE_trama-check");
+use trama_test_support::{python_script, run_command};
 
 /// One kind's checks with the windows below stay well under this.
 const RUN_DEADLINE: Duration = Duration::from_secs(180);
@@ -33,24 +31,9 @@ const FAST: [&str; 6] = [
     "300ms",
 ];
 
-fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn ok<T>(r: trama_test_support::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn quote(s: &Path) -> String {
-    format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"))
-}
-
 /// `python3 -u programs/NAME.py` as a shell command, then `args`.
 fn program(name: &str, args: &str) -> String {
-    let python = ok(python3());
-    let script = ok(python_script(&format!("programs/{name}.py")));
-    format!("{} -u {} {args}", quote(Path::new(&python)), quote(&script))
+    python_command(&format!("programs/{name}.py"), args)
 }
 
 /// A fresh folder for one run.
@@ -69,32 +52,13 @@ fn folder() -> PathBuf {
 fn check_json(args: &[&str]) -> (i32, Value, String) {
     let _turn = turn();
     let dir = folder();
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.current_dir(&dir).args(FAST).args(args).arg("--json");
     let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
     let _ = std::fs::remove_dir_all(&dir);
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    let report = parse_report(&stdout, &stderr);
     let shown = serde_json::to_string_pretty(&report).unwrap();
     (status.code().unwrap(), report, shown)
-}
-
-fn with(report: &Value, status: &str) -> BTreeSet<String> {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["status"] == status)
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
 }
 
 /// Run and check which checks failed and which were skipped.
@@ -302,11 +266,7 @@ fn a_first_peer_that_never_dials_back_fails_first_peer_sends() {
 }
 
 fn list(args: &[&str]) -> String {
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.args(args).arg("--list");
     let (status, stdout, stderr) = ok(run_command(cmd, RUN_DEADLINE));
     assert!(status.success(), "{stderr}");
@@ -342,11 +302,7 @@ fn list_shows_one_kind_or_every_kind_named() {
 #[test]
 fn what_a_kind_needs_is_asked_for() {
     let run = |args: &[&str]| {
-        let mut cmd = Command::new(CHECK);
-        // English, whatever the locale: the tests read the English report.
-        cmd.env_remove("LC_ALL")
-            .env_remove("LC_MESSAGES")
-            .env_remove("LANG");
+        let mut cmd = check_command();
         cmd.args(args);
         let (status, _, stderr) = ok(run_command(cmd, RUN_DEADLINE));
         (status.code().unwrap(), stderr)
@@ -380,9 +336,7 @@ fn what_a_kind_needs_is_asked_for() {
 
 /// A script of `tests/python` (the notes as written) as a shell command.
 fn notes(name: &str, args: &str) -> String {
-    let python = ok(python3());
-    let script = ok(python_script(name));
-    format!("{} -u {} {args}", quote(Path::new(&python)), quote(&script))
+    python_command(name, args)
 }
 
 #[test]
@@ -449,18 +403,13 @@ fn a_batch_of_file_receivers_is_graded_with_their_own_checks() {
         std::fs::copy(&script, sub.join("receptor.py")).unwrap();
         std::fs::write(sub.join("flags"), flags).unwrap();
     }
-    let python = ok(python3());
     // Each runs in (a copy of) its own folder: got.bin is relative to it.
     let spawn = format!(
         "{} -u {{}}/receptor.py 0 got.bin $(cat {{}}/flags)",
-        quote(Path::new(&python))
+        python()
     );
     let (csv, json) = (dir.join("notas.csv"), dir.join("notas.json"));
-    let mut cmd = Command::new(CHECK);
-    // English, whatever the locale: the tests read the English report.
-    cmd.env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG");
+    let mut cmd = check_command();
     cmd.arg("batch")
         .arg(&subs)
         .args(["--program", "file-receiver", "--saved", "got.bin"])

@@ -14,82 +14,20 @@
 // Everything in this file is test code: helpers panic to fail the test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 
+use common::{chat_server, connect, echo, frame, join, ok, sibling, tap, TAP};
 use serde_json::Value;
 use trama_test_support::console::{Console, DEADLINE};
-use trama_test_support::{run_command, workspace_binary, RunOutput, ServerProcess};
-
-const TAP: &str = env!("CARGO_BIN_EXE_trama-tap");
-fn ok<T>(r: trama_test_support::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Another binary of the workspace, next to this package's (built if missing).
-fn sibling(name: &str) -> PathBuf {
-    ok(workspace_binary(TAP, name, &["trama-echo", "trama-chat"]))
-}
-
-fn echo(extra: &[&str]) -> ServerProcess {
-    let mut cmd = Command::new(sibling("trama-echo"));
-    cmd.args(["serve", "--addr", "127.0.0.1:0"])
-        .args(extra)
-        .env_remove("RUST_LOG");
-    ok(ServerProcess::from_command(cmd))
-}
-
-fn chat_server() -> ServerProcess {
-    let mut cmd = Command::new(sibling("trama-chat"));
-    cmd.args(["serve", "--addr", "127.0.0.1:0"])
-        .env_remove("RUST_LOG");
-    ok(ServerProcess::from_command(cmd))
-}
-
-/// `trama-tap --listen 127.0.0.1:0 --to TO ARGS`, once it listens.
-fn tap(to: SocketAddr, args: &[&str]) -> (Console, SocketAddr) {
-    let mut cmd = Command::new(TAP);
-    cmd.args(["--listen", "127.0.0.1:0", "--to", &to.to_string()])
-        .args(args);
-    let mut c = Console::spawn(format!("trama-tap {}", args.join(" ")), cmd);
-    let addr = c.addr();
-    (c, addr)
-}
-
-/// `trama-chat join --name NAME` to `addr`, once the name is confirmed.
-fn join(addr: SocketAddr, name: &str) -> Console {
-    let mut cmd = Command::new(sibling("trama-chat"));
-    cmd.args([
-        "join",
-        "--addr",
-        &addr.to_string(),
-        "--wait",
-        "1s",
-        "--name",
-        name,
-    ]);
-    let mut c = Console::spawn(format!("join {name}"), cmd);
-    c.expect(&format!("* you are now {name}"));
-    c
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.set_write_timeout(Some(DEADLINE)).unwrap();
-    s
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
-}
+use trama_test_support::{run_command, RunOutput, ServerProcess};
 
 fn recv_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut header = [0u8; 4];
@@ -345,14 +283,21 @@ fn split_at_every_byte_chat_still_works() {
     tap.kill();
 }
 
+/// A chat server with a tap in front of it that injects `fault`; ana joins
+/// through the tap, bea straight to the server, and bea has seen ana named.
+fn ana_through_a_tap(fault: &str) -> (ServerProcess, Console, Console, Console) {
+    let server = chat_server();
+    let (tap, addr) = tap(server.addr(), &["--fault", fault]);
+    let mut bea = join(server.addr(), "bea");
+    let ana = join(addr, "ana");
+    bea.expect_match("ana named", |l| l.ends_with(" is now ana"));
+    (server, tap, ana, bea)
+}
+
 #[test]
 fn a_cut_mid_frame_from_the_client_is_reported_by_both_sides() {
-    let server = chat_server();
-    let (mut tap, addr) = tap(server.addr(), &["--fault", "c2s:cut=2"]);
-    let mut bea = join(server.addr(), "bea");
     // ana's frame 1 is "/nick ana"; frame 2 is cut after 6 of its 12 bytes.
-    let mut ana = join(addr, "ana");
-    bea.expect_match("ana named", |l| l.ends_with(" is now ana"));
+    let (_server, mut tap, mut ana, mut bea) = ana_through_a_tap("c2s:cut=2");
     ana.say("hola a todos");
     tap.expect_match("the cut logged", |l| {
         l.contains(
@@ -402,11 +347,7 @@ fn a_cut_mid_frame_from_the_server_is_reported_by_the_client() {
 
 #[test]
 fn a_corrupt_header_gets_that_client_dropped_and_the_server_serves_others() {
-    let server = chat_server();
-    let (mut tap, addr) = tap(server.addr(), &["--fault", "c2s:corrupt-header=2:ffffffff"]);
-    let mut bea = join(server.addr(), "bea");
-    let mut ana = join(addr, "ana");
-    bea.expect_match("ana named", |l| l.ends_with(" is now ana"));
+    let (server, mut tap, mut ana, mut bea) = ana_through_a_tap("c2s:corrupt-header=2:ffffffff");
     ana.say("esto no llega");
     tap.expect_match("the corruption logged", |l| {
         l.contains("c2s -> FAULT frame 2: header 00 00 00 0d replaced by ff ff ff ff")

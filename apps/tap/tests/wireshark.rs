@@ -12,27 +12,19 @@
 // Everything in this file is test code: helpers panic to fail the test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::{chat_server, connect, echo, frame, join, ok, tap, TAP};
 use serde_json::Value;
 use trama_test_support::console::{Console, DEADLINE};
-use trama_test_support::{run_command, workspace_binary, ServerProcess};
-
-const TAP: &str = env!("CARGO_BIN_EXE_trama-tap");
-
-fn ok<T>(r: trama_test_support::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Another binary of the workspace, next to this package's (built if missing).
-fn sibling(name: &str) -> PathBuf {
-    ok(workspace_binary(TAP, name, &["trama-echo", "trama-chat"]))
-}
+use trama_test_support::run_command;
 
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
@@ -54,16 +46,6 @@ fn tshark() -> &'static str {
          (Debian: apt-get install tshark; .ci/run installs it)"
     );
     "tshark"
-}
-
-/// `trama-tap --listen 127.0.0.1:0 --to TO ARGS`, once it listens.
-fn tap(to: SocketAddr, args: &[&str]) -> (Console, SocketAddr) {
-    let mut cmd = Command::new(TAP);
-    cmd.args(["--listen", "127.0.0.1:0", "--to", &to.to_string()])
-        .args(args);
-    let mut c = Console::spawn(format!("trama-tap {}", args.join(" ")), cmd);
-    let addr = c.addr();
-    (c, addr)
 }
 
 /// Stop the tap as Ctrl-C does and wait for it: it must exit 0, leaving
@@ -168,42 +150,6 @@ fn summaries(capture: &Path, lua: &Path, filter: &str) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s
-}
-
-fn echo() -> ServerProcess {
-    let mut cmd = Command::new(sibling("trama-echo"));
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--framed"])
-        .env_remove("RUST_LOG");
-    ok(ServerProcess::from_command(cmd))
-}
-
-/// `trama-chat join --name NAME` to `addr`, once the name is confirmed.
-fn join(addr: SocketAddr, name: &str) -> Console {
-    let mut cmd = Command::new(sibling("trama-chat"));
-    cmd.args([
-        "join",
-        "--addr",
-        &addr.to_string(),
-        "--wait",
-        "1s",
-        "--name",
-        name,
-    ]);
-    let mut c = Console::spawn(format!("join {name}"), cmd);
-    c.expect(&format!("* you are now {name}"));
-    c
-}
-
 #[test]
 #[cfg_attr(
     not(target_os = "linux"),
@@ -212,10 +158,7 @@ fn join(addr: SocketAddr, name: &str) -> Console {
 fn a_chat_session_lists_exactly_the_frames_the_chat_sent() {
     let dir = scratch("chat");
     let capture = dir.join("chat.pcapng");
-    let mut cmd = Command::new(sibling("trama-chat"));
-    cmd.args(["serve", "--addr", "127.0.0.1:0"])
-        .env_remove("RUST_LOG");
-    let server = ok(ServerProcess::from_command(cmd));
+    let server = chat_server();
     let (mut tap, addr) = tap(
         server.addr(),
         &[
@@ -326,7 +269,7 @@ fn a_chat_session_lists_exactly_the_frames_the_chat_sent() {
 fn a_split_fault_shows_its_pieces_and_each_frame_reassembled_once() {
     let dir = scratch("split");
     let capture = dir.join("split.pcapng");
-    let server = echo();
+    let server = echo(&["--framed"]);
     let (mut tap, addr) = tap(
         server.addr(),
         &[
@@ -383,7 +326,7 @@ fn a_split_fault_shows_its_pieces_and_each_frame_reassembled_once() {
 fn a_length_over_the_limit_and_a_cut_frame_are_expert_info() {
     let dir = scratch("expert");
     let capture = dir.join("expert.pcapng");
-    let server = echo();
+    let server = echo(&["--framed"]);
     let (mut tap, addr) = tap(
         server.addr(),
         &["--json", "--pcap", capture.to_str().unwrap()],
@@ -453,7 +396,7 @@ fn a_length_over_the_limit_and_a_cut_frame_are_expert_info() {
 fn a_recording_becomes_a_capture_tshark_reads() {
     let dir = scratch("record");
     let recording = dir.join("session.jsonl");
-    let server = echo();
+    let server = echo(&["--framed"]);
     let (mut tap, addr) = tap(
         server.addr(),
         &["--json", "--record", recording.to_str().unwrap()],
@@ -572,7 +515,7 @@ fn sixty_four_mib_of_random_frames_are_all_counted() {
 fn ctrl_c_with_a_connection_open_leaves_a_complete_capture() {
     let dir = scratch("ctrl-c");
     let capture = dir.join("open.pcapng");
-    let server = echo();
+    let server = echo(&["--framed"]);
     let (tap, addr) = tap(
         server.addr(),
         &["--quiet", "--pcap", capture.to_str().unwrap()],
