@@ -223,19 +223,7 @@ fn run_single(args: Single) -> Result<Outcome, String> {
             battery::run(&a, addr, &opts, None, &checks, None)
         }
     };
-    let row = Row {
-        submission: report.target.clone(),
-        error: None,
-        report,
-    };
-    write_grades(&args.grade, std::slice::from_ref(&row), true, true)?;
-    let report = row.report;
-    print_report(&report, args.json);
-    Ok(if report.count(plan::Status::Fail) == 0 {
-        Outcome::Passed
-    } else {
-        Outcome::Failed
-    })
+    conclude(&args.grade, args.json, report)
 }
 
 /// A program kind that is not a server: its own checks, the same report.
@@ -271,14 +259,20 @@ fn run_program(
         cwd: None,
     };
     let report = programs::run(program, &ctx, &checks);
+    conclude(&args.grade, args.json, report)
+}
+
+/// The end of a single run, of a server or another kind of program: the
+/// grade files of its report, the report printed, and the outcome.
+fn conclude(grade: &GradeArgs, json: bool, report: report::Report) -> Result<Outcome, String> {
     let row = Row {
         submission: report.target.clone(),
         error: None,
         report,
     };
-    write_grades(&args.grade, std::slice::from_ref(&row), true, true)?;
+    write_grades(grade, std::slice::from_ref(&row), true, true)?;
     let report = row.report;
-    print_report(&report, args.json);
+    print_report(&report, json);
     Ok(if report.count(plan::Status::Fail) == 0 {
         Outcome::Passed
     } else {

@@ -35,10 +35,7 @@ pub(crate) fn run(program: Program, check: ProgramCheck, ctx: &Context<'_>) -> S
     let Some(cmd) = ctx.spawn.as_deref() else {
         return Err("needs --spawn CMD".into());
     };
-    let l = listener(ctx)?;
-    let at = l
-        .local_addr()
-        .map_err(|e| format!("cannot read the listener's address: {e}"))?;
+    let (l, at) = listener(ctx)?;
     let mut client = start(ctx, substitute(cmd, Some(at), None), None, false)?;
     let result = accept(&l, &mut client, ctx.start_timeout).and_then(|conn| {
         Session {

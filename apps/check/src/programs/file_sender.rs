@@ -35,10 +35,7 @@ pub(crate) fn run(check: ProgramCheck, ctx: &Context<'_>) -> Step<Found> {
     };
     let data = pattern(10 + len as u64, len);
     std::fs::write(sent, &data).map_err(|e| format!("cannot write {}: {e}", sent.display()))?;
-    let l = listener(ctx)?;
-    let at = l
-        .local_addr()
-        .map_err(|e| format!("cannot read the listener's address: {e}"))?;
+    let (l, at) = listener(ctx)?;
     let mut program = start(ctx, substitute(cmd, Some(at), None), None, false)?;
     let result = receive(ctx, &l, &mut program, &data);
     stop(program);

@@ -463,11 +463,16 @@ pub(crate) fn start(
     Server::start_program(&launch, listens).map_err(|e| e.to_string())
 }
 
-/// A listener for the program to connect to: `--addr`, or a free port.
-pub(crate) fn listener(ctx: &Context<'_>) -> Step<TcpListener> {
+/// A listener for the program to connect to (`--addr`, or a free port) and
+/// the address it listens on, for the program's command.
+pub(crate) fn listener(ctx: &Context<'_>) -> Step<(TcpListener, SocketAddr)> {
     let want = ctx.addr.as_deref().unwrap_or("127.0.0.1:0");
     let addr = spawn::resolve(want).map_err(|e| e.to_string())?;
-    TcpListener::bind(addr).map_err(|e| format!("cannot listen on {want}: {e}"))
+    let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {want}: {e}"))?;
+    let at = l
+        .local_addr()
+        .map_err(|e| format!("cannot read the listener's address: {e}"))?;
+    Ok((l, at))
 }
 
 /// The program's connection to `listener`, within `wait`; fails early if

@@ -32,10 +32,7 @@ pub(crate) fn run(check: ProgramCheck, ctx: &Context<'_>) -> Step<Found> {
     let Some(cmd) = ctx.spawn.as_deref() else {
         return Err("needs --spawn CMD".into());
     };
-    let l = listener(ctx)?;
-    let at = l
-        .local_addr()
-        .map_err(|e| format!("cannot read the listener's address: {e}"))?;
+    let (l, at) = listener(ctx)?;
     let command = substitute(cmd, Some(at), Some(role));
     // With --peer the program is dialed until it answers; without, its
     // `listening on ADDR` line says where.
