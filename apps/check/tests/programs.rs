@@ -79,6 +79,23 @@ fn names(report: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Run `cmd` as a file receiver that saves got.bin: the checks in `failed`
+/// fail, the others pass.
+fn expect_receiver(cmd: &str, failed: &[&str]) -> Value {
+    expect(
+        &[
+            "--program",
+            "file-receiver",
+            "--spawn",
+            cmd,
+            "--saved",
+            "got.bin",
+        ],
+        failed,
+        &[],
+    )
+}
+
 fn receiver(defect: &str) -> Value {
     let cmd = program("file_receiver", &format!("0 got.bin {defect}"));
     let failed: &[&str] = match defect {
@@ -87,18 +104,7 @@ fn receiver(defect: &str) -> Value {
         "--defect whole" => &["large-file"],
         _ => &[],
     };
-    expect(
-        &[
-            "--program",
-            "file-receiver",
-            "--spawn",
-            &cmd,
-            "--saved",
-            "got.bin",
-        ],
-        failed,
-        &[],
-    )
+    expect_receiver(&cmd, failed)
 }
 
 #[test]
@@ -138,20 +144,26 @@ fn a_receiver_that_holds_the_file_whole_fails_large_file() {
     receiver("--defect whole");
 }
 
-fn sender(defect: &str, failed: &[&str]) -> Value {
-    let cmd = program("file_sender", &format!("{{addr}} sent.bin {defect}"));
+/// Run `cmd` as a file sender that reads sent.bin: the checks in `failed`
+/// fail, the others pass.
+fn expect_sender(cmd: &str, failed: &[&str]) -> Value {
     expect(
         &[
             "--program",
             "file-sender",
             "--spawn",
-            &cmd,
+            cmd,
             "--sent",
             "sent.bin",
         ],
         failed,
         &[],
     )
+}
+
+fn sender(defect: &str, failed: &[&str]) -> Value {
+    let cmd = program("file_sender", &format!("{{addr}} sent.bin {defect}"));
+    expect_sender(&cmd, failed)
 }
 
 #[test]
@@ -307,31 +319,39 @@ fn what_a_kind_needs_is_asked_for() {
         let (status, _, stderr) = ok(run_command(cmd, RUN_DEADLINE));
         (status.code().unwrap(), stderr)
     };
-    let (code, err) = run(&["--program", "file-receiver", "--spawn", "true"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("--saved"), "{err}");
-    let (code, err) = run(&["--program", "chat-client"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("--spawn"), "{err}");
-    let (code, err) = run(&[
-        "--program",
-        "echo-server",
-        "--expect",
-        "reply",
-        "127.0.0.1:1",
-    ]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("disagree"), "{err}");
-    let (code, err) = run(&[
-        "--program",
-        "peer",
-        "--spawn",
-        "true",
-        "--check",
-        "one-message",
-    ]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("no check called"), "{err}");
+    let asks: [(&[&str], &str); 4] = [
+        (
+            &["--program", "file-receiver", "--spawn", "true"],
+            "--saved",
+        ),
+        (&["--program", "chat-client"], "--spawn"),
+        (
+            &[
+                "--program",
+                "echo-server",
+                "--expect",
+                "reply",
+                "127.0.0.1:1",
+            ],
+            "disagree",
+        ),
+        (
+            &[
+                "--program",
+                "peer",
+                "--spawn",
+                "true",
+                "--check",
+                "one-message",
+            ],
+            "no check called",
+        ),
+    ];
+    for (args, asked) in asks {
+        let (code, err) = run(args);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(asked), "{err}");
+    }
 }
 
 /// A script of `tests/python` (the notes as written) as a shell command.
@@ -363,31 +383,9 @@ fn a_client_that_ignores_what_is_typed_fails_once() {
 #[cfg_attr(windows, ignore = "--spawn needs sh; no Windows support yet")]
 fn the_notes_improved_file_programs_pass() {
     let cmd = notes("notes_file_receiver.py", "0 got.bin");
-    expect(
-        &[
-            "--program",
-            "file-receiver",
-            "--spawn",
-            &cmd,
-            "--saved",
-            "got.bin",
-        ],
-        &[],
-        &[],
-    );
+    expect_receiver(&cmd, &[]);
     let cmd = notes("notes_file_sender.py", "{host} {port} sent.bin");
-    expect(
-        &[
-            "--program",
-            "file-sender",
-            "--spawn",
-            &cmd,
-            "--sent",
-            "sent.bin",
-        ],
-        &[],
-        &[],
-    );
+    expect_sender(&cmd, &[]);
 }
 
 #[test]
