@@ -21,7 +21,7 @@ use std::hash::Hasher;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 
 use common::{chat_server, connect, echo, frame, join, ok, sibling, tap, TAP};
@@ -320,21 +320,27 @@ fn a_cut_mid_frame_from_the_client_is_reported_by_both_sides() {
     tap.kill();
 }
 
-#[test]
-fn a_cut_mid_frame_from_the_server_is_reported_by_the_client() {
-    let server = echo(&["--framed"]);
-    let (mut tap, addr) = tap(server.addr(), &["--fault", "s2c:cut=1"]);
+/// `trama-echo send --text TEXT --timeout TIMEOUT` to `addr`: its status,
+/// stdout and stderr.
+fn echo_send(addr: SocketAddr, text: &str, timeout: &str) -> (ExitStatus, String, String) {
     let mut cmd = Command::new(sibling("trama-echo"));
     cmd.args([
         "send",
         "--addr",
         &addr.to_string(),
         "--text",
-        "hola mundo",
+        text,
         "--timeout",
-        "20s",
+        timeout,
     ]);
-    let (status, stdout, stderr) = ok(run_command(cmd, DEADLINE));
+    ok(run_command(cmd, DEADLINE))
+}
+
+#[test]
+fn a_cut_mid_frame_from_the_server_is_reported_by_the_client() {
+    let server = echo(&["--framed"]);
+    let (mut tap, addr) = tap(server.addr(), &["--fault", "s2c:cut=1"]);
+    let (status, stdout, stderr) = echo_send(addr, "hola mundo", "20s");
     assert!(!status.success(), "{stdout}");
     assert!(stderr.contains("5 of 10 payload bytes"), "{stderr}");
     tap.expect_match("the cut logged", |l| {
@@ -461,17 +467,7 @@ fn tap_reset(to: SocketAddr) -> (Console, SocketAddr) {
 fn a_stall_keeps_the_connection_open_and_the_client_times_out() {
     let server = echo(&["--framed"]);
     let (mut tap, addr) = tap(server.addr(), &["--fault", "s2c:stall"]);
-    let mut cmd = Command::new(sibling("trama-echo"));
-    cmd.args([
-        "send",
-        "--addr",
-        &addr.to_string(),
-        "--text",
-        "¿hola?",
-        "--timeout",
-        "1s",
-    ]);
-    let (status, stdout, stderr) = ok(run_command(cmd, DEADLINE));
+    let (status, stdout, stderr) = echo_send(addr, "¿hola?", "1s");
     assert!(
         !status.success(),
         "an answer came through a stall: {stdout}"
