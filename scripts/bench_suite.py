@@ -20,6 +20,9 @@ round to round; each measurement gets a freshly started server. What is measured
             trama-bench load --rate at each --rate-fractions of it (--pipeline 4,
             so a late reply does not hold the next request back). p50, p99 and
             p99.9; the table gives each median with the spread of the rounds.
+            --rate-placement pins servers and trama-bench for this test (and
+            its capacity): `free` (default, unpinned), `shared` (both on CPU 0)
+            or `split` (server on CPU 0, trama-bench on CPU 1).
 
 With loadgen on the servers in --agree-servers: pingpong (both placements),
 bulk to the sink, hold (answered only), and the agree test:
@@ -66,9 +69,11 @@ def log(msg):
 
 
 class Paths:
-    def __init__(self, trama_dir, ref_dir):
+    def __init__(self, trama_dir, ref_dir, baseline=None):
         self.bench = os.path.join(trama_dir, "trama-bench")
         self.echo = os.path.join(trama_dir, "trama-echo")
+        # Another build of trama-echo (--baseline-echo): server `trama-base`.
+        self.baseline = baseline
         self.loadgen = os.path.join(ref_dir, "loadgen")
         self.refsrv = os.path.join(ref_dir, "refsrv")
         self.tokiosrv = os.path.join(ref_dir, "tokiosrv")
@@ -101,6 +106,15 @@ def server_table(p, trama_bulk_args):
         # A reader and a writer handle per socket: 10,000 connections
         # need 20,000 descriptors, the whole limit.
         "refsrv": reference_server(p.refsrv, hold=False),
+        # The same server from another build (a commit before a change), in
+        # the same run: a before/after that shares the run's conditions.
+        "trama-base": {
+            "echo": lambda a: [p.baseline, "serve", "--framed", "--addr", a],
+            "bulk": lambda a: [p.baseline, "serve", "--framed", "--addr", a] + trama_bulk_args,
+            "sink": None,
+            "framing": "be32",
+            "hold": True,
+        },
         "tokiosrv": reference_server(p.tokiosrv, hold=True),
         "python": {
             # A student's server: the notes' thread per client, be32 frames,
@@ -311,17 +325,23 @@ class Suite:
             finally:
                 srv.stop()
 
+    def placement(self):
+        """(server CPUs, trama-bench CPUs) of the rate test, None = unpinned."""
+        return {"free": (None, None), "shared": ("0", "0"),
+                "split": ("0", "1")}[self.a.rate_placement]
+
     def capacity(self, rnd, clients):
         """refsrv's closed-loop msgs/s with `clients` connections, once a round."""
         key = (rnd, clients)
         if key not in self.capacities:
             s = self.servers["refsrv"]
-            srv = Server(s["echo"])
+            srv_cpus, bench_cpus = self.placement()
+            srv = Server(s["echo"], srv_cpus)
             try:
                 args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
                         "--clients", str(clients), "--duration", f"{self.a.duration}s",
                         "--warmup", f"{self.a.warmup}s", "--pipeline", "1"]
-                b, bc = run_bench(self.p, args)
+                b, bc = run_bench(self.p, args, bench_cpus)
                 self.record(rnd, "refsrv", "capacity", "trama-bench", b, bc, clients=clients)
             finally:
                 srv.stop()
@@ -336,13 +356,14 @@ class Suite:
             cap = self.capacity(rnd, c)
             for frac in self.a.rate_fractions:
                 offered = max(1.0, cap * frac)
-                srv = Server(s["echo"])
+                srv_cpus, bench_cpus = self.placement()
+                srv = Server(s["echo"], srv_cpus)
                 try:
                     args = ["load", "--addr", srv.addr, "--framing", s["framing"], "--size", "64",
                             "--clients", str(c), "--duration", f"{self.a.duration}s",
                             "--warmup", f"{self.a.warmup}s", "--pipeline", "4",
                             "--rate", f"{offered:.0f}"] + self.threads(c)
-                    b, bc = run_bench(self.p, args)
+                    b, bc = run_bench(self.p, args, bench_cpus)
                     self.record(rnd, name, "rate", "trama-bench", b, bc, clients=c,
                                 fraction=frac, offered=offered)
                 finally:
@@ -623,6 +644,8 @@ def main():
     ap.add_argument("--rate-clients", default="16,256", help="rate: connection counts")
     ap.add_argument("--rate-fractions", default="0.25,0.5,0.75,0.9",
                     help="rate: offered rates, as fractions of refsrv's closed-loop capacity")
+    ap.add_argument("--rate-placement", choices=("free", "shared", "split"), default="free",
+                    help="rate: unpinned, server and client on CPU 0, or on CPUs 0 and 1")
     ap.add_argument("--pingpong-count", type=int, default=100000)
     ap.add_argument("--bulk-mib", type=int, default=4096)
     ap.add_argument("--hold-clients", default="1000,5000,10000")
@@ -637,6 +660,9 @@ def main():
     ap.add_argument("--trama-bulk-args", default="",
                     help="extra flags for trama-echo in the bulk test")
     ap.add_argument("--trama-dir", default=os.path.join(ROOT, "target", "release"))
+    ap.add_argument("--baseline-echo", metavar="PATH",
+                    help="another trama-echo binary (e.g. built at an earlier commit), run as "
+                         "server `trama-base` for a before/after in the same run")
     ap.add_argument("--ref-dir", default=os.path.join(ROOT, "target", "refbench", "release"))
     ap.add_argument("--out", default="target/bench_suite.json", help="all raw results (JSON)")
     ap.add_argument("--quick", action="store_true", help="tiny parameters: checks the suite runs")
@@ -660,14 +686,17 @@ def main():
     a.agree_clients = [int(c) for c in a.agree_clients.split(",")]
     a.hold_clients = [int(c) for c in a.hold_clients.split(",")]
     a.out_path = os.path.join(ROOT, a.out)
-    paths = Paths(a.trama_dir, a.ref_dir)
-    known = server_table(Paths(a.trama_dir, a.ref_dir), [])
+    paths = Paths(a.trama_dir, a.ref_dir, a.baseline_echo)
+    known = server_table(paths, [])
     unknown = [s for s in a.servers + a.agree_servers if s not in known]
     if unknown:
         raise SystemExit(f"unknown server {', '.join(unknown)}: choose from {', '.join(known)}")
     every = a.servers + a.agree_servers
     needed = [paths.bench] + ([paths.echo] if "trama" in every else [])
-    needed += [getattr(paths, s) for s in dict.fromkeys(every) if s not in ("trama", "python")]
+    if "trama-base" in every and not a.baseline_echo:
+        raise SystemExit("server trama-base needs --baseline-echo PATH")
+    needed += [getattr(paths, s.replace("trama-base", "baseline")) for s in dict.fromkeys(every)
+               if s not in ("trama", "python")]
     if a.agree_servers:
         needed.append(paths.loadgen)
     if "rate" in a.tests:
