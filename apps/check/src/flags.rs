@@ -144,20 +144,8 @@ pub(crate) struct Single {
     /// (those of --program KIND, or every kind's).
     #[arg(long)]
     pub(crate) list: bool,
-    /// Which of the notes' programs is checked (the server kinds are
-    /// `--expect echo|reply`). The others need --spawn, which may name
-    /// `{addr}`, `{host}`, `{port}` (where trama-check listens) and `{role}` (peer).
-    #[arg(long, value_enum, value_name = "KIND")]
-    pub(crate) program: Option<ProgramArg>,
-    /// file-receiver: the file the program writes (relative to where it runs).
-    #[arg(long, value_name = "PATH")]
-    pub(crate) saved: Option<PathBuf>,
-    /// file-sender: the file the program reads; trama-check writes it before each check.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) sent: Option<PathBuf>,
-    /// peer: where the program listens (without it, it must print `listening on ADDR`).
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) peer: Option<String>,
+    #[command(flatten)]
+    pub(crate) program: ProgramArgs,
     /// Internal: exit 0 if this process can have a network namespace of its own.
     #[arg(long, hide = true)]
     pub(crate) probe_isolation: bool,
@@ -198,19 +186,8 @@ pub(crate) struct BatchArgs {
     /// the 1st, N+1st, ... go to share 1. Join the results with `merge`.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub(crate) shard: Option<(usize, usize)>,
-    /// Which of the notes' programs every submission is (default: a server,
-    /// checked with the server battery); each check starts it afresh.
-    #[arg(long, value_enum, value_name = "KIND")]
-    pub(crate) program: Option<ProgramArg>,
-    /// file-receiver: the file each program writes, relative to its folder.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) saved: Option<PathBuf>,
-    /// file-sender: the file each program reads, relative to its folder.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) sent: Option<PathBuf>,
-    /// peer: where each program listens (without it, it must print `listening on ADDR`).
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) peer: Option<String>,
+    #[command(flatten)]
+    pub(crate) program: ProgramArgs,
     /// Copy each submission into a fresh folder and run it there (the
     /// default), or run it in its own folder (`--in-place`).
     #[arg(long)]
@@ -227,6 +204,49 @@ pub(crate) struct BatchArgs {
     pub(crate) limits: LimitArgs,
     #[command(flatten)]
     pub(crate) battery: BatteryArgs,
+}
+
+/// Which of the notes' programs is checked, and what its kind needs: the
+/// same flags for a single run and for `batch`.
+#[derive(Args)]
+pub(crate) struct ProgramArgs {
+    /// Which of the notes' programs is checked (default: a server, with the
+    /// server battery and `--expect echo|reply`). The other kinds are started
+    /// afresh by --spawn for each check; the command may name `{addr}`,
+    /// `{host}`, `{port}` (where trama-check listens) and `{role}` (peer).
+    #[arg(long, value_enum, value_name = "KIND")]
+    program: Option<ProgramArg>,
+    /// file-receiver: the file the program writes, relative to where it runs
+    /// (in `batch`, each submission's folder).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) saved: Option<PathBuf>,
+    /// file-sender: the file the program reads, relative to where it runs (in
+    /// `batch`, each submission's folder); trama-check writes it before each check.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) sent: Option<PathBuf>,
+    /// peer: where the program listens (without it, it must print `listening on ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) peer: Option<String>,
+}
+
+impl ProgramArgs {
+    /// `--program`'s kind, if given.
+    pub(crate) fn kind(&self) -> Option<Program> {
+        self.program.map(ProgramArg::program)
+    }
+
+    /// The file a kind reads or writes must be named: the flag that is missing, if one is.
+    pub(crate) fn require_files(&self, program: Program) -> Result<(), String> {
+        match program {
+            Program::FileReceiver if self.saved.is_none() => Err(
+                "--program file-receiver needs --saved PATH, the file the program writes".into(),
+            ),
+            Program::FileSender if self.sent.is_none() => {
+                Err("--program file-sender needs --sent PATH, the file the program reads".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `K/N` with 1 <= K <= N.

@@ -184,7 +184,7 @@ fn server_list() -> String {
 }
 
 fn run_single(args: Single) -> Result<Outcome, String> {
-    let program = args.program.map(flags::ProgramArg::program);
+    let program = args.program.kind();
     if args.list {
         trama_cli::out::bytes(list(program).as_bytes());
         return Ok(Outcome::Passed);
@@ -240,21 +240,14 @@ fn run_program(
             "--program {program} starts the program for each check: give --spawn CMD"
         ));
     }
-    if program == Program::FileReceiver && args.saved.is_none() {
-        return Err(
-            "--program file-receiver needs --saved PATH, the file the program writes".into(),
-        );
-    }
-    if program == Program::FileSender && args.sent.is_none() {
-        return Err("--program file-sender needs --sent PATH, the file the program reads".into());
-    }
+    args.program.require_files(program)?;
     let ctx = programs::Context {
         opts,
         spawn: args.spawn.clone(),
         addr,
-        peer: args.peer.clone(),
-        saved: args.saved.clone(),
-        sent: args.sent.clone(),
+        peer: args.program.peer.clone(),
+        saved: args.program.saved.clone(),
+        sent: args.program.sent.clone(),
         start_timeout: args.battery.start_timeout,
         cwd: None,
     };
@@ -290,16 +283,11 @@ fn print_report(report: &report::Report, json: bool) {
 
 fn run_batch(args: Box<BatchArgs>) -> Result<Outcome, String> {
     let args = *args;
-    let program = args.program.map(flags::ProgramArg::program);
+    let program = args.program.kind();
     let opts = args.battery.options_for(program)?;
     let checks = match program.filter(|p| !p.is_server()) {
         Some(p) => {
-            if p == programs::Program::FileReceiver && args.saved.is_none() {
-                return Err("--program file-receiver needs --saved PATH, the file each program writes (relative to its folder)".into());
-            }
-            if p == programs::Program::FileSender && args.sent.is_none() {
-                return Err("--program file-sender needs --sent PATH, the file each program reads (relative to its folder)".into());
-            }
+            args.program.require_files(p)?;
             args.battery
                 .program_checks(p)?
                 .into_iter()
@@ -324,9 +312,9 @@ fn run_batch(args: Box<BatchArgs>) -> Result<Outcome, String> {
         shard: args.shard,
         in_place: args.in_place,
         program: program.filter(|p| !p.is_server()),
-        saved: args.saved,
-        sent: args.sent,
-        peer: args.peer,
+        saved: args.program.saved,
+        sent: args.program.sent,
+        peer: args.program.peer,
     };
     if let (Some(name), Some(row_out)) = (&args.one, &args.row_out) {
         batch::run_one(&b, &opts, &checks, name, row_out)?;
