@@ -6,9 +6,9 @@
 //! While a [`Console`] edits, [`say!`](crate::say) goes through the editor's
 //! printer, so every app that prints with it gets this for nothing. Piped
 //! input (scripts, tests, `printf ... |`) is read line by line as before,
-//! with no editor and no prompt.
+//! with no editor and no prompt, and no line longer than [`MAX_LINE`].
 
-use std::io::{self, BufRead, IsTerminal};
+use std::io::{self, BufRead, IsTerminal, Read};
 use std::sync::Mutex;
 
 use rustyline::error::ReadlineError;
@@ -29,6 +29,11 @@ fn stop_printing_above() {
     *ABOVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
+/// The longest line read from piped input, in bytes (without its line end):
+/// a line is held whole before it is sent, so a file piped in with no line
+/// ends cannot take the memory. Longer than any frame the notes' servers take.
+pub const MAX_LINE: usize = 1024 * 1024;
+
 /// Where typed lines come from.
 pub struct Console {
     source: Source,
@@ -36,7 +41,7 @@ pub struct Console {
 
 enum Source {
     Editor(Box<DefaultEditor>),
-    Plain(io::Lines<io::StdinLock<'static>>),
+    Plain(io::StdinLock<'static>, Vec<u8>),
     Done,
 }
 
@@ -55,7 +60,7 @@ impl Console {
             }
         }
         Console {
-            source: Source::Plain(io::stdin().lock().lines()),
+            source: Source::Plain(io::stdin().lock(), Vec::new()),
         }
     }
 
@@ -69,7 +74,7 @@ impl Console {
     pub fn next_line(&mut self) -> Option<io::Result<String>> {
         let got = match &mut self.source {
             Source::Done => return None,
-            Source::Plain(lines) => return lines.next(),
+            Source::Plain(input, buf) => return read_line(input, buf, MAX_LINE),
             Source::Editor(editor) => editor.readline(""),
         };
         match got {
@@ -112,6 +117,43 @@ impl Drop for Console {
             stop_printing_above();
         }
     }
+}
+
+/// The next line of `input` (without `\n` or `\r\n`), read into `buf`
+/// and never more than `max` bytes of it: a longer line is an error that
+/// says so, and the input ends there.
+fn read_line<R: BufRead>(
+    input: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Option<io::Result<String>> {
+    buf.clear();
+    // `max` bytes, a `\r\n`, and one byte more to tell a longer line apart.
+    let limit = max as u64 + 2;
+    match input.by_ref().take(limit).read_until(b'\n', buf) {
+        Ok(0) => return None,
+        Ok(_) => {}
+        Err(e) => return Some(Err(e)),
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    if buf.len() > max {
+        return Some(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("an input line is longer than {max} bytes (the most one line may be)"),
+        )));
+    }
+    let line = std::mem::take(buf);
+    Some(String::from_utf8(line).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("an input line is not UTF-8 text: {}", e.utf8_error()),
+        )
+    }))
 }
 
 fn editor() -> rustyline::Result<Source> {
@@ -178,4 +220,61 @@ mod terminal_mode {
 mod terminal_mode {
     pub(super) fn save() {}
     pub(super) fn restore() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line;
+    use std::io::Cursor;
+
+    fn all(input: &[u8], max: usize) -> Vec<Result<String, String>> {
+        let mut input = Cursor::new(input.to_vec());
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Some(line) = read_line(&mut input, &mut buf, max) {
+            let failed = line.is_err();
+            out.push(line.map_err(|e| e.to_string()));
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lines_come_without_their_ends() {
+        let got = all(b"hola\r\nmundo\n\nfin", 16);
+        let want: Vec<Result<String, String>> = ["hola", "mundo", "", "fin"]
+            .iter()
+            .map(|s| Ok(s.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_read() {
+        assert_eq!(
+            all(b"abcd\nef\n", 4),
+            vec![Ok("abcd".into()), Ok("ef".into())]
+        );
+        assert_eq!(all(b"abcd\r\n", 4), vec![Ok("abcd".into())]);
+        assert_eq!(all(b"abcd", 4), vec![Ok("abcd".into())]);
+    }
+
+    #[test]
+    fn a_longer_line_is_an_error_with_the_limit() {
+        for input in [&b"abcde\n"[..], b"abcde", b"abcdefghijklmnop\nok\n"] {
+            let got = all(input, 4);
+            assert_eq!(got.len(), 1, "{got:?}");
+            let err = got[0].clone().unwrap_err();
+            assert!(err.contains("longer than 4 bytes"), "{err}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_an_error() {
+        let got = all(b"ok\n\xff\xfe\n", 16);
+        assert_eq!(got[0], Ok("ok".into()));
+        assert!(got[1].clone().unwrap_err().contains("not UTF-8"), "{got:?}");
+    }
 }

@@ -364,3 +364,21 @@ fn tls_to_a_framed_server_plain_to_a_raw_one_and_an_untrusted_certificate_is_dow
     console.expect("[crudo] sigo");
     console.finish_ok();
 }
+
+#[test]
+fn a_piped_line_over_the_limit_ends_the_input_and_says_the_limit() {
+    let server = echo("127.0.0.1:0", true);
+    let mut console = start(&[server.addr().to_string()]);
+    console.expect(&connected("1", server.addr()));
+    console.say("@1 hola");
+    console.expect("[1] hola");
+    // One byte over trama_cli::console::MAX_LINE: read no further than that.
+    console.say(&"x".repeat(1024 * 1024 + 1));
+    let done = console.finish();
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("longer than 1048576 bytes"),
+        "{}",
+        done.stderr
+    );
+}
