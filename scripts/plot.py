@@ -214,6 +214,17 @@ def main():
     bulk = ordered(medians(runs, "bulk", "mb_per_s", lambda r: r["target"]))
     plots["bench_bulk.svg"] = bar_chart(
         "bulk, 64 KiB frames: one-way throughput", "MB/s", ["echo", "sink"], bulk)
+    # The fixed-rate tail: p99 against the offered rate, a chart per client count.
+    placement = doc.get("params", {}).get("rate_placement", "free")
+    suffix = "" if placement == "free" else f"_{placement}"
+    rate_clients = sorted({r["clients"] for r in runs if r["test"] == "rate"})
+    for c in rate_clients:
+        p99 = ordered(medians(runs, "rate", "p99_us", lambda r: round(100 * r["fraction"]),
+                              where=lambda r, c=c: r["clients"] == c))
+        plots[f"bench_rate_p99_{c}{suffix}.svg"] = line_chart(
+            f"fixed rate, {c} clients: p99 latency ({cores} cores, {placement})",
+            "offered rate, % of refsrv's closed-loop capacity", "p99 latency, µs (log scale)",
+            {s: sorted(d.items()) for s, d in p99.items()}, ylog=True)
     os.makedirs(a.out, exist_ok=True)
     for name, svg in plots.items():
         if svg is None:
