@@ -293,6 +293,18 @@ const REASONS_ES: &[(&str, &str)] = &[
      "; después de que se fue el cliente que nunca lee el servidor usó "),
     ("; the server's CPU was not measured after the client that never reads left (run with --spawn)",
      "; no se midió la CPU del servidor después de que se fue el cliente que nunca lee (usa --spawn)"),
+    // Not measured for another reason than a missing --spawn: the sentence
+    // in pieces, and each reason the probes give.
+    ("; the server's CPU was not measured after the client left mid-message (",
+     "; no se midió la CPU del servidor después de que el cliente se fue a medio mensaje ("),
+    ("; the server's CPU was not measured after the client that never reads left (",
+     "; no se midió la CPU del servidor después de que se fue el cliente que nunca lee ("),
+    ("a client left ", "un cliente se fue a los "),
+    (" bytes into a ", " bytes de un mensaje de "),
+    ("-byte message; the next client was answered", " bytes; el siguiente cliente recibió respuesta"),
+    ("the server was not started by this tool (--spawn)", "el servidor no lo inició esta herramienta (--spawn)"),
+    ("cannot read the processes of this system", "no se pueden leer los procesos de este sistema"),
+    ("the server's processes are gone", "los procesos del servidor ya no están"),
     (" ms of CPU in ", " ms de CPU en "),
     ("% of one core, limit ", "% de un núcleo, límite "),
     ("time limit of ", "límite de tiempo de "),
@@ -412,6 +424,25 @@ mod tests {
         );
         assert!(
             slow.contains(", pero después de que se fue el cliente que nunca lee el servidor usó 990 ms de CPU en 1000 ms (99.0% de un núcleo, límite 10%): algo gira"),
+            "{slow}"
+        );
+        assert_eq!(
+            Lang::Es.reason(
+                "a client left 496 bytes into a 1000-byte message; the next client was answered; \
+                 the server's CPU was not measured after the client left mid-message (the \
+                 server's processes are gone)"
+            ),
+            "un cliente se fue a los 496 bytes de un mensaje de 1000 bytes; el siguiente cliente \
+             recibió respuesta; no se midió la CPU del servidor después de que el cliente se fue a \
+             medio mensaje (los procesos del servidor ya no están)"
+        );
+        let slow = Lang::Es.reason(
+            "another client was answered while one that never reads had sent 3.1 MiB (then its \
+             writes blocked); the server's CPU was not measured after the client that never \
+             reads left (cannot read the processes of this system)",
+        );
+        assert!(
+            slow.ends_with("; no se midió la CPU del servidor después de que se fue el cliente que nunca lee (no se pueden leer los procesos de este sistema)"),
             "{slow}"
         );
         // A template must match the whole reason.
