@@ -93,7 +93,7 @@ pub(crate) struct Target {
     /// The shared-key handshake with the server (pingpong and bulk).
     #[command(flatten)]
     pub(crate) auth: trama_cli::AuthArgs,
-    /// TLS to the server (pingpong).
+    /// TLS to the server (pingpong and bulk).
     #[command(flatten)]
     pub(crate) tls: trama_cli::TlsClientArgs,
 }
@@ -112,7 +112,7 @@ impl Target {
     pub(crate) fn plain_only(&self, mode: &str) -> Result<(), String> {
         if self.link()?.is_secured() {
             return Err(format!(
-                "{mode} drives its connections as plain TCP; --tls-ca works with pingpong, --key-file with pingpong and bulk"
+                "{mode} drives its connections as plain TCP; --tls-ca and --key-file work with pingpong and bulk"
             ));
         }
         Ok(())

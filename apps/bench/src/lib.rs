@@ -112,14 +112,6 @@ fn bulk(a: BulkArgs, ticker: &mut Ticker) -> Result<Report, BenchError> {
         timeout: a.target.timeout,
         link: a.target.link().map_err(BenchError::Usage)?,
     };
-    if b.link.tls.is_some() {
-        // trama-transport's TLS stream fails a read with "received plaintext
-        // buffer full" when more than 16 KiB of records arrive in one read
-        // while another thread writes; bulk's echo does exactly that.
-        return Err(BenchError::Usage(
-            "bulk does not speak TLS yet (pingpong does); --key-file works with both".into(),
-        ));
-    }
     Ok(single::bulk(&b, ticker)?)
 }
 
