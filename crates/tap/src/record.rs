@@ -28,6 +28,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -348,11 +349,15 @@ fn replay_conn(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(args.timeout))?;
     let shared = Arc::new((Mutex::new(Answers::default()), Condvar::new()));
+    // The reader wakes every READ_POLL to see whether the replay is over:
+    // a shutdown does not wake a blocked read on every platform (Windows).
+    let over = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (shared, mut src) = (shared.clone(), stream.try_clone()?);
+        let (shared, over, mut src) = (shared.clone(), over.clone(), stream.try_clone()?);
+        src.set_read_timeout(Some(READ_POLL))?;
         std::thread::Builder::new()
             .name(format!("replay-{conn}"))
-            .spawn(move || read_answers(&mut src, &shared))?
+            .spawn(move || read_answers(&mut src, &shared, &over))?
     };
     let mut expected = Vec::new();
     let mut expect_eof = false;
@@ -393,6 +398,7 @@ fn replay_conn(
         Wait::End { eof: expect_eof },
         args.timeout,
     );
+    over.store(true, Ordering::SeqCst);
     let _ = stream.shutdown(Shutdown::Both);
     let _ = reader.join();
     let got = match shared.0.lock() {
@@ -412,10 +418,24 @@ fn replay_conn(
     Ok(findings)
 }
 
-fn read_answers(src: &mut TcpStream, shared: &(Mutex<Answers>, Condvar)) {
+/// How often a reader waiting for answers looks whether the replay is over.
+const READ_POLL: Duration = Duration::from_millis(50);
+
+fn read_answers(src: &mut TcpStream, shared: &(Mutex<Answers>, Condvar), over: &AtomicBool) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let r = src.read(&mut buf);
+        if let Err(e) = &r {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                if over.load(Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+        }
         let Ok(mut g) = shared.0.lock() else { return };
         match r {
             Ok(0) => g.eof = true,
@@ -429,7 +449,7 @@ fn read_answers(src: &mut TcpStream, shared: &(Mutex<Answers>, Condvar)) {
         }
         let done = g.eof || g.error.is_some();
         shared.1.notify_all();
-        if done {
+        if done || over.load(Ordering::SeqCst) {
             return;
         }
     }
