@@ -91,30 +91,30 @@ def reference_server(binary, hold):
     }
 
 
+def trama_server(binary, bulk_args):
+    """trama-echo serve --framed, from `binary`."""
+    serve = lambda a: [binary, "serve", "--framed", "--addr", a]
+    return {
+        "echo": serve,
+        # As shipped: a bulk echo client that lags its replies is slowed
+        # by backpressure, not dropped (--trama-bulk-args adds flags).
+        "bulk": lambda a: serve(a) + bulk_args,
+        "sink": None,
+        "framing": "be32",
+        "hold": True,
+    }
+
+
 def server_table(p, trama_bulk_args):
     """name -> how to start it (echo, sink), its framing, and what it can do."""
     return {
-        "trama": {
-            "echo": lambda a: [p.echo, "serve", "--framed", "--addr", a],
-            # As shipped: a bulk echo client that lags its replies is slowed
-            # by backpressure, not dropped (--trama-bulk-args adds flags).
-            "bulk": lambda a: [p.echo, "serve", "--framed", "--addr", a] + trama_bulk_args,
-            "sink": None,
-            "framing": "be32",
-            "hold": True,
-        },
+        "trama": trama_server(p.echo, trama_bulk_args),
         # A reader and a writer handle per socket: 10,000 connections
         # need 20,000 descriptors, the whole limit.
         "refsrv": reference_server(p.refsrv, hold=False),
         # The same server from another build (a commit before a change), in
         # the same run: a before/after that shares the run's conditions.
-        "trama-base": {
-            "echo": lambda a: [p.baseline, "serve", "--framed", "--addr", a],
-            "bulk": lambda a: [p.baseline, "serve", "--framed", "--addr", a] + trama_bulk_args,
-            "sink": None,
-            "framing": "be32",
-            "hold": True,
-        },
+        "trama-base": trama_server(p.baseline, trama_bulk_args),
         "tokiosrv": reference_server(p.tokiosrv, hold=True),
         "python": {
             # A student's server: the notes' thread per client, be32 frames,
