@@ -22,11 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token, Waker};
 use trama_protocol::auth::Role;
 use trama_protocol::FrameConfig;
 use trama_transport::{
-    accept_error, AcceptError, AuthConfig, DialOptions, Error, Gate, Result, Stream, TlsConnector,
+    Acceptor, AcceptorHandle, AuthConfig, DialOptions, Error, Gate, Result, Stream, TlsConnector,
 };
 
 mod flow;
@@ -36,8 +35,6 @@ use flow::{Closing, Flow, Forward, Sizing};
 use crate::fault::{FaultPlan, FaultSchedule, Step};
 use crate::{Direction, Note};
 
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
 /// A direction's first read buffer (and pipe, when spliced).
 const FIRST_BUFFER: usize = 64 * 1024;
 /// The default largest one: Linux's default largest pipe, and where larger
@@ -383,8 +380,7 @@ struct Conn {
 /// Stops a running [`Proxy`] from any thread.
 #[derive(Clone)]
 pub struct ProxyHandle {
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    acceptor: AcceptorHandle,
     active: Arc<Mutex<HashMap<u64, Pair>>>,
 }
 
@@ -393,8 +389,7 @@ impl ProxyHandle {
     /// threads and shuts their sockets), and let `run` return once they
     /// have finished.
     pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        self.acceptor.stop();
         if let Ok(active) = self.active.lock() {
             for p in active.values() {
                 p.client.close(Shutdown::Both);
@@ -405,7 +400,7 @@ impl ProxyHandle {
 
     /// True once shutdown was asked for.
     pub fn is_shut_down(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.acceptor.is_stopped()
     }
 
     /// Connections open now.
@@ -429,11 +424,9 @@ impl ProxyHandle {
 /// # Ok::<(), trama_transport::Error>(())
 /// ```
 pub struct Proxy {
-    listener: mio::net::TcpListener,
-    poll: Poll,
+    acceptor: Acceptor,
     config: ProxyConfig,
     handle: ProxyHandle,
-    local_addr: SocketAddr,
 }
 
 impl Proxy {
@@ -444,28 +437,21 @@ impl Proxy {
             FaultSchedule::new(config.faults.faults(dir), config.frame, 0)
                 .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
         }
-        let mut listener = trama_transport::listen(&config.listen, 1024)?;
-        let local_addr = listener.local_addr()?;
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let acceptor = Acceptor::bind(&config.listen, 1024)?;
+        let handle = ProxyHandle {
+            acceptor: acceptor.handle(),
+            active: Arc::new(Mutex::new(HashMap::new())),
+        };
         Ok(Proxy {
-            listener,
-            poll,
+            acceptor,
             config,
-            handle: ProxyHandle {
-                stop: Arc::new(AtomicBool::new(false)),
-                waker,
-                active: Arc::new(Mutex::new(HashMap::new())),
-            },
-            local_addr,
+            handle,
         })
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.acceptor.local_addr()
     }
 
     /// A handle to stop it from another thread.
@@ -484,56 +470,32 @@ impl Proxy {
         let config = Arc::new(self.config.clone());
         let next_id = AtomicU64::new(1);
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        let mut events = Events::with_capacity(64);
-        let mut backoff = Duration::from_millis(10);
-        let mut paused = false;
-        while !self.handle.is_shut_down() {
-            let timeout = paused.then_some(backoff);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+        loop {
+            let (stream, client) = match self.acceptor.accept() {
+                Ok(Some(accepted)) => accepted,
+                Ok(None) => break,
+                Err(e) => {
+                    log::error!("cannot wait for connections: {e}");
+                    break;
                 }
-                log::error!("cannot wait for connections: {e}");
-                break;
-            }
-            paused = false;
+            };
             threads.retain(|t| !t.is_finished());
-            loop {
-                let (stream, client) = match self.listener.accept() {
-                    Ok(a) => a,
-                    Err(e) => match accept_error(&e) {
-                        AcceptError::Drained => break,
-                        AcceptError::Skip => continue,
-                        AcceptError::Pause => {
-                            log::warn!("accept failed: {e}; pausing for {backoff:?}");
-                            paused = true;
-                            backoff = (backoff * 2).min(Duration::from_secs(1));
-                            break;
-                        }
-                    },
-                };
-                backoff = Duration::from_millis(10);
-                if self.handle.connections() >= config.max_connections {
-                    on_event(&ProxyEvent::Refused {
-                        client,
-                        reason: format!(
-                            "already {} connections (the limit)",
-                            config.max_connections
-                        ),
-                    });
-                    continue;
-                }
-                let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let (config, on_event, handle) =
-                    (config.clone(), on_event.clone(), self.handle.clone());
-                let stream = TcpStream::from(stream);
-                let spawned = std::thread::Builder::new()
-                    .name(format!("trama-proxy-{id}"))
-                    .spawn(move || connection(id, stream, client, &config, &on_event, &handle));
-                match spawned {
-                    Ok(t) => threads.push(t),
-                    Err(e) => log::warn!("{client}: cannot start a thread: {e}"),
-                }
+            if self.handle.connections() >= config.max_connections {
+                on_event(&ProxyEvent::Refused {
+                    client,
+                    reason: format!("already {} connections (the limit)", config.max_connections),
+                });
+                continue;
+            }
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let (config, on_event, handle) =
+                (config.clone(), on_event.clone(), self.handle.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("trama-proxy-{id}"))
+                .spawn(move || connection(id, stream, client, &config, &on_event, &handle));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => log::warn!("{client}: cannot start a thread: {e}"),
             }
         }
         self.handle.shutdown();
@@ -568,7 +530,6 @@ fn connection(
         Err(e) => return refuse(e.to_string()),
     };
     let setup = (|| -> io::Result<Setup> {
-        client.set_nonblocking(false)?;
         client.set_nodelay(true)?;
         keepalive(&client, config.dial.link.keepalive, "client");
         let mut client = Stream::plain(client);

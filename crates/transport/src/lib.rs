@@ -50,6 +50,7 @@
 //! # Ok::<(), trama_transport::Error>(())
 //! ```
 
+mod acceptor;
 mod auth;
 mod client;
 mod config;
@@ -68,6 +69,7 @@ mod stream;
 mod tls;
 mod worker;
 
+pub use acceptor::{Acceptor, AcceptorHandle};
 pub use auth::{authenticate, AuthConfig};
 pub use client::{Client, ClientConfig, ClientEvent};
 pub use config::ServerConfig;

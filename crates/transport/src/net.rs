@@ -24,15 +24,6 @@ pub fn listen(addr: &str, backlog: i32) -> Result<mio::net::TcpListener> {
     Err(last.unwrap_or_else(|| Error::NoAddress(addr.to_string())))
 }
 
-/// Bind a blocking std listener (for the peer's accept thread), with the same
-/// backlog and address reuse as the server's.
-pub(crate) fn listen_blocking(addr: &str) -> Result<std::net::TcpListener> {
-    let listener = listen(addr, 1024)?;
-    let std_listener = std::net::TcpListener::from(listener);
-    std_listener.set_nonblocking(false)?;
-    Ok(std_listener)
-}
-
 fn listen_one(addr: SocketAddr, backlog: i32) -> std::io::Result<mio::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // On Unix, SO_REUSEADDR lets a restarted server bind while old

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use trama_protocol::auth::Role;
 use trama_protocol::{FrameConfig, FrameReader, FrameWriter, LinkId};
 
+use crate::acceptor::{Acceptor, AcceptorHandle};
 use crate::gate::Gate;
 use crate::options::{backoff_setter, dial_setters, with};
 use crate::stream::{Duplex, Stream, TlsRole};
@@ -141,7 +142,7 @@ pub struct PeerNode {
     shared: Arc<Shared>,
     events: Receiver<LinkEvent>,
     local_addr: Option<SocketAddr>,
-    listener: Option<JoinHandle<()>>,
+    listener: Option<(AcceptorHandle, JoinHandle<()>)>,
 }
 
 impl PeerNode {
@@ -167,44 +168,38 @@ impl PeerNode {
             listener: None,
         };
         if let Some(addr) = &config.listen {
-            let listener = crate::net::listen_blocking(addr)?;
-            node.local_addr = Some(listener.local_addr()?);
+            let mut acceptor = Acceptor::bind(addr, 1024)?;
+            node.local_addr = Some(acceptor.local_addr());
+            let stop = acceptor.handle();
             let shared = shared.clone();
             let t = std::thread::Builder::new()
                 .name("trama-peer-accept".into())
-                .spawn(move || {
-                    for stream in listener.incoming() {
-                        if shared.stop.load(Ordering::SeqCst) {
+                .spawn(move || loop {
+                    let (s, addr) = match acceptor.accept() {
+                        Ok(Some((s, peer))) => (s, peer.to_string()),
+                        Ok(None) => return,
+                        Err(e) => {
+                            log::error!("cannot wait for links: {e}");
                             return;
                         }
-                        match stream {
-                            Ok(s) => {
-                                let addr = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                                if shared.config.dial.link.auth.is_some()
-                                    || shared.config.dial.link.tls.is_some()
-                                {
-                                    // The handshakes may take their whole deadlines:
-                                    // not on the thread that accepts.
-                                    secure_then_adopt(&shared, s, addr);
-                                } else if let Err(e) =
-                                    secure(&shared.config, s, Role::Listener, &addr)
-                                        .and_then(|ready| adopt(&shared, ready, false, addr))
-                                {
-                                    log::warn!("cannot take an incoming link: {e}");
-                                }
-                            }
-                            Err(e) => {
-                                log::warn!("accept failed: {e}");
-                                std::thread::sleep(Duration::from_millis(50));
-                            }
-                        }
+                    };
+                    if shared.config.dial.link.auth.is_some()
+                        || shared.config.dial.link.tls.is_some()
+                    {
+                        // The handshakes may take their whole deadlines:
+                        // not on the thread that accepts.
+                        secure_then_adopt(&shared, s, addr);
+                    } else if let Err(e) = secure(&shared.config, s, Role::Listener, &addr)
+                        .and_then(|ready| adopt(&shared, ready, false, addr))
+                    {
+                        log::warn!("cannot take an incoming link: {e}");
                     }
                 })
                 .map_err(|source| Error::Thread {
                     name: "trama-peer-accept".into(),
                     source,
                 })?;
-            node.listener = Some(t);
+            node.listener = Some((stop, t));
         }
         Ok(node)
     }
@@ -293,6 +288,10 @@ impl PeerNode {
 impl Drop for PeerNode {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some((stop, t)) = self.listener.take() {
+            stop.stop();
+            let _ = t.join();
+        }
         if let Ok(mut w) = self.shared.wake.lock() {
             *w = None;
         }
@@ -300,13 +299,6 @@ impl Drop for PeerNode {
             for gate in controls.values() {
                 gate.close(Shutdown::Both);
             }
-        }
-        // Wake the blocking accept with a connection of our own.
-        if let Some(addr) = self.local_addr {
-            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
-        }
-        if let Some(t) = self.listener.take() {
-            let _ = t.join();
         }
         let threads: Vec<_> = self
             .shared
@@ -404,6 +396,12 @@ fn start_link(
         l.insert(link, Arc::new(Mutex::new(FrameWriter::new(writer, frame))));
     }
     if let Ok(mut c) = shared.controls.lock() {
+        // A link that comes up while the node is being dropped (a handshake
+        // or a dial that finished late) is closed at once: drop's pass over
+        // the gates, under this lock, may already be over.
+        if shared.stop.load(Ordering::SeqCst) {
+            gate.close(Shutdown::Both);
+        }
         c.insert(link, gate);
     }
     let _ = shared.tx.send(LinkEvent::Up { link, dialed, addr });

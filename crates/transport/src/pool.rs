@@ -22,19 +22,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mio::{Events, Interest, Poll, Token, Waker};
-
+use crate::acceptor::{Acceptor, AcceptorHandle};
 use crate::gate::Gate;
-use crate::net::{accept_error, AcceptError};
 use crate::options::{link_setters, with};
 use crate::{AuthConfig, Error, LinkOptions, Result, Stream, TlsAcceptor};
-
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
 
 /// Settings of a [`PoolServer`].
 #[derive(Debug, Clone)]
@@ -103,8 +98,7 @@ impl PoolConfig {
 /// Stops a running [`PoolServer`] from any thread.
 #[derive(Clone)]
 pub struct PoolHandle {
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    acceptor: AcceptorHandle,
     /// The gate of every connection accepted and not yet finished.
     active: Arc<Mutex<HashMap<u64, Arc<Gate>>>>,
 }
@@ -113,8 +107,7 @@ impl PoolHandle {
     /// Stop accepting, wake every handler blocked on its socket (its reads
     /// and writes fail), and let `run` return once they have finished.
     pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        self.acceptor.stop();
         if let Ok(active) = self.active.lock() {
             for gate in active.values() {
                 gate.close(Shutdown::Both);
@@ -124,7 +117,7 @@ impl PoolHandle {
 
     /// True once shutdown was asked for.
     pub fn is_shut_down(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.acceptor.is_stopped()
     }
 }
 
@@ -148,38 +141,29 @@ impl PoolHandle {
 /// # Ok::<(), trama_transport::Error>(())
 /// ```
 pub struct PoolServer {
-    listener: mio::net::TcpListener,
-    poll: Poll,
+    acceptor: Acceptor,
     config: PoolConfig,
     handle: PoolHandle,
-    local_addr: SocketAddr,
 }
 
 impl PoolServer {
     /// Bind the listener.
     pub fn bind(config: PoolConfig) -> Result<PoolServer> {
-        let mut listener = crate::net::listen(&config.addr, config.backlog)?;
-        let local_addr = listener.local_addr()?;
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let acceptor = Acceptor::bind(&config.addr, config.backlog)?;
+        let handle = PoolHandle {
+            acceptor: acceptor.handle(),
+            active: Arc::new(Mutex::new(HashMap::new())),
+        };
         Ok(PoolServer {
-            listener,
-            poll,
+            acceptor,
             config,
-            handle: PoolHandle {
-                stop: Arc::new(AtomicBool::new(false)),
-                waker,
-                active: Arc::new(Mutex::new(HashMap::new())),
-            },
-            local_addr,
+            handle,
         })
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.acceptor.local_addr()
     }
 
     /// A handle to stop it from another thread.
@@ -203,7 +187,7 @@ impl PoolServer {
         for i in 0..self.config.threads.max(1) {
             let (rx, handler, active) = (rx.clone(), handler.clone(), self.handle.active.clone());
             let (auth, tls) = (self.config.link.auth.clone(), self.config.link.tls.clone());
-            let stop = self.handle.stop.clone();
+            let stop = self.handle.acceptor.clone();
             let t = std::thread::Builder::new()
                 .name(format!("trama-pool-{i}"))
                 .spawn(move || {
@@ -213,7 +197,7 @@ impl PoolServer {
                             Err(e) => {
                                 // At shutdown the socket was shut under the
                                 // handshake: not the peer's fault.
-                                if stop.load(Ordering::SeqCst) {
+                                if stop.is_stopped() {
                                     log::debug!("{peer}: handshake cut by shutdown: {e}");
                                 } else {
                                     log::warn!("{peer} refused: {e}");
@@ -251,57 +235,34 @@ impl PoolServer {
             }
         }
         let next_id = AtomicU64::new(0);
-        let mut events = Events::with_capacity(64);
-        let mut backoff = Duration::from_millis(10);
-        let mut paused = false;
-        while !self.handle.is_shut_down() {
-            let timeout = paused.then_some(backoff);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
+        loop {
+            let (stream, peer) = match self.acceptor.accept() {
+                Ok(Some(accepted)) => accepted,
+                Ok(None) => break,
+                Err(e) => {
+                    log::error!("cannot wait for connections: {e}");
+                    break;
+                }
+            };
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let (stream, gate) = match self.prepare(stream) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    log::warn!("{peer}: cannot set up the socket: {e}");
                     continue;
                 }
-                log::error!("cannot wait for connections: {e}");
-                break;
+            };
+            if let Ok(mut a) = self.handle.active.lock() {
+                a.insert(id, gate.clone());
             }
-            paused = false;
-            loop {
-                match self.listener.accept() {
-                    Ok((stream, peer)) => {
-                        backoff = Duration::from_millis(10);
-                        let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        match self.prepare(stream) {
-                            Ok((stream, gate)) => {
-                                if let Ok(mut a) = self.handle.active.lock() {
-                                    a.insert(id, gate.clone());
-                                }
-                                if let Err(e) = tx.try_send((id, stream, gate, peer)) {
-                                    log::warn!(
-                                        "{peer} refused: all {} threads busy and {} waiting",
-                                        self.config.threads,
-                                        self.config.queue
-                                    );
-                                    if let Ok(mut a) = self.handle.active.lock() {
-                                        a.remove(&id);
-                                    }
-                                    drop(e);
-                                }
-                            }
-                            Err(e) => log::warn!("{peer}: cannot set up the socket: {e}"),
-                        }
-                    }
-                    Err(e) => match accept_error(&e) {
-                        AcceptError::Drained => break,
-                        AcceptError::Skip => {}
-                        AcceptError::Pause => {
-                            log::warn!(
-                                "accept failed: {e}; pausing for {} ms",
-                                backoff.as_millis()
-                            );
-                            paused = true;
-                            backoff = (backoff * 2).min(Duration::from_secs(1));
-                            break;
-                        }
-                    },
+            if tx.try_send((id, stream, gate, peer)).is_err() {
+                log::warn!(
+                    "{peer} refused: all {} threads busy and {} waiting",
+                    self.config.threads,
+                    self.config.queue
+                );
+                if let Ok(mut a) = self.handle.active.lock() {
+                    a.remove(&id);
                 }
             }
         }
@@ -315,10 +276,7 @@ impl PoolServer {
 
     /// A blocking socket with the configured options, and the gate its
     /// handler's reads will wait at (which shutdown closes).
-    fn prepare(&self, stream: mio::net::TcpStream) -> io::Result<(TcpStream, Arc<Gate>)> {
-        // mio hands out non-blocking sockets; handlers want blocking ones.
-        let stream = TcpStream::from(stream);
-        stream.set_nonblocking(false)?;
+    fn prepare(&self, stream: TcpStream) -> io::Result<(TcpStream, Arc<Gate>)> {
         if self.config.nodelay {
             stream.set_nodelay(true)?;
         }

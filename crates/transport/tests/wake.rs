@@ -88,3 +88,18 @@ fn a_peer_node_closes_one_link_then_drops_while_its_readers_wait() {
     // The other is still waiting when the node is dropped.
     within("dropping the PeerNode", move || drop(node));
 }
+
+#[test]
+fn a_peer_node_listening_on_every_address_drops_while_an_accepted_link_waits() {
+    // The accept thread must be woken without connecting to the node's own
+    // address: `0.0.0.0` cannot be dialed on Windows.
+    let node =
+        PeerNode::start(PeerConfig::default().with_listen(Some("0.0.0.0:0".into()))).unwrap();
+    let port = node.local_addr().unwrap().port();
+    let _silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    match node.events().recv_timeout(DEADLINE).unwrap() {
+        LinkEvent::Up { dialed: false, .. } => {}
+        other => panic!("expected the accepted link up, got {other:?}"),
+    }
+    within("dropping the PeerNode", move || drop(node));
+}
