@@ -41,7 +41,7 @@ pub struct Console {
 
 enum Source {
     Editor(Box<DefaultEditor>),
-    Plain(io::StdinLock<'static>, Vec<u8>),
+    Plain(io::StdinLock<'static>),
     Done,
 }
 
@@ -60,7 +60,7 @@ impl Console {
             }
         }
         Console {
-            source: Source::Plain(io::stdin().lock(), Vec::new()),
+            source: Source::Plain(io::stdin().lock()),
         }
     }
 
@@ -74,7 +74,7 @@ impl Console {
     pub fn next_line(&mut self) -> Option<io::Result<String>> {
         let got = match &mut self.source {
             Source::Done => return None,
-            Source::Plain(input, buf) => return read_line(input, buf, MAX_LINE),
+            Source::Plain(input) => return read_line(input, MAX_LINE),
             Source::Editor(editor) => editor.readline(""),
         };
         match got {
@@ -119,18 +119,14 @@ impl Drop for Console {
     }
 }
 
-/// The next line of `input` (without `\n` or `\r\n`), read into `buf`
-/// and never more than `max` bytes of it: a longer line is an error that
-/// says so, and the input ends there.
-fn read_line<R: BufRead>(
-    input: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> Option<io::Result<String>> {
-    buf.clear();
+/// The next line of `input` (without `\n` or `\r\n`), never more than
+/// `max` bytes of it: a longer line is an error that says so, and the input
+/// ends there.
+fn read_line<R: BufRead>(input: &mut R, max: usize) -> Option<io::Result<String>> {
+    let mut buf = Vec::new();
     // `max` bytes, a `\r\n`, and one byte more to tell a longer line apart.
     let limit = max as u64 + 2;
-    match input.by_ref().take(limit).read_until(b'\n', buf) {
+    match input.by_ref().take(limit).read_until(b'\n', &mut buf) {
         Ok(0) => return None,
         Ok(_) => {}
         Err(e) => return Some(Err(e)),
@@ -147,8 +143,7 @@ fn read_line<R: BufRead>(
             format!("an input line is longer than {max} bytes (the most one line may be)"),
         )));
     }
-    let line = std::mem::take(buf);
-    Some(String::from_utf8(line).map_err(|e| {
+    Some(String::from_utf8(buf).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("an input line is not UTF-8 text: {}", e.utf8_error()),
@@ -229,9 +224,8 @@ mod tests {
 
     fn all(input: &[u8], max: usize) -> Vec<Result<String, String>> {
         let mut input = Cursor::new(input.to_vec());
-        let mut buf = Vec::new();
         let mut out = Vec::new();
-        while let Some(line) = read_line(&mut input, &mut buf, max) {
+        while let Some(line) = read_line(&mut input, max) {
             let failed = line.is_err();
             out.push(line.map_err(|e| e.to_string()));
             if failed {

@@ -359,6 +359,11 @@ fn replay_conn(
             .name(format!("replay-{conn}"))
             .spawn(move || read_answers(&mut src, &shared, &over))?
     };
+    // Whichever way this function returns, the reader is told and joined.
+    let reader = Reader {
+        over,
+        thread: Some(reader),
+    };
     let mut expected = Vec::new();
     let mut expect_eof = false;
     let mut sent = 0usize;
@@ -398,9 +403,8 @@ fn replay_conn(
         Wait::End { eof: expect_eof },
         args.timeout,
     );
-    over.store(true, Ordering::SeqCst);
     let _ = stream.shutdown(Shutdown::Both);
-    let _ = reader.join();
+    drop(reader);
     let got = match shared.0.lock() {
         Ok(mut g) => std::mem::take(&mut *g),
         Err(_) => return Err("the reader thread failed".into()),
@@ -420,6 +424,22 @@ fn replay_conn(
 
 /// How often a reader waiting for answers looks whether the replay is over.
 const READ_POLL: Duration = Duration::from_millis(50);
+
+/// A connection's answer reader: dropping it says the replay is over and
+/// waits for the thread (at most about [`READ_POLL`]).
+struct Reader {
+    over: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.over.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 fn read_answers(src: &mut TcpStream, shared: &(Mutex<Answers>, Condvar), over: &AtomicBool) {
     let mut buf = vec![0u8; 64 * 1024];
