@@ -470,15 +470,7 @@ impl Proxy {
         let config = Arc::new(self.config.clone());
         let next_id = AtomicU64::new(1);
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        loop {
-            let (stream, client) = match self.acceptor.accept() {
-                Ok(Some(accepted)) => accepted,
-                Ok(None) => break,
-                Err(e) => {
-                    log::error!("cannot wait for connections: {e}");
-                    break;
-                }
-            };
+        while let Some((stream, client)) = self.acceptor.accept() {
             threads.retain(|t| !t.is_finished());
             if self.handle.connections() >= config.max_connections {
                 on_event(&ProxyEvent::Refused {

@@ -37,13 +37,13 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 ///
 /// let mut acceptor = Acceptor::bind("127.0.0.1:0", 128)?;
 /// let _client = TcpStream::connect(acceptor.local_addr())?;
-/// let (stream, peer) = acceptor.accept()?.expect("not stopped");
+/// let (stream, peer) = acceptor.accept().expect("not stopped");
 /// assert_eq!(stream.local_addr()?, acceptor.local_addr());
 /// assert_eq!(peer, _client.local_addr()?);
 ///
 /// let stop = acceptor.handle();
 /// std::thread::spawn(move || stop.stop());
-/// assert!(acceptor.accept()?.is_none());
+/// assert!(acceptor.accept().is_none());
 /// # Ok::<(), trama_transport::Error>(())
 /// ```
 pub struct Acceptor {
@@ -111,19 +111,23 @@ impl Acceptor {
     }
 
     /// The next connection, as a blocking `TcpStream` with no other option
-    /// set; `None` once stopped. An error means the wait itself failed (the
-    /// poller is broken), not one connection: the caller should stop.
-    pub fn accept(&mut self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    /// set. `None` once stopped, or if waiting itself failed (the poller is
+    /// broken, logged as an error): no connection can come after a `None`.
+    pub fn accept(&mut self) -> Option<(TcpStream, SocketAddr)> {
         let mut wait = None;
         loop {
             if self.handle.is_stopped() {
-                return Ok(None);
+                return None;
             }
             if let Some(timeout) = wait.take() {
                 match self.poll.poll(&mut self.events, timeout) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        log::error!("cannot wait for connections on {}: {e}", self.local_addr);
+                        self.handle.stop();
+                        return None;
+                    }
                 }
                 continue;
             }
@@ -133,7 +137,7 @@ impl Acceptor {
                     // mio hands out non-blocking sockets.
                     let stream = TcpStream::from(stream);
                     match stream.set_nonblocking(false) {
-                        Ok(()) => return Ok(Some((stream, peer))),
+                        Ok(()) => return Some((stream, peer)),
                         Err(e) => log::warn!("{peer}: cannot make the socket blocking: {e}"),
                     }
                 }
@@ -163,7 +167,7 @@ mod tests {
     fn accepted_streams_block_and_carry_bytes() {
         let mut acceptor = Acceptor::bind("127.0.0.1:0", 16).unwrap();
         let mut client = TcpStream::connect(acceptor.local_addr()).unwrap();
-        let (mut stream, peer) = acceptor.accept().unwrap().unwrap();
+        let (mut stream, peer) = acceptor.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
         client.write_all(b"hola").unwrap();
         // A non-blocking socket could say WouldBlock here; this one waits.
@@ -176,13 +180,13 @@ mod tests {
     fn stop_wakes_a_thread_blocked_in_accept() {
         let mut acceptor = Acceptor::bind("127.0.0.1:0", 16).unwrap();
         let handle = acceptor.handle();
-        let waiter = std::thread::spawn(move || acceptor.accept().map(|c| c.is_none()));
+        let waiter = std::thread::spawn(move || acceptor.accept().is_none());
         // Whether the stop lands before or during the wait, accept ends
         // with None; the join would hang (and the test time out) otherwise.
         std::thread::sleep(Duration::from_millis(20));
         handle.stop();
         assert!(handle.is_stopped());
-        assert!(waiter.join().unwrap().unwrap());
+        assert!(waiter.join().unwrap());
     }
 
     #[test]
@@ -191,8 +195,8 @@ mod tests {
         let _client = TcpStream::connect(acceptor.local_addr()).unwrap();
         acceptor.handle().stop();
         // A connection is waiting, and still none is handed out.
-        assert!(acceptor.accept().unwrap().is_none());
-        assert!(acceptor.accept().unwrap().is_none());
+        assert!(acceptor.accept().is_none());
+        assert!(acceptor.accept().is_none());
     }
 
     #[test]
@@ -202,7 +206,7 @@ mod tests {
             .map(|_| TcpStream::connect(acceptor.local_addr()).unwrap())
             .collect();
         for c in &clients {
-            let (_, peer) = acceptor.accept().unwrap().unwrap();
+            let (_, peer) = acceptor.accept().unwrap();
             assert_eq!(peer, c.local_addr().unwrap());
         }
     }

@@ -174,25 +174,20 @@ impl PeerNode {
             let shared = shared.clone();
             let t = std::thread::Builder::new()
                 .name("trama-peer-accept".into())
-                .spawn(move || loop {
-                    let (s, addr) = match acceptor.accept() {
-                        Ok(Some((s, peer))) => (s, peer.to_string()),
-                        Ok(None) => return,
-                        Err(e) => {
-                            log::error!("cannot wait for links: {e}");
-                            return;
+                .spawn(move || {
+                    while let Some((s, peer)) = acceptor.accept() {
+                        let addr = peer.to_string();
+                        if shared.config.dial.link.auth.is_some()
+                            || shared.config.dial.link.tls.is_some()
+                        {
+                            // The handshakes may take their whole deadlines:
+                            // not on the thread that accepts.
+                            secure_then_adopt(&shared, s, addr);
+                        } else if let Err(e) = secure(&shared.config, s, Role::Listener, &addr)
+                            .and_then(|ready| adopt(&shared, ready, false, addr))
+                        {
+                            log::warn!("cannot take an incoming link: {e}");
                         }
-                    };
-                    if shared.config.dial.link.auth.is_some()
-                        || shared.config.dial.link.tls.is_some()
-                    {
-                        // The handshakes may take their whole deadlines:
-                        // not on the thread that accepts.
-                        secure_then_adopt(&shared, s, addr);
-                    } else if let Err(e) = secure(&shared.config, s, Role::Listener, &addr)
-                        .and_then(|ready| adopt(&shared, ready, false, addr))
-                    {
-                        log::warn!("cannot take an incoming link: {e}");
                     }
                 })
                 .map_err(|source| Error::Thread {

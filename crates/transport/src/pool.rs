@@ -235,15 +235,7 @@ impl PoolServer {
             }
         }
         let next_id = AtomicU64::new(0);
-        loop {
-            let (stream, peer) = match self.acceptor.accept() {
-                Ok(Some(accepted)) => accepted,
-                Ok(None) => break,
-                Err(e) => {
-                    log::error!("cannot wait for connections: {e}");
-                    break;
-                }
-            };
+        while let Some((stream, peer)) = self.acceptor.accept() {
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let (stream, gate) = match self.prepare(stream) {
                 Ok(prepared) => prepared,
