@@ -27,7 +27,9 @@
 //! For work that is one long stream rather than many messages (a file of
 //! many GiB moved with `sendfile`), [`PoolServer`] hands each connection,
 //! a blocking [`Stream`] (plain TCP, or TLS over it), to a handler on a
-//! fixed pool of threads, with timeouts on every read and write.
+//! fixed pool of threads, with timeouts on every read and write. Its accept
+//! loop, an [`Acceptor`] that another thread stops on every platform, is
+//! public for servers of your own.
 //!
 //! ## Example
 //!
