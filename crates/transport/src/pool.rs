@@ -245,6 +245,11 @@ impl PoolServer {
                 }
             };
             if let Ok(mut a) = self.handle.active.lock() {
+                // A shutdown that came between accept and here has already
+                // closed the gates it saw (under this lock): close this one.
+                if self.handle.is_shut_down() {
+                    gate.close(Shutdown::Both);
+                }
                 a.insert(id, gate.clone());
             }
             if tx.try_send((id, stream, gate, peer)).is_err() {
