@@ -68,6 +68,12 @@ fn bench_json(args: &[&str]) -> Value {
     v
 }
 
+/// [`bench_json`] with one command line, split at spaces (no argument in
+/// these tests has one).
+fn bench(line: &str) -> Value {
+    bench_json(&line.split_whitespace().collect::<Vec<_>>())
+}
+
 fn u(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
@@ -96,9 +102,7 @@ fn check_latencies(v: &Value) {
 fn pingpong_answers_every_round_trip() {
     let server = echo(&[]);
     let addr = server.addr().to_string();
-    let v = bench_json(&[
-        "pingpong", "--addr", &addr, "--size", "64", "--count", "300",
-    ]);
+    let v = bench(&format!("pingpong --addr {addr} --size 64 --count 300"));
     assert_eq!(v["mode"], "pingpong");
     assert_eq!(v["framing"], "be32");
     assert_eq!(u(&v, "sent"), 300);
@@ -157,23 +161,7 @@ fn help_explains_the_figures() {
 fn load_closed_loop_with_a_pipeline_answers_everything_it_sent() {
     let server = echo(&[]);
     let addr = server.addr().to_string();
-    let v = bench_json(&[
-        "load",
-        "--addr",
-        &addr,
-        "--clients",
-        "24",
-        "--size",
-        "64",
-        "--duration",
-        "500ms",
-        "--warmup",
-        "100ms",
-        "--pipeline",
-        "4",
-        "--threads",
-        "2",
-    ]);
+    let v = bench(&format!("load --addr {addr} --clients 24 --size 64 --duration 500ms --warmup 100ms --pipeline 4 --threads 2"));
     assert_eq!(v["mode"], "load");
     assert_eq!(u(&v, "clients"), 24);
     assert_eq!(u(&v, "connected"), 24);
@@ -195,23 +183,7 @@ fn load_closed_loop_with_a_pipeline_answers_everything_it_sent() {
 fn load_open_loop_sends_on_schedule() {
     let server = echo(&[]);
     let addr = server.addr().to_string();
-    let v = bench_json(&[
-        "load",
-        "--addr",
-        &addr,
-        "--clients",
-        "8",
-        "--duration",
-        "1s",
-        "--warmup",
-        "0s",
-        "--rate",
-        "400",
-        "--pipeline",
-        "8",
-        "--threads",
-        "2",
-    ]);
+    let v = bench(&format!("load --addr {addr} --clients 8 --duration 1s --warmup 0s --rate 400 --pipeline 8 --threads 2"));
     assert_eq!(u(&v, "connected"), 8);
     assert_eq!(f(&v, "rate"), 400.0);
     // 400 requests fall due in the second; each is sent or counted behind
@@ -227,17 +199,9 @@ fn hold_opens_every_connection_and_each_answers() {
     let server = echo(&[]);
     let addr = server.addr().to_string();
     let pid = server.pid().to_string();
-    let v = bench_json(&[
-        "hold",
-        "--addr",
-        &addr,
-        "--clients",
-        "300",
-        "--duration",
-        "300ms",
-        "--server-pid",
-        &pid,
-    ]);
+    let v = bench(&format!(
+        "hold --addr {addr} --clients 300 --duration 300ms --server-pid {pid}"
+    ));
     assert_eq!(v["mode"], "hold");
     assert_eq!(u(&v, "clients"), 300);
     assert_eq!(u(&v, "connected"), 300);
@@ -258,9 +222,7 @@ fn hold_opens_every_connection_and_each_answers() {
 fn bulk_to_an_echo_server_counts_the_frames_back() {
     let server = echo(&[]);
     let addr = server.addr().to_string();
-    let v = bench_json(&[
-        "bulk", "--addr", &addr, "--bytes", "2MiB", "--frame", "64KiB",
-    ]);
+    let v = bench(&format!("bulk --addr {addr} --bytes 2MiB --frame 64KiB"));
     assert_eq!(v["mode"], "bulk");
     assert_eq!(u(&v, "frame"), 65536);
     assert_eq!(u(&v, "sent"), 32);
@@ -293,9 +255,7 @@ fn sink() -> SocketAddr {
 #[test]
 fn bulk_to_a_sink_waits_for_the_server_to_close() {
     let addr = sink().to_string();
-    let v = bench_json(&[
-        "bulk", "--addr", &addr, "--bytes", "4MiB", "--frame", "1000",
-    ]);
+    let v = bench(&format!("bulk --addr {addr} --bytes 4MiB --frame 1000"));
     assert_eq!(u(&v, "sent"), 4194);
     assert_eq!(u(&v, "bytes"), 4_194_000);
     assert_eq!(u(&v, "answered"), 0);
@@ -354,32 +314,14 @@ fn serve_varint(mut s: TcpStream) {
 fn varint_framing_talks_to_a_message_io_style_server() {
     let addr = varint_echo().to_string();
     // 300 bytes needs a two-byte varint.
-    let v = bench_json(&[
-        "pingpong",
-        "--addr",
-        &addr,
-        "--framing",
-        "varint",
-        "--size",
-        "300",
-        "--count",
-        "100",
-    ]);
+    let v = bench(&format!(
+        "pingpong --addr {addr} --framing varint --size 300 --count 100"
+    ));
     assert_eq!(v["framing"], "varint");
     assert_eq!(u(&v, "answered"), 100);
-    let v = bench_json(&[
-        "load",
-        "--addr",
-        &addr,
-        "--framing",
-        "varint",
-        "--clients",
-        "4",
-        "--duration",
-        "300ms",
-        "--warmup",
-        "0s",
-    ]);
+    let v = bench(&format!(
+        "load --addr {addr} --framing varint --clients 4 --duration 300ms --warmup 0s"
+    ));
     assert_eq!(u(&v, "connected"), 4);
     assert_eq!(u(&v, "answered"), u(&v, "sent"));
     assert_eq!(u(&v, "dropped"), 0);
@@ -389,28 +331,12 @@ fn varint_framing_talks_to_a_message_io_style_server() {
 fn other_header_widths_and_orders() {
     let server = echo(&["--header-bytes", "2", "--byte-order", "little"]);
     let addr = server.addr().to_string();
-    let v = bench_json(&[
-        "pingpong",
-        "--addr",
-        &addr,
-        "--framing",
-        "le16",
-        "--count",
-        "50",
-    ]);
+    let v = bench(&format!("pingpong --addr {addr} --framing le16 --count 50"));
     assert_eq!(v["framing"], "le16");
     assert_eq!(u(&v, "answered"), 50);
-    let v = bench_json(&[
-        "hold",
-        "--addr",
-        &addr,
-        "--framing",
-        "le16",
-        "--clients",
-        "20",
-        "--duration",
-        "0s",
-    ]);
+    let v = bench(&format!(
+        "hold --addr {addr} --framing le16 --clients 20 --duration 0s"
+    ));
     assert_eq!(u(&v, "answered"), 20);
 }
 
@@ -426,20 +352,12 @@ fn a_python_server_in_the_notes_style() {
         .arg("0");
     let server = ok(ServerProcess::from_command(cmd));
     let addr = server.addr().to_string();
-    let v = bench_json(&["pingpong", "--addr", &addr, "--count", "100"]);
+    let v = bench(&format!("pingpong --addr {addr} --count 100"));
     assert_eq!(u(&v, "answered"), 100);
     assert_eq!(u(&v, "unexpected"), 0);
-    let v = bench_json(&[
-        "load",
-        "--addr",
-        &addr,
-        "--clients",
-        "8",
-        "--duration",
-        "500ms",
-        "--warmup",
-        "100ms",
-    ]);
+    let v = bench(&format!(
+        "load --addr {addr} --clients 8 --duration 500ms --warmup 100ms"
+    ));
     assert_eq!(u(&v, "connected"), 8);
     assert!(u(&v, "sent") > 0);
     assert_eq!(u(&v, "answered"), u(&v, "sent"), "{v}");
@@ -461,19 +379,9 @@ fn hang_up() -> SocketAddr {
 #[test]
 fn connections_the_server_closes_are_counted_as_dropped() {
     let addr = hang_up().to_string();
-    let v = bench_json(&[
-        "load",
-        "--addr",
-        &addr,
-        "--clients",
-        "5",
-        "--duration",
-        "300ms",
-        "--warmup",
-        "0s",
-        "--timeout",
-        "2s",
-    ]);
+    let v = bench(&format!(
+        "load --addr {addr} --clients 5 --duration 300ms --warmup 0s --timeout 2s"
+    ));
     assert_eq!(u(&v, "connected"), 5);
     assert_eq!(u(&v, "dropped"), 5);
     assert_eq!(u(&v, "answered"), 0);
@@ -500,20 +408,9 @@ fn nothing_listening_is_an_error_without_figures() {
 fn load_blocking_runs_a_thread_per_connection_and_answers_everything_it_sent() {
     let server = echo(&[]);
     let addr = server.addr().to_string();
-    let v = bench_json(&[
-        "load",
-        "--addr",
-        &addr,
-        "--clients",
-        "12",
-        "--duration",
-        "500ms",
-        "--warmup",
-        "100ms",
-        "--pipeline",
-        "2",
-        "--blocking",
-    ]);
+    let v = bench(&format!(
+        "load --addr {addr} --clients 12 --duration 500ms --warmup 100ms --pipeline 2 --blocking"
+    ));
     assert_eq!(u(&v, "connected"), 12);
     assert_eq!(u(&v, "threads"), 12, "one thread per connection: {v}");
     assert_eq!(u(&v, "dropped"), 0);
@@ -523,20 +420,9 @@ fn load_blocking_runs_a_thread_per_connection_and_answers_everything_it_sent() {
     check_latencies(&v);
     // The server hanging up is reported the same way as in the other shape.
     let gone = hang_up().to_string();
-    let v = bench_json(&[
-        "load",
-        "--addr",
-        &gone,
-        "--clients",
-        "3",
-        "--duration",
-        "300ms",
-        "--warmup",
-        "0s",
-        "--timeout",
-        "2s",
-        "--blocking",
-    ]);
+    let v = bench(&format!(
+        "load --addr {gone} --clients 3 --duration 300ms --warmup 0s --timeout 2s --blocking"
+    ));
     assert_eq!(u(&v, "connected"), 3);
     assert_eq!(u(&v, "dropped"), 3);
     assert_eq!(u(&v, "answered"), 0);
@@ -598,9 +484,7 @@ fn bulk_echo_far_past_the_outbound_limit_is_slowed_not_dropped() {
     // then stops reading instead of dropping the client.
     let server = echo(&[]);
     let addr = server.addr().to_string();
-    let v = bench_json(&[
-        "bulk", "--addr", &addr, "--bytes", "64MiB", "--frame", "64KiB",
-    ]);
+    let v = bench(&format!("bulk --addr {addr} --bytes 64MiB --frame 64KiB"));
     assert_eq!(u(&v, "sent"), 1024);
     assert_eq!(u(&v, "answered"), 1024, "{v}");
     assert_eq!(v["server_closed"], true);
