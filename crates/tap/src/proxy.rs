@@ -1280,7 +1280,14 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let proxy = Proxy::bind(ProxyConfig::new("127.0.0.1:0", dead.to_string())).unwrap();
+        let reason = refusal(ProxyConfig::new("127.0.0.1:0", dead.to_string()));
+        assert!(reason.contains("cannot connect"), "{reason}");
+    }
+
+    /// Why the proxy with `config` refused a client: the client is
+    /// closed, and the reason is the one the proxy reported.
+    fn refusal(config: ProxyConfig) -> String {
+        let proxy = Proxy::bind(config).unwrap();
         let (addr, handle) = (proxy.local_addr(), proxy.handle());
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
@@ -1296,10 +1303,10 @@ mod tests {
         let mut c = TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let reason = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-        assert!(reason.contains("cannot connect"), "{reason}");
-        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0, "{reason}");
         handle.shutdown();
         t.join().unwrap();
+        reason
     }
 
     /// A trama echo server (the readiness loop) with `config`'s key and TLS.
@@ -1365,26 +1372,8 @@ mod tests {
             trama_echo(trama_transport::ServerConfig::default().with_auth(key(b"secreto")));
         let config = ProxyConfig::new("127.0.0.1:0", server.local_addr().to_string())
             .with_auth(key(b"otra cosa"));
-        let proxy = Proxy::bind(config).unwrap();
-        let (addr, handle) = (proxy.local_addr(), proxy.handle());
-        let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let t = std::thread::spawn(move || {
-            proxy
-                .run(move |e| {
-                    if let ProxyEvent::Refused { reason, .. } = e {
-                        let _ = tx.lock().unwrap().send(reason.clone());
-                    }
-                })
-                .unwrap()
-        });
-        let mut c = TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let reason = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        let reason = refusal(config);
         assert!(reason.contains("key"), "{reason}");
-        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
-        handle.shutdown();
-        t.join().unwrap();
         server.stop();
     }
 
@@ -1452,26 +1441,8 @@ mod tests {
         let server = trama_echo(trama_transport::ServerConfig::default().with_tls(acceptor));
         let config = ProxyConfig::new("127.0.0.1:0", server.local_addr().to_string())
             .with_tls(TlsConnector::from_ca_pem(other.ca_pem.as_bytes()).unwrap());
-        let proxy = Proxy::bind(config).unwrap();
-        let (addr, handle) = (proxy.local_addr(), proxy.handle());
-        let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let t = std::thread::spawn(move || {
-            proxy
-                .run(move |e| {
-                    if let ProxyEvent::Refused { reason, .. } = e {
-                        let _ = tx.lock().unwrap().send(reason.clone());
-                    }
-                })
-                .unwrap()
-        });
-        let mut c = TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let reason = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        let reason = refusal(config);
         assert!(!reason.is_empty());
-        assert_eq!(c.read(&mut [0u8; 1]).unwrap_or(0), 0);
-        handle.shutdown();
-        t.join().unwrap();
         server.stop();
     }
 
