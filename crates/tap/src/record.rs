@@ -26,9 +26,8 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use trama_protocol::{ByteOrder, Decoder, FrameConfig, HeaderWidth};
+use trama_transport::Gate;
 
 use crate::{render, DecodeAs, Direction, ProxyEvent, TapResult};
 
@@ -349,20 +349,19 @@ fn replay_conn(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(args.timeout))?;
     let shared = Arc::new((Mutex::new(Answers::default()), Condvar::new()));
-    // The reader wakes every READ_POLL to see whether the replay is over:
-    // a shutdown does not wake a blocked read on every platform (Windows).
-    let over = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (shared, over, mut src) = (shared.clone(), over.clone(), stream.try_clone()?);
-        src.set_read_timeout(Some(READ_POLL))?;
+    // The reader waits at a gate, which ends its wait on every platform
+    // (a shutdown does not wake a blocked read on Windows).
+    let gate = Arc::new(Gate::new(&stream)?);
+    let thread = {
+        let (shared, gate) = (shared.clone(), gate.clone());
         std::thread::Builder::new()
             .name(format!("replay-{conn}"))
-            .spawn(move || read_answers(&mut src, &shared, &over))?
+            .spawn(move || read_answers(&gate, &shared))?
     };
-    // Whichever way this function returns, the reader is told and joined.
+    // However this function returns, the reader is woken and joined.
     let reader = Reader {
-        over,
-        thread: Some(reader),
+        gate,
+        thread: Some(thread),
     };
     let mut expected = Vec::new();
     let mut expect_eof = false;
@@ -403,7 +402,6 @@ fn replay_conn(
         Wait::End { eof: expect_eof },
         args.timeout,
     );
-    let _ = stream.shutdown(Shutdown::Both);
     drop(reader);
     let got = match shared.0.lock() {
         Ok(mut g) => std::mem::take(&mut *g),
@@ -422,39 +420,30 @@ fn replay_conn(
     Ok(findings)
 }
 
-/// How often a reader waiting for answers looks whether the replay is over.
-const READ_POLL: Duration = Duration::from_millis(50);
-
-/// A connection's answer reader: dropping it says the replay is over and
-/// waits for the thread (at most about [`READ_POLL`]).
+/// A connection's answer reader: dropping it closes the gate (which ends
+/// the reader's wait and shuts the socket) and waits for the thread.
 struct Reader {
-    over: Arc<AtomicBool>,
+    gate: Arc<Gate>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.over.store(true, Ordering::SeqCst);
+        self.gate.close(Shutdown::Both);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn read_answers(src: &mut TcpStream, shared: &(Mutex<Answers>, Condvar), over: &AtomicBool) {
+fn read_answers(gate: &Gate, shared: &(Mutex<Answers>, Condvar)) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let r = src.read(&mut buf);
-        if let Err(e) = &r {
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) {
-                if over.load(Ordering::SeqCst) {
-                    return;
-                }
-                continue;
-            }
+        let r = gate.read(gate.socket(), &mut buf);
+        // Closed by the replay: what the read saw (the gate's refusal, or
+        // the end our own shutdown made) is not the server's doing.
+        if gate.is_closed() {
+            return;
         }
         let Ok(mut g) = shared.0.lock() else { return };
         match r {
@@ -469,7 +458,7 @@ fn read_answers(src: &mut TcpStream, shared: &(Mutex<Answers>, Condvar), over: &
         }
         let done = g.eof || g.error.is_some();
         shared.1.notify_all();
-        if done || over.load(Ordering::SeqCst) {
+        if done {
             return;
         }
     }
@@ -678,5 +667,65 @@ mod tests {
         let s = split_frames(b"\x00\x00\x00\x02a", c);
         assert!(s.frames.is_empty());
         assert!(s.error.unwrap().contains("1 of 2 payload bytes"));
+    }
+
+    /// A server that echoes one frame of 4 bytes, then closes or not.
+    fn answer_once(close: bool) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut frame = [0u8; 8];
+            s.read_exact(&mut frame).unwrap();
+            s.write_all(&frame).unwrap();
+            if !close {
+                // Held open until the replay shuts its side.
+                let _ = s.read(&mut [0u8; 1]);
+            }
+        });
+        (addr, t)
+    }
+
+    fn replay_against(addr: std::net::SocketAddr) -> Vec<Finding> {
+        let frame = b"\x00\x00\x00\x04hola".to_vec();
+        let entries = [
+            Entry::Send(frame.clone()),
+            Entry::Answer(frame),
+            Entry::ServerEnd,
+        ];
+        let args = Replay {
+            file: PathBuf::new(),
+            to: addr.to_string(),
+            conn: None,
+            timeout: Duration::from_millis(300),
+            decode: DecodeAs::Auto,
+            show: 64,
+        };
+        replay_conn(1, &entries, FrameConfig::default(), &args).unwrap()
+    }
+
+    #[test]
+    fn a_server_that_does_not_close_as_recorded_is_named() {
+        // Our own shutdown at the end of the replay must not count as the
+        // server's close.
+        let (addr, t) = answer_once(false);
+        let findings = replay_against(addr);
+        t.join().unwrap();
+        let texts: Vec<&str> = findings.iter().map(|f| f.text.as_str()).collect();
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.differs && f.text.contains("this one had not")),
+            "{texts:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_closes_as_recorded_matches() {
+        let (addr, t) = answer_once(true);
+        let findings = replay_against(addr);
+        t.join().unwrap();
+        let texts: Vec<&str> = findings.iter().map(|f| f.text.as_str()).collect();
+        assert!(findings.iter().all(|f| !f.differs), "{texts:?}");
     }
 }
